@@ -1,0 +1,76 @@
+//! settings: what the command line decided, validated and typed. The server reads only this;
+//! it never sees raw arguments. Parsing lives in `cli`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where to accept connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// `[source_addr:]source_port`. An empty host means every interface (as the reference).
+    Tcp { host: String, port: u16 },
+}
+
+/// Where each WebSocket is bridged to. Chosen per request, before connecting, so that token
+/// plugins can later pick it from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// `target_addr:target_port`; host may be a name, an IPv4 or an IPv6 address (brackets
+    /// already stripped).
+    Tcp { host: String, port: u16 },
+    /// `--unix-target FILE`.
+    Unix(PathBuf),
+}
+
+/// `--ssl-version`: the minimum TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMinVersion {
+    /// `default`, `tlsv1_1`: rustls speaks TLS 1.2 and 1.3 only, so both mean 1.2.
+    #[default]
+    Default,
+    Tls12,
+    Tls13,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: Listen,
+    pub target: TargetSpec,
+    /// `-6/--prefer-ipv6`: prefer IPv6 when resolving source_addr (and `::` for "all").
+    pub prefer_ipv6: bool,
+    /// `-v/--verbose`.
+    pub verbose: bool,
+    /// `--cert` (default `self.pem`, as the reference).
+    pub cert: PathBuf,
+    /// `--key`, when the key is not in the certificate file.
+    pub key: Option<PathBuf>,
+    /// `--ssl-only`: drop clients that do not start with a TLS handshake.
+    pub ssl_only: bool,
+    pub ssl_min_version: TlsMinVersion,
+    /// `--run-once`: serve one WebSocket session, then exit.
+    pub run_once: bool,
+    /// `--timeout N`: stop accepting N seconds after start (None for 0 / absent).
+    pub timeout: Option<Duration>,
+    /// `--idle-timeout N`: exit after N seconds with no active connection (None for 0 / absent).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// Settings for a plain proxy from `listen` to `target`, everything else at the reference's
+    /// defaults. Handy for tests and for using the library directly.
+    pub fn new(listen: Listen, target: TargetSpec) -> Self {
+        Settings {
+            listen,
+            target,
+            prefer_ipv6: false,
+            verbose: false,
+            cert: PathBuf::from("self.pem"),
+            key: None,
+            ssl_only: false,
+            ssl_min_version: TlsMinVersion::Default,
+            run_once: false,
+            timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
