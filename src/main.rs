@@ -1,1 +1,47 @@
-fn main() {}
+//! The `websockify` binary: parse the reference's command line, set up logging, serve.
+
+use std::process::ExitCode;
+
+use websockify::{cli, listen, server::Server};
+
+fn main() -> ExitCode {
+    let settings = match cli::parse_from(std::env::args_os()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            let code = err.exit_code();
+            if code == 0 {
+                print!("{err}");
+            } else {
+                eprintln!("{err}");
+            }
+            return ExitCode::from(code as u8);
+        }
+    };
+    websockify::logging::init(settings.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("websockify: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match listen::bind(&settings).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("websockify: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server = match Server::new(settings.clone()) {
+            Ok(server) => server,
+            Err(err) => {
+                eprintln!("websockify: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        websockify::logging::announce(&settings, &listener);
+        server.run(listener, websockify::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,602 @@
+//! relay: moves bytes between a WebSocket client and a target stream, both ways, until one
+//! side ends; then does the close handshake. Knows nothing of HTTP, TLS or tokens.
+//!
+//! One task drives both directions through a hand-written poll loop, so the client's writer has
+//! a single owner (data frames, pongs and the close frame never interleave mid-frame) without
+//! locks. Memory per connection stays bounded whatever the peers do:
+//! - a direction holds a pooled buffer only while bytes are in flight; idle, it holds none;
+//! - a direction reads only after its previous bytes were fully written (backpressure);
+//! - payload is forwarded piece by piece as it arrives: a message is never held whole.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf as _, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::base64::{self, Base64Decoder};
+use crate::error::{Error, Kind, Side};
+use crate::frame::{self, close_code, opcode, CloseInfo, DataKind, Decoder, Item};
+use crate::pool::{Buf, BUF_SIZE};
+use crate::utf8::Utf8Validator;
+
+/// How long the close handshake may take: flushing what is left, waiting for the client's
+/// close frame after ours, shutting sockets down. A peer that stalls is dropped after it.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Client bytes land this far into a buffer: base64 decodes in place, and completing a quartet
+/// carried from the previous read needs 2 bytes of room in front (see `Base64Decoder`).
+const CLIENT_READ_OFFSET: usize = 4;
+
+/// Pongs waiting for a client that does not read: past this we stop reading its pings.
+const CONTROL_BACKLOG_LIMIT: usize = 4096;
+
+/// The largest target read sent in base64 mode: its encoding must fit one buffer.
+const BASE64_READ_MAX: usize = (BUF_SIZE - frame::MAX_SERVER_HEADER) / 4 * 3;
+
+/// How messages are carried (the negotiated subprotocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Binary frames each way; text frames from the client are forwarded as their UTF-8 bytes.
+    Binary,
+    /// The seed's `base64` subprotocol: every message is base64 text, both ways.
+    Base64,
+}
+
+/// Why a relay ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The client sent a close frame (echoed back).
+    ClientClosed(CloseInfo),
+    /// The target ended its side; the client got 1000 "Target closed".
+    TargetClosed,
+    /// Either side failed; the error says which, and the close code the client got.
+    Failed(Error),
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::ClientClosed(info) => match info.code {
+                Some(code) => write!(f, "client closed ({code} {:?})", info.reason),
+                None => f.write_str("client closed"),
+            },
+            Ended::TargetClosed => f.write_str("target closed"),
+            Ended::Failed(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+/// What a relay did: for the log line at its end (and, later, metrics).
+#[derive(Debug)]
+pub struct Report {
+    /// Payload bytes forwarded from the client to the target.
+    pub client_to_target: u64,
+    /// Payload bytes forwarded from the target to the client.
+    pub target_to_client: u64,
+    pub ended: Ended,
+}
+
+/// Relays between `client` (an upgraded WebSocket; `leftover` is what the HTTP layer read past
+/// the request head) and `target`, then closes the WebSocket properly. Both streams are left
+/// shut down for writing; the caller drops them.
+pub async fn run<C, T>(client: &mut C, target: &mut T, leftover: Bytes, mode: Mode) -> Report
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut relay = Relay {
+        client,
+        target,
+        mode,
+        leftover,
+        decoder: Decoder::new(),
+        utf8: Utf8Validator::new(),
+        b64: Base64Decoder::new(),
+        up: None,
+        target_flush: false,
+        down: None,
+        control: Vec::new(),
+        control_pos: 0,
+        client_flush: false,
+        client_to_target: 0,
+        target_to_client: 0,
+    };
+    let ended = poll_fn(|cx| relay.poll_open(cx)).await;
+    let ended = relay.close(ended).await;
+    Report {
+        client_to_target: relay.client_to_target,
+        target_to_client: relay.target_to_client,
+        ended,
+    }
+}
+
+/// Tells a client that was upgraded but cannot be served (e.g. the target refused the
+/// connection) with a close frame, then does the close handshake.
+pub async fn refuse<C>(client: &mut C, leftover: Bytes, code: u16, reason: &str)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut frame = Vec::with_capacity(2 + frame::MAX_CONTROL_PAYLOAD);
+    frame::push_close_frame(&mut frame, code, reason);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if client.write_all(&frame).await.is_ok() && client.flush().await.is_ok() {
+            await_client_close(client, Decoder::new(), leftover).await;
+        }
+        let _ = client.shutdown().await;
+    })
+    .await;
+}
+
+/// Bytes in one pooled buffer waiting to be written: `buf[pos..end]`.
+struct Pending {
+    buf: Buf,
+    /// Where the frame (or the data) starts; `pos > start` means writing has begun.
+    start: usize,
+    pos: usize,
+    end: usize,
+}
+
+struct Relay<'a, C, T> {
+    client: &'a mut C,
+    target: &'a mut T,
+    mode: Mode,
+    /// Client bytes the HTTP layer read past the request head; decoded before any read.
+    leftover: Bytes,
+
+    // client → target
+    decoder: Decoder,
+    utf8: Utf8Validator,
+    b64: Base64Decoder,
+    up: Option<Pending>,
+    target_flush: bool,
+
+    // target → client
+    down: Option<Pending>,
+    /// Serialized control frames (pongs, then the close) for the client.
+    control: Vec<u8>,
+    control_pos: usize,
+    client_flush: bool,
+
+    client_to_target: u64,
+    target_to_client: u64,
+}
+
+impl<C, T> Relay<'_, C, T>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Relays until something ends the session. Returns Pending only when every step that
+    /// could make progress is waiting on I/O (and so has registered a wake-up).
+    fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        loop {
+            let mut progress = match self.poll_client_out(cx) {
+                Ok(progress) => progress,
+                Err(err) => return Poll::Ready(Ended::Failed(err)),
+            };
+            match self.poll_target_out(cx) {
+                Ok(p) => progress |= p,
+                Err(err) => return Poll::Ready(Ended::Failed(err)),
+            }
+            if self.up.is_none() && self.control.len() - self.control_pos < CONTROL_BACKLOG_LIMIT
+            {
+                if let Poll::Ready(ended) = self.poll_client_in(cx) {
+                    if let Some(ended) = ended {
+                        return Poll::Ready(ended);
+                    }
+                    progress = true;
+                }
+            }
+            if self.down.is_none() {
+                if let Poll::Ready(ended) = self.poll_target_in(cx) {
+                    if let Some(ended) = ended {
+                        return Poll::Ready(ended);
+                    }
+                    progress = true;
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Writes pending frames to the client: a data frame already begun first (frames must not
+    /// interleave), then control frames, then the next data frame. Returns whether it wrote.
+    fn poll_client_out(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let mut progress = false;
+        loop {
+            let control_waiting = self.control_pos < self.control.len();
+            let data_first = match &self.down {
+                Some(down) => down.pos > down.start || !control_waiting,
+                None => false,
+            };
+            let bytes = if data_first {
+                match &self.down {
+                    Some(down) => &down.buf[down.pos..down.end],
+                    None => break,
+                }
+            } else if control_waiting {
+                &self.control[self.control_pos..]
+            } else {
+                break;
+            };
+            match Pin::new(&mut *self.client).poll_write(cx, bytes) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(Error::io(
+                        Side::Client,
+                        "writing to client",
+                        io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    self.client_flush = true;
+                    if data_first {
+                        if let Some(down) = &mut self.down {
+                            down.pos += n;
+                            if down.pos == down.end {
+                                self.down = None;
+                            }
+                        }
+                    } else {
+                        self.control_pos += n;
+                        if self.control_pos == self.control.len() {
+                            self.control.clear();
+                            self.control_pos = 0;
+                            if self.control.capacity() > CONTROL_BACKLOG_LIMIT {
+                                self.control = Vec::new();
+                            }
+                        }
+                    }
+                }
+                Poll::Ready(Err(err)) => return Err(Error::io(Side::Client, "writing to client", err)),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.client_flush {
+            match Pin::new(&mut *self.client).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.client_flush = false,
+                Poll::Ready(Err(err)) => {
+                    return Err(Error::io(Side::Client, "flushing to client", err))
+                }
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Writes pending client data to the target. Returns whether it wrote.
+    fn poll_target_out(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let mut progress = false;
+        while let Some(up) = &mut self.up {
+            match Pin::new(&mut *self.target).poll_write(cx, &up.buf[up.pos..up.end]) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(Error::io(
+                        Side::Target,
+                        "writing to target",
+                        io::ErrorKind::WriteZero.into(),
+                    ))
+                }
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    self.target_flush = true;
+                    up.pos += n;
+                    if up.pos == up.end {
+                        self.up = None;
+                    }
+                }
+                Poll::Ready(Err(err)) => return Err(Error::io(Side::Target, "writing to target", err)),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.target_flush {
+            match Pin::new(&mut *self.target).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.target_flush = false,
+                Poll::Ready(Err(err)) => {
+                    return Err(Error::io(Side::Target, "flushing to target", err))
+                }
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Reads and decodes one chunk from the client. Ready(Some) when the session ends.
+    fn poll_client_in(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+        let mut buf = Buf::take();
+        let n = if !self.leftover.is_empty() {
+            let n = self.leftover.len().min(BUF_SIZE - CLIENT_READ_OFFSET);
+            buf[CLIENT_READ_OFFSET..CLIENT_READ_OFFSET + n].copy_from_slice(&self.leftover[..n]);
+            self.leftover.advance(n);
+            if self.leftover.is_empty() {
+                // Let go of the HTTP layer's buffer.
+                self.leftover = Bytes::new();
+            }
+            n
+        } else {
+            let mut read_buf = ReadBuf::new(&mut buf[CLIENT_READ_OFFSET..]);
+            match Pin::new(&mut *self.client).poll_read(cx, &mut read_buf) {
+                // The buffer goes back to the pool: an idle connection holds none.
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => {
+                    return Poll::Ready(Some(Ended::Failed(Error::io(
+                        Side::Client,
+                        "reading from client",
+                        err,
+                    ))))
+                }
+                Poll::Ready(Ok(())) => read_buf.filled().len(),
+            }
+        };
+        if n == 0 {
+            return Poll::Ready(Some(Ended::Failed(Error::new(
+                Side::Client,
+                Kind::Closed,
+                "client closed the connection without a close frame",
+            ))));
+        }
+        Poll::Ready(self.decode_client(buf, CLIENT_READ_OFFSET + n))
+    }
+
+    /// Decodes client bytes `buf[CLIENT_READ_OFFSET..end]`: payload is unmasked (and base64-
+    /// decoded) in place and packed together for one write to the target; pings get pongs.
+    fn decode_client(&mut self, mut buf: Buf, end: usize) -> Option<Ended> {
+        let data = &mut buf[..end];
+        let mut pos = CLIENT_READ_OFFSET;
+        // Output is packed at data[out_start..out]; in base64 mode from 0, leaving the decoder
+        // the room it needs in front of its input.
+        let mut out_start = if self.mode == Mode::Base64 { Some(0) } else { None };
+        let mut out = 0;
+        let mut ended = None;
+        loop {
+            let item = match self.decoder.next(data, &mut pos) {
+                Ok(item) => item,
+                Err(err) => {
+                    ended = Some(Ended::Failed(err));
+                    break;
+                }
+            };
+            match item {
+                Item::NeedMore => break,
+                Item::Payload {
+                    start,
+                    end,
+                    kind,
+                    end_of_message,
+                } => {
+                    if let Err(err) = self.take_payload(data, start, end, kind, end_of_message, &mut out_start, &mut out) {
+                        ended = Some(Ended::Failed(err));
+                        break;
+                    }
+                }
+                Item::Control(control) => match control.opcode {
+                    opcode::PING => {
+                        frame::push_server_frame(&mut self.control, opcode::PONG, control.payload())
+                    }
+                    opcode::CLOSE => {
+                        ended = Some(match frame::parse_close(control.payload()) {
+                            Ok(info) => Ended::ClientClosed(info),
+                            Err(err) => Ended::Failed(err),
+                        });
+                        break;
+                    }
+                    _ => {} // unsolicited pongs are allowed and ignored
+                },
+            }
+        }
+        if let Some(start) = out_start {
+            if out > start {
+                self.client_to_target += (out - start) as u64;
+                self.up = Some(Pending {
+                    buf,
+                    start,
+                    pos: start,
+                    end: out,
+                });
+            }
+        }
+        ended
+    }
+
+    /// Takes one piece of message payload at `data[start..end]` into the packed output.
+    #[allow(clippy::too_many_arguments)]
+    fn take_payload(
+        &mut self,
+        data: &mut [u8],
+        start: usize,
+        end: usize,
+        kind: DataKind,
+        end_of_message: bool,
+        out_start: &mut Option<usize>,
+        out: &mut usize,
+    ) -> Result<(), Error> {
+        match self.mode {
+            Mode::Binary => {
+                if kind == DataKind::Text {
+                    let valid = self.utf8.feed(&data[start..end]).and_then(|()| {
+                        if end_of_message {
+                            self.utf8.finish()
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if valid.is_err() {
+                        return Err(Error::protocol(
+                            close_code::INVALID_PAYLOAD,
+                            "text message is not UTF-8",
+                        ));
+                    }
+                }
+                if out_start.is_none() {
+                    *out_start = Some(start);
+                    *out = start;
+                }
+                if *out != start {
+                    data.copy_within(start..end, *out);
+                }
+                *out += end - start;
+            }
+            Mode::Base64 => {
+                let invalid = |_| {
+                    Error::protocol(close_code::INVALID_PAYLOAD, "message is not valid base64")
+                };
+                *out = self.b64.decode_in_place(data, start, end, *out).map_err(invalid)?;
+                if end_of_message {
+                    self.b64.finish().map_err(invalid)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one chunk from the target and frames it for the client.
+    fn poll_target_in(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
+        const HEAD: usize = frame::MAX_SERVER_HEADER;
+        let mut buf = Buf::take();
+        let limit = match self.mode {
+            Mode::Binary => BUF_SIZE,
+            Mode::Base64 => HEAD + BASE64_READ_MAX,
+        };
+        let mut read_buf = ReadBuf::new(&mut buf[HEAD..limit]);
+        let n = match Pin::new(&mut *self.target).poll_read(cx, &mut read_buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(err)) => {
+                return Poll::Ready(Some(Ended::Failed(Error::io(
+                    Side::Target,
+                    "reading from target",
+                    err,
+                ))))
+            }
+            Poll::Ready(Ok(())) => read_buf.filled().len(),
+        };
+        if n == 0 {
+            return Poll::Ready(Some(Ended::TargetClosed));
+        }
+        self.target_to_client += n as u64;
+        let (buf, opcode, len) = match self.mode {
+            Mode::Binary => (buf, opcode::BINARY, n),
+            Mode::Base64 => {
+                let mut encoded = Buf::take();
+                let len = base64::encode(&buf[HEAD..HEAD + n], &mut encoded[HEAD..]);
+                (encoded, opcode::TEXT, len)
+            }
+        };
+        let mut buf = buf;
+        let header_len = frame::write_server_header(&mut buf[..HEAD], opcode, len);
+        self.down = Some(Pending {
+            buf,
+            start: HEAD - header_len,
+            pos: HEAD - header_len,
+            end: HEAD + len,
+        });
+        Poll::Ready(None)
+    }
+
+    /// Writes everything pending to the client (and to the target when `target_too`).
+    async fn drain(&mut self, target_too: bool) -> Result<(), Error> {
+        poll_fn(|cx| loop {
+            let mut progress = self.poll_client_out(cx)?;
+            if target_too {
+                progress |= self.poll_target_out(cx)?;
+            }
+            let client_done = self.down.is_none() && self.control.is_empty() && !self.client_flush;
+            let target_done = !target_too || (self.up.is_none() && !self.target_flush);
+            if client_done && target_done {
+                return Poll::Ready(Ok(()));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    /// Ends the session as `ended` says: deliver what must be delivered, send the close frame,
+    /// wait (bounded) for the client's, and shut both streams down.
+    async fn close(&mut self, ended: Ended) -> Ended {
+        // What was read from one side before the end still goes to the other, except to a side
+        // that is gone. A data frame not yet begun is dropped when the client is closing.
+        let (send_close, deliver_down, deliver_up, wait_for_reply) = match &ended {
+            Ended::ClientClosed(info) => (Some((info.code.unwrap_or(close_code::NORMAL), info.reason.clone())), false, true, false),
+            Ended::TargetClosed => (Some((close_code::NORMAL, "Target closed".to_owned())), true, false, true),
+            Ended::Failed(err) => match (err.side, err.kind) {
+                (Side::Client, Kind::Protocol(code)) => (Some((code, err.context.to_owned())), false, false, false),
+                (Side::Client, _) => (None, false, false, false),
+                (Side::Target, _) | (Side::Internal, _) => {
+                    (Some((err.close_code(), close_reason(err))), true, false, true)
+                }
+            },
+        };
+        if !deliver_down {
+            if matches!(&self.down, Some(down) if down.pos == down.start) {
+                self.down = None;
+            }
+        }
+        if !deliver_up {
+            self.up = None;
+        }
+        let client = async {
+            if let Some((code, reason)) = send_close {
+                if self.drain(deliver_up).await.is_ok() {
+                    frame::push_close_frame(&mut self.control, code, &reason);
+                    if self.drain(false).await.is_ok() && wait_for_reply {
+                        let leftover = std::mem::take(&mut self.leftover);
+                        let decoder = std::mem::take(&mut self.decoder);
+                        await_client_close(self.client, decoder, leftover).await;
+                    }
+                }
+                let _ = self.client.shutdown().await;
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, client).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.target.shutdown()).await;
+        ended
+    }
+}
+
+/// The reason text sent with a close caused by `err`.
+fn close_reason(err: &Error) -> String {
+    match (err.side, err.kind) {
+        (Side::Target, Kind::Closed) => "Target closed".to_owned(),
+        (Side::Target, _) => "Target error".to_owned(),
+        _ => "Internal error".to_owned(),
+    }
+}
+
+/// After our close frame: reads (and discards) client frames until the client's close frame,
+/// end of stream, or a protocol error. The caller bounds the time.
+async fn await_client_close<C>(client: &mut C, mut decoder: Decoder, leftover: Bytes)
+where
+    C: AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut pending = leftover;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = if !pending.is_empty() {
+            let n = pending.len().min(buf.len());
+            buf[..n].copy_from_slice(&pending[..n]);
+            pending.advance(n);
+            n
+        } else {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            }
+        };
+        let mut pos = 0;
+        loop {
+            match decoder.next(&mut buf[..n], &mut pos) {
+                Ok(Item::NeedMore) => break,
+                Ok(Item::Control(control)) if control.opcode == opcode::CLOSE => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

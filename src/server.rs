@@ -1,0 +1,327 @@
+//! server: accepts connections and walks each one down the pipeline: classify its first bytes,
+//! TLS if it starts with a handshake, HTTP until it asks for a WebSocket, then the target and
+//! the relay. `Server::run` is shared by `main` and the tests: it takes a bound listener and a
+//! shutdown future.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::classify::{classify, Protocol};
+use crate::frame::close_code;
+use crate::handshake;
+use crate::listen::tune_tcp;
+use crate::relay::{self, Mode};
+use crate::settings::Settings;
+use crate::target;
+use crate::tls::{self, TlsError};
+
+/// A client must send its first byte, finish the TLS handshake, and send a whole request head,
+/// each within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head we read (hyper's smallest buffer limit is 8 KiB).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// A configured proxy, ready to serve a listener.
+pub struct Server {
+    settings: Arc<Settings>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Server {
+    /// Checks what can be checked before serving (the certificate, mainly).
+    pub fn new(settings: Settings) -> Result<Server, TlsError> {
+        let tls = tls::load(&settings)?.map(TlsAcceptor::from);
+        if tls.is_none() {
+            debug!(cert = %settings.cert.display(), "no certificate: TLS clients will be refused");
+        }
+        Ok(Server {
+            settings: Arc::new(settings),
+            tls,
+        })
+    }
+
+    /// Serves `listener` until `shutdown` completes (then every session ends at once), or until
+    /// `--timeout`, `--idle-timeout` or `--run-once` says to stop (then running sessions finish).
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let settings = self.settings.clone();
+        let shared = Arc::new(Shared {
+            settings: self.settings,
+            tls: self.tls,
+            next_id: AtomicU64::new(1),
+            activity: watch::Sender::new(Activity::default()),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut activity = shared.activity.subscribe();
+        let started = Instant::now();
+        let mut last_active = Instant::now();
+        tokio::pin!(shutdown);
+        let interrupted = loop {
+            let now_active = activity.borrow_and_update().clone();
+            if now_active.connections > 0 {
+                last_active = Instant::now();
+            }
+            if settings.run_once && now_active.websockets > 0 {
+                info!("exiting after one WebSocket session (--run-once)");
+                break false;
+            }
+            let timeout_at = settings.timeout.map(|t| started + t);
+            let idle_at = settings
+                .idle_timeout
+                .filter(|_| now_active.connections == 0)
+                .map(|t| last_active + t);
+            tokio::select! {
+                () = &mut shutdown => break true,
+                () = sleep_until(timeout_at) => {
+                    info!("listener exit due to --timeout");
+                    break false;
+                }
+                () = sleep_until(idle_at) => {
+                    info!("listener exit due to --idle-timeout");
+                    break false;
+                }
+                _ = activity.changed() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                        let guard = ConnectionGuard::new(&shared);
+                        let mut stop = stop_rx.clone();
+                        let shared = shared.clone();
+                        let span = tracing::info_span!("conn", id, %peer);
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                () = serve_connection(stream, peer, &shared) => {}
+                                _ = stop.changed() => debug!("ended by shutdown"),
+                            }
+                            drop(guard);
+                        }.instrument(span));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors, most likely: back off instead of spinning.
+                        warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        drop(listener);
+        if interrupted {
+            let _ = stop_tx.send(true);
+        }
+        // Wait for sessions to end: at once when interrupted, naturally otherwise.
+        let _ = activity.wait_for(|a| a.connections == 0).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Shared {
+    settings: Arc<Settings>,
+    tls: Option<TlsAcceptor>,
+    next_id: AtomicU64,
+    activity: watch::Sender<Activity>,
+}
+
+/// What the accept loop watches for `--idle-timeout` and `--run-once`.
+#[derive(Debug, Clone, Default)]
+struct Activity {
+    /// Connections open now.
+    connections: usize,
+    /// WebSocket sessions begun since start.
+    websockets: u64,
+}
+
+/// Counts a connection as open while it lives.
+struct ConnectionGuard(Arc<Shared>);
+
+impl ConnectionGuard {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.activity.send_modify(|a| a.connections += 1);
+        ConnectionGuard(shared.clone())
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.activity.send_modify(|a| a.connections -= 1);
+    }
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    tune_tcp(&stream);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Err(_) => return debug!("dropped: sent nothing within {HANDSHAKE_TIMEOUT:?}"),
+        Ok(Err(err)) => return debug!("dropped: {err}"),
+        Ok(Ok(0)) => return debug!("closed before sending anything"),
+        Ok(Ok(_)) => {}
+    }
+    match classify(&first) {
+        Protocol::Tls => {
+            let Some(acceptor) = &shared.tls else {
+                return info!(
+                    "TLS client refused: certificate {} not found",
+                    shared.settings.cert.display()
+                );
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => serve_http(tls_stream, peer, true, shared).await,
+                Ok(Err(err)) => info!("TLS handshake failed: {err}"),
+                Err(_) => info!("TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"),
+            }
+        }
+        Protocol::Http if shared.settings.ssl_only => {
+            info!("plain client refused (--ssl-only)");
+        }
+        Protocol::Http => serve_http(stream, peer, false, shared).await,
+    }
+}
+
+/// What the HTTP service hands the connection task when it answers 101.
+struct Accepted {
+    on_upgrade: OnUpgrade,
+    mode: Mode,
+    path: String,
+}
+
+async fn serve_http<IO>(io: IO, peer: SocketAddr, is_tls: bool, shared: &Arc<Shared>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted: Arc<Mutex<Option<Accepted>>> = Arc::default();
+    let slot = accepted.clone();
+    let service = service_fn(move |req| {
+        let response = answer(req, &slot);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(err) = conn.await {
+        debug!("HTTP connection ended: {err}");
+    }
+    let Some(accepted) = accepted.lock().ok().and_then(|mut slot| slot.take()) else {
+        return;
+    };
+    let upgraded = match accepted.on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(err) => return debug!("upgrade failed: {err}"),
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<IO>>() else {
+        return warn!("upgraded connection of an unexpected type");
+    };
+    let mut client = parts.io.into_inner();
+    shared.activity.send_modify(|a| a.websockets += 1);
+    let target_spec = &shared.settings.target;
+    let scheme = if is_tls { "wss" } else { "ws" };
+    info!(%peer, %scheme, path = %accepted.path, target = %target_spec, "WebSocket connection");
+    let began = Instant::now();
+    let mut target = match target::connect(target_spec).await {
+        Ok(target) => target,
+        Err(err) => {
+            warn!(target = %target_spec, "target connection failed: {err}");
+            relay::refuse(&mut client, parts.read_buf, close_code::INTERNAL_ERROR, "Target connection failed").await;
+            return;
+        }
+    };
+    let report = relay::run(&mut client, &mut target, parts.read_buf, accepted.mode).await;
+    info!(
+        duration_ms = began.elapsed().as_millis() as u64,
+        client_to_target = report.client_to_target,
+        target_to_client = report.target_to_client,
+        "closed: {}",
+        report.ended
+    );
+}
+
+/// Answers one HTTP request: 101 for a good upgrade (and leaves the upgrade in `slot`), 400 for
+/// a bad one, 405 for anything else (there is no web server yet).
+fn answer(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Response<Full<Bytes>> {
+    if !handshake::wants_websocket(req.headers()) {
+        debug!(method = %req.method(), path = %req.uri(), "not a WebSocket request: 405");
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed: this server only accepts WebSocket connections\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return response;
+    }
+    let upgrade = match handshake::check(req.method(), req.headers()) {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => {
+            info!(path = %req.uri(), "bad WebSocket request: {refusal}");
+            let mut response = plain(StatusCode::BAD_REQUEST, &format!("400 Bad Request: {refusal}\n"));
+            if refusal == handshake::Refusal::BadVersion {
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-version", HeaderValue::from_static("13"));
+            }
+            return response;
+        }
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    if let Ok(mut slot) = slot.lock() {
+        *slot = Some(Accepted {
+            on_upgrade,
+            mode: upgrade.mode,
+            path,
+        });
+    }
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&upgrade.accept) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(protocol) = upgrade.protocol {
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+    }
+    response
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,81 @@
+//! target: the service each WebSocket is bridged to, and connecting to it. Chosen per request
+//! (token plugins will pick it from the request), before any byte is relayed.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::listen::tune_tcp;
+use crate::settings::TargetSpec;
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            TargetSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
+            TargetSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected target.
+pub enum Target {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Connects to `spec`, with TCP_NODELAY and keepalive on a TCP target.
+pub async fn connect(spec: &TargetSpec) -> io::Result<Target> {
+    match spec {
+        TargetSpec::Tcp { host, port } => {
+            let stream = TcpStream::connect((host.as_str(), *port)).await?;
+            tune_tcp(&stream);
+            Ok(Target::Tcp(stream))
+        }
+        TargetSpec::Unix(path) => Ok(Target::Unix(UnixStream::connect(path).await?)),
+    }
+}
+
+impl AsyncRead for Target {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Target::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Target::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Target {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Target::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Target::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Target::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Target::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Target::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Target::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! tls: turns `--cert`/`--key`/`--ssl-version` into a rustls server configuration. Errors name
+//! the flag and the file, and say what to do.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::settings::{Settings, TlsMinVersion};
+
+/// A start-up error about TLS settings: one line for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(pub String);
+
+/// Loads the server's TLS configuration. `Ok(None)` when the certificate file does not exist
+/// and TLS is optional (no `--ssl-only`): the server then serves plain clients only and drops
+/// TLS ones with a log line, as the reference does.
+pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    let cert_path = &settings.cert;
+    if !cert_path.exists() {
+        if settings.ssl_only {
+            return Err(TlsError(format!(
+                "--cert {}: no such file (use --cert PATH, or drop --ssl-only)",
+                cert_path.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let certs = read_certs(cert_path)?;
+    let key_path = settings.key.as_deref().unwrap_or(cert_path);
+    let key_flag = if settings.key.is_some() { "--key" } else { "--cert" };
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        TlsError(format!(
+            "{key_flag} {}: no private key found ({e}); give the key with --key FILE",
+            key_path.display()
+        ))
+    })?;
+    let versions: &[&rustls::SupportedProtocolVersion] = match settings.ssl_min_version {
+        TlsMinVersion::Default | TlsMinVersion::Tls12 => {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        }
+        TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsError(format!("--ssl-version: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            TlsError(format!(
+                "--cert {}: certificate and key do not fit together: {e}",
+                cert_path.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError(format!("--cert {}: cannot read certificates: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!(
+            "--cert {}: no PEM certificate in this file",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
