@@ -1,0 +1,633 @@
+//! The command line, checked against the Python reference's behaviour (0.13.0).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use websockify::cli::{parse_from, CliError};
+use websockify::settings::{Listen, Settings, TargetSpec, TlsMinVersion};
+
+fn parse(args: &[&str]) -> Result<Settings, CliError> {
+    parse_from(std::iter::once("websockify").chain(args.iter().copied()))
+}
+
+fn ok(args: &[&str]) -> Settings {
+    match parse(args) {
+        Ok(s) => s,
+        Err(e) => panic!("{args:?} should parse, got: {e}"),
+    }
+}
+
+/// The error message for `args`, which must be a usage error (exit status 2).
+fn err(args: &[&str]) -> String {
+    match parse(args) {
+        Ok(s) => panic!("{args:?} should fail, got {s:?}"),
+        Err(e) => {
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+            assert!(matches!(e, CliError::Usage(_)), "{args:?}: {e:?}");
+            e.to_string()
+        }
+    }
+}
+
+fn assert_err_contains(args: &[&str], needle: &str) {
+    let msg = err(args);
+    assert!(
+        msg.contains(needle),
+        "{args:?}: expected {needle:?} in {msg:?}"
+    );
+}
+
+fn tcp_listen(host: &str, port: u16) -> Listen {
+    Listen::Tcp {
+        host: host.into(),
+        port,
+    }
+}
+
+fn tcp_target(host: &str, port: u16) -> TargetSpec {
+    TargetSpec::Tcp {
+        host: host.into(),
+        port,
+    }
+}
+
+// ---- positional forms ----
+
+#[test]
+fn source_and_target_give_plain_proxy_with_reference_defaults() {
+    let s = ok(&["127.0.0.1:6080", "localhost:5900"]);
+    assert_eq!(
+        s,
+        Settings::new(tcp_listen("127.0.0.1", 6080), tcp_target("localhost", 5900))
+    );
+    assert_eq!(s.cert, PathBuf::from("self.pem"));
+}
+
+#[test]
+fn source_port_without_host_listens_on_all_interfaces() {
+    let s = ok(&["6080", "localhost:5900"]);
+    assert_eq!(s.listen, tcp_listen("", 6080));
+}
+
+#[test]
+fn bracketed_ipv6_source_and_target_lose_their_brackets() {
+    let s = ok(&["[::1]:6080", "[fe80::1]:5900"]);
+    assert_eq!(s.listen, tcp_listen("::1", 6080));
+    assert_eq!(s.target, tcp_target("fe80::1", 5900));
+}
+
+#[test]
+fn host_port_splits_on_the_last_colon() {
+    let s = ok(&["::1:6080", "fe80::1:5900"]);
+    assert_eq!(s.listen, tcp_listen("::1", 6080));
+    assert_eq!(s.target, tcp_target("fe80::1", 5900));
+}
+
+#[test]
+fn unix_target_replaces_the_target_argument() {
+    for args in [
+        &["--unix-target=/tmp/vnc.sock", "6080"][..],
+        &["--unix-target", "/tmp/vnc.sock", "6080"],
+        &["6080", "--unix-target", "/tmp/vnc.sock"],
+    ] {
+        let s = ok(args);
+        assert_eq!(s.listen, tcp_listen("", 6080), "{args:?}");
+        assert_eq!(
+            s.target,
+            TargetSpec::Unix("/tmp/vnc.sock".into()),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn unix_target_with_a_target_argument_too_is_too_many_arguments() {
+    assert_err_contains(
+        &["--unix-target=/tmp/s", "6080", "h:5900"],
+        "Too many arguments",
+    );
+}
+
+#[test]
+fn token_plugin_form_needs_no_target_but_is_not_supported_yet() {
+    let msg = err(&[
+        "--token-plugin=TokenFile",
+        "--token-source=/etc/tokens",
+        "6080",
+    ]);
+    assert!(msg.contains("--token-plugin: not supported yet"), "{msg}");
+}
+
+#[test]
+fn target_config_form_needs_no_target_but_is_not_supported_yet() {
+    assert_err_contains(
+        &["--target-config", "/etc/tokens", "6080"],
+        "--target-config: not supported yet",
+    );
+}
+
+#[test]
+fn wrap_command_form_is_recognised_but_not_supported_yet() {
+    for args in [
+        &["6080", "--", "vncserver", ":1", "-geometry", "800x600"][..],
+        &["-v", "6080", "--", "vncserver"],
+        // The reference reads every word after `--` as positional, source included.
+        &["--", "6080", "vncserver"],
+    ] {
+        assert_err_contains(args, "-- WRAP_COMMAND_LINE: not supported yet");
+    }
+}
+
+#[test]
+fn wrap_separator_without_command_still_needs_a_target() {
+    assert_err_contains(&["6080", "--"], "Too few arguments");
+    assert_err_contains(&["--", "6080"], "Too few arguments");
+}
+
+#[test]
+fn words_between_source_and_wrap_separator_are_too_many_arguments() {
+    assert_err_contains(&["6080", "h:5900", "--", "cmd"], "Too many arguments");
+}
+
+#[test]
+fn inetd_takes_no_source_argument() {
+    assert_err_contains(&["--inetd", "h:5900"], "--inetd: not supported yet");
+}
+
+#[test]
+fn unix_listen_takes_no_source_argument() {
+    assert_err_contains(
+        &["--unix-listen=/tmp/ws.sock", "h:5900"],
+        "--unix-listen: not supported yet",
+    );
+}
+
+// ---- argument counts and addresses ----
+
+#[test]
+fn no_arguments_is_too_few() {
+    assert_err_contains(&[], "Too few arguments");
+}
+
+#[test]
+fn source_without_target_is_too_few() {
+    assert_err_contains(&["6080"], "Too few arguments");
+}
+
+#[test]
+fn a_third_positional_is_too_many() {
+    assert_err_contains(&["6080", "h:5900", "extra"], "Too many arguments");
+}
+
+#[test]
+fn target_without_colon_is_a_target_error() {
+    assert_err_contains(&["6080", "localhost"], "Error parsing target");
+}
+
+#[test]
+fn non_numeric_ports_are_errors() {
+    assert_err_contains(&["x", "h:5900"], "Error parsing listen port");
+    assert_err_contains(&["h:x", "h:5900"], "Error parsing listen port");
+    assert_err_contains(&["6080", "h:x"], "Error parsing target port");
+    assert_err_contains(&["6080", "h:"], "Error parsing target port");
+}
+
+#[test]
+fn ports_above_65535_or_negative_are_errors() {
+    assert_err_contains(&["65536", "h:5900"], "Error parsing listen port");
+    assert_err_contains(&["h:70000", "h:5900"], "Error parsing listen port");
+    assert_err_contains(&["6080", "h:65536"], "Error parsing target port");
+    assert_err_contains(&["6080", "h:-1"], "Error parsing target port");
+}
+
+#[test]
+fn port_65535_is_accepted() {
+    let s = ok(&["65535", "h:65535"]);
+    assert_eq!(s.listen, tcp_listen("", 65535));
+    assert_eq!(s.target, tcp_target("h", 65535));
+}
+
+// ---- option spellings ----
+
+#[test]
+fn options_take_values_with_equals_or_as_next_word() {
+    let eq = ok(&[
+        "--cert=c.pem",
+        "--key=k.pem",
+        "--ssl-version=tlsv1_3",
+        "--timeout=5",
+        "--idle-timeout=7",
+        "6080",
+        "h:5900",
+    ]);
+    let sp = ok(&[
+        "--cert",
+        "c.pem",
+        "--key",
+        "k.pem",
+        "--ssl-version",
+        "tlsv1_3",
+        "--timeout",
+        "5",
+        "--idle-timeout",
+        "7",
+        "6080",
+        "h:5900",
+    ]);
+    assert_eq!(eq, sp);
+    assert_eq!(eq.cert, PathBuf::from("c.pem"));
+    assert_eq!(eq.key, Some(PathBuf::from("k.pem")));
+    assert_eq!(eq.ssl_min_version, TlsMinVersion::Tls13);
+    assert_eq!(eq.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(eq.idle_timeout, Some(Duration::from_secs(7)));
+}
+
+#[test]
+fn boolean_flags_map_into_settings() {
+    let s = ok(&[
+        "-v",
+        "-6",
+        "--ssl-only",
+        "--run-once",
+        "--libserver",
+        "6080",
+        "h:5900",
+    ]);
+    assert!(s.verbose && s.prefer_ipv6 && s.ssl_only && s.run_once);
+    let long = ok(&["--verbose", "--prefer-ipv6", "6080", "h:5900"]);
+    assert!(long.verbose && long.prefer_ipv6);
+}
+
+#[test]
+fn short_flags_combine() {
+    let s = ok(&["-v6", "6080", "h:5900"]);
+    assert!(s.verbose && s.prefer_ipv6);
+}
+
+#[test]
+fn options_may_follow_and_interleave_positionals() {
+    let s = ok(&["6080", "-v", "h:5900", "--run-once", "--timeout=3"]);
+    assert!(s.verbose && s.run_once);
+    assert_eq!(s.timeout, Some(Duration::from_secs(3)));
+    assert_eq!(s.target, tcp_target("h", 5900));
+}
+
+#[test]
+fn unique_long_prefixes_are_accepted() {
+    let s = ok(&["--ssl-o", "--idle=9", "--pref", "--run", "6080", "h:5900"]);
+    assert!(s.ssl_only && s.prefer_ipv6 && s.run_once);
+    assert_eq!(s.idle_timeout, Some(Duration::from_secs(9)));
+}
+
+#[test]
+fn exact_option_name_wins_over_longer_names_it_prefixes() {
+    // --key is also a prefix of --key-password
+    let s = ok(&["--key", "k.pem", "6080", "h:5900"]);
+    assert_eq!(s.key, Some(PathBuf::from("k.pem")));
+}
+
+#[test]
+fn ambiguous_prefix_is_an_error_listing_the_candidates() {
+    let msg = err(&["--ssl", "6080", "h:5900"]);
+    assert!(msg.contains("ambiguous option: --ssl"), "{msg}");
+    assert!(
+        msg.contains("--ssl-only") && msg.contains("--ssl-version"),
+        "{msg}"
+    );
+    // as in the reference: --verbose and --verify-client
+    assert_err_contains(&["--ver", "6080", "h:5900"], "ambiguous option: --ver");
+}
+
+#[test]
+fn repeated_options_are_allowed_and_the_last_value_wins() {
+    let s = ok(&["-v", "-v", "--cert=a.pem", "--cert=b.pem", "6080", "h:5900"]);
+    assert!(s.verbose);
+    assert_eq!(s.cert, PathBuf::from("b.pem"));
+}
+
+#[test]
+fn option_values_may_start_with_a_hyphen_like_optparse() {
+    let s = ok(&["--cert", "-odd.pem", "6080", "h:5900"]);
+    assert_eq!(s.cert, PathBuf::from("-odd.pem"));
+}
+
+#[test]
+fn unknown_option_is_a_usage_error_naming_it() {
+    assert_err_contains(
+        &["--no-such-option", "6080", "h:5900"],
+        "no such option: --no-such-option",
+    );
+    assert_err_contains(&["6080", "-x", "h:5900"], "no such option: -x");
+    assert_err_contains(&["--verbosee", "6080", "h:5900"], "did you mean --verbose?");
+}
+
+// ---- values ----
+
+#[test]
+fn ssl_versions_map_to_minimum_tls_versions() {
+    for (v, want) in [
+        ("default", TlsMinVersion::Default),
+        ("tlsv1_1", TlsMinVersion::Default),
+        ("tlsv1_2", TlsMinVersion::Tls12),
+        ("tlsv1_3", TlsMinVersion::Tls13),
+    ] {
+        let s = ok(&["--ssl-version", v, "6080", "h:5900"]);
+        assert_eq!(s.ssl_min_version, want, "{v}");
+    }
+}
+
+#[test]
+fn unknown_ssl_version_is_an_error() {
+    assert_err_contains(&["--ssl-version=sslv3", "6080", "h:5900"], "sslv3");
+}
+
+#[test]
+fn unknown_wrap_mode_is_an_error() {
+    assert_err_contains(&["--wrap-mode=sometimes", "6080", "h:5900"], "sometimes");
+}
+
+#[test]
+fn zero_timeouts_mean_none() {
+    let s = ok(&["--timeout=0", "--idle-timeout=0", "6080", "h:5900"]);
+    assert_eq!(s.timeout, None);
+    assert_eq!(s.idle_timeout, None);
+}
+
+#[test]
+fn timeouts_and_heartbeat_must_be_integers() {
+    assert_err_contains(&["--timeout=soon", "6080", "h:5900"], "--timeout");
+    assert_err_contains(&["--idle-timeout=1.5", "6080", "h:5900"], "--idle-timeout");
+    assert_err_contains(&["--timeout", "-5", "6080", "h:5900"], "--timeout");
+    assert_err_contains(&["--heartbeat=x", "6080", "h:5900"], "--heartbeat");
+}
+
+#[test]
+fn heartbeat_zero_is_accepted() {
+    ok(&["--heartbeat=0", "6080", "h:5900"]);
+}
+
+#[test]
+fn bad_unix_listen_mode_is_an_error() {
+    for mode in ["9", "rw", "0x1ff", ""] {
+        let arg = format!("--unix-listen-mode={mode}");
+        let msg = err(&["--unix-listen=/tmp/ws.sock", &arg, "h:5900"]);
+        let want = if mode.is_empty() {
+            // empty means "not given", as in the reference
+            "--unix-listen: not supported yet"
+        } else {
+            "Error parsing listen unix socket mode"
+        };
+        assert!(msg.contains(want), "{mode:?}: {msg}");
+    }
+}
+
+#[test]
+fn octal_unix_listen_mode_passes_validation() {
+    for mode in ["0600", "750", "0o755"] {
+        let arg = format!("--unix-listen-mode={mode}");
+        assert_err_contains(
+            &["--unix-listen=/tmp/ws.sock", &arg, "h:5900"],
+            "--unix-listen: not supported yet",
+        );
+    }
+}
+
+// ---- the reference's validation rules ----
+
+#[test]
+fn token_source_needs_token_plugin() {
+    assert_err_contains(
+        &["--token-source", "x"],
+        "You must use --token-plugin to use --token-source",
+    );
+}
+
+#[test]
+fn host_token_needs_token_plugin() {
+    assert_err_contains(
+        &["--host-token", "6080"],
+        "You must use --token-plugin to use --host-token",
+    );
+}
+
+#[test]
+fn auth_source_needs_auth_plugin() {
+    assert_err_contains(
+        &["--auth-source=user:pass", "6080", "h:5900"],
+        "You must use --auth-plugin to use --auth-source",
+    );
+}
+
+#[test]
+fn web_auth_needs_auth_plugin() {
+    assert_err_contains(
+        &["--web-auth", "--web=/srv", "6080", "h:5900"],
+        "You must use --auth-plugin to use --web-auth",
+    );
+}
+
+#[test]
+fn web_auth_needs_web() {
+    assert_err_contains(
+        &[
+            "--web-auth",
+            "--auth-plugin=BasicHTTPAuth",
+            "6080",
+            "h:5900",
+        ],
+        "You must use --web to use --web-auth",
+    );
+}
+
+#[test]
+fn legacy_syslog_needs_syslog() {
+    assert_err_contains(
+        &["--legacy-syslog", "6080", "h:5900"],
+        "You must use --syslog to use --legacy-syslog",
+    );
+}
+
+#[test]
+fn validation_errors_come_before_positional_errors() {
+    // no positionals at all: still the validation message, not "Too few arguments"
+    assert_err_contains(&["--legacy-syslog"], "You must use --syslog");
+    assert_err_contains(
+        &["--auth-source=a", "6080", "h"],
+        "You must use --auth-plugin",
+    );
+}
+
+#[test]
+fn positional_errors_come_before_not_supported_errors() {
+    assert_err_contains(&["--record=/tmp/r", "6080"], "Too few arguments");
+    assert_err_contains(
+        &["--record=/tmp/r", "6080", "h:x"],
+        "Error parsing target port",
+    );
+}
+
+#[test]
+fn empty_option_values_count_as_not_given_like_the_reference() {
+    let s = ok(&["--token-source=", "--record=", "--web=", "6080", "h:5900"]);
+    assert_eq!(s.target, tcp_target("h", 5900));
+}
+
+// ---- options not implemented yet ----
+
+#[test]
+fn each_unimplemented_option_fails_naming_the_option() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--traffic"], "--traffic"),
+        (&["--record=/tmp/rec"], "--record"),
+        (&["--record", "/tmp/rec"], "--record"),
+        (&["-D"], "-D/--daemon"),
+        (&["--daemon"], "-D/--daemon"),
+        (&["--key-password=pw"], "--key-password"),
+        (&["--ssl-target"], "--ssl-target"),
+        (&["--verify-client"], "--verify-client"),
+        (&["--cafile=ca.pem"], "--cafile"),
+        (&["--ssl-ciphers", "HIGH"], "--ssl-ciphers"),
+        (&["--unix-listen-mode=0600"], "--unix-listen-mode"),
+        (&["--web=/srv/www"], "--web"),
+        (&["--web", "/srv/www"], "--web"),
+        (&["--file-only"], "--file-only"),
+        (&["--wrap-mode=exit"], "--wrap-mode"),
+        (&["--wrap-mode", "respawn"], "--wrap-mode"),
+        (&["--token-plugin=TokenFile"], "--token-plugin"),
+        (
+            &["--token-plugin=TokenFile", "--token-source=/etc/t"],
+            "--token-plugin",
+        ),
+        (&["--target-config=/etc/t"], "--target-config"),
+        (&["--auth-plugin=BasicHTTPAuth"], "--auth-plugin"),
+        (&["--heartbeat=30"], "--heartbeat"),
+        (&["--heartbeat", "30"], "--heartbeat"),
+        (&["--log-file=/tmp/log"], "--log-file"),
+        (&["--syslog=/dev/log"], "--syslog"),
+        (&["--syslog=/dev/log", "--legacy-syslog"], "--syslog"),
+    ];
+    for (opts, name) in cases {
+        let mut args = opts.to_vec();
+        // a token plugin decides the target: only the source is positional
+        if opts
+            .iter()
+            .any(|o| o.starts_with("--token-p") || o.starts_with("--target-c"))
+        {
+            args.push("6080");
+        } else {
+            args.extend(["6080", "h:5900"]);
+        }
+        let msg = err(&args);
+        let want = format!("{name}: not supported yet by this websockify");
+        assert!(
+            msg.contains(&want),
+            "{args:?}: expected {want:?} in {msg:?}"
+        );
+        assert_eq!(msg.lines().count(), 1, "{args:?}: not one line: {msg:?}");
+    }
+}
+
+#[test]
+fn options_only_valid_with_plugins_fail_naming_an_option_once_valid() {
+    assert_err_contains(
+        &["--token-plugin=TokenFile", "--host-token", "6080"],
+        "not supported yet",
+    );
+    assert_err_contains(
+        &[
+            "--auth-plugin=BasicHTTPAuth",
+            "--auth-source=u:p",
+            "6080",
+            "h:5900",
+        ],
+        "--auth-plugin: not supported yet",
+    );
+    assert_err_contains(
+        &[
+            "--web=/srv",
+            "--auth-plugin=BasicHTTPAuth",
+            "--web-auth",
+            "6080",
+            "h:5900",
+        ],
+        "not supported yet",
+    );
+}
+
+// ---- help ----
+
+#[test]
+fn help_is_a_successful_exit_with_grouped_options_and_usage_forms() {
+    for flag in ["--help", "-h", "--hel"] {
+        let e = parse(&[flag]).expect_err("help is not settings");
+        assert_eq!(e.exit_code(), 0, "{flag}");
+        let CliError::Help(text) = &e else {
+            panic!("{flag}: expected Help, got {e:?}");
+        };
+        for heading in [
+            "Listening",
+            "TLS",
+            "Targets and tokens",
+            "Authentication",
+            "Web server",
+            "Recording and logging",
+            "Process",
+        ] {
+            assert!(text.contains(&format!("{heading}:")), "{heading} in {text}");
+        }
+        for form in [
+            "[source_addr:]source_port target_addr:target_port",
+            "--token-plugin=CLASS [source_addr:]source_port",
+            "--unix-target=FILE [source_addr:]source_port",
+            "[source_addr:]source_port -- WRAP_COMMAND_LINE",
+        ] {
+            assert!(text.contains(form), "{form} in {text}");
+        }
+        for option in [
+            "--verbose",
+            "--traffic",
+            "--record",
+            "--daemon",
+            "--run-once",
+            "--timeout",
+            "--idle-timeout",
+            "--cert",
+            "--key",
+            "--key-password",
+            "--ssl-only",
+            "--ssl-target",
+            "--verify-client",
+            "--cafile",
+            "--ssl-version",
+            "--ssl-ciphers",
+            "--unix-listen",
+            "--unix-listen-mode",
+            "--unix-target",
+            "--inetd",
+            "--web",
+            "--web-auth",
+            "--file-only",
+            "--wrap-mode",
+            "--prefer-ipv6",
+            "--libserver",
+            "--target-config",
+            "--token-plugin",
+            "--token-source",
+            "--host-token",
+            "--auth-plugin",
+            "--auth-source",
+            "--heartbeat",
+            "--log-file",
+            "--syslog",
+            "--legacy-syslog",
+        ] {
+            assert!(text.contains(option), "{option} in {text}");
+        }
+    }
+}
+
+#[test]
+fn help_wins_over_other_errors() {
+    let e = parse(&["--token-source=x", "--help"]).expect_err("help");
+    assert_eq!(e.exit_code(), 0);
+}
