@@ -722,6 +722,7 @@ impl Cli {
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),
+            handshake_timeout: crate::settings::DEFAULT_HANDSHAKE_TIMEOUT,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! logging: tracing set-up, and the start-up lines users of the reference look for.
 
+use std::io::IsTerminal;
+
 use tokio::net::TcpListener;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
@@ -13,6 +15,7 @@ pub fn init(verbose: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -4,7 +4,6 @@
 //! shutdown future.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,10 +31,6 @@ use crate::relay::{self, Mode};
 use crate::settings::Settings;
 use crate::target;
 use crate::tls::{self, TlsError};
-
-/// A client must send its first byte, finish the TLS handshake, and send a whole request head,
-/// each within this time.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest request head we read (hyper's smallest buffer limit is 8 KiB).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -108,7 +103,7 @@ impl Server {
                         let span = tracing::info_span!("conn", id, %peer);
                         tokio::spawn(async move {
                             tokio::select! {
-                                () = serve_connection(stream, peer, &shared) => {}
+                                () = serve_connection(stream, &shared) => {}
                                 _ = stop.changed() => debug!("ended by shutdown"),
                             }
                             drop(guard);
@@ -170,11 +165,12 @@ impl Drop for ConnectionGuard {
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+async fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
     tune_tcp(&stream);
+    let handshake_timeout = shared.settings.handshake_timeout;
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-        Err(_) => return debug!("dropped: sent nothing within {HANDSHAKE_TIMEOUT:?}"),
+    match tokio::time::timeout(handshake_timeout, stream.peek(&mut first)).await {
+        Err(_) => return debug!("dropped: sent nothing within {handshake_timeout:?}"),
         Ok(Err(err)) => return debug!("dropped: {err}"),
         Ok(Ok(0)) => return debug!("closed before sending anything"),
         Ok(Ok(_)) => {}
@@ -187,16 +183,16 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shar
                     shared.settings.cert.display()
                 );
             };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => serve_http(tls_stream, peer, true, shared).await,
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => serve_http(tls_stream, true, shared).await,
                 Ok(Err(err)) => info!("TLS handshake failed: {err}"),
-                Err(_) => info!("TLS handshake not done within {HANDSHAKE_TIMEOUT:?}"),
+                Err(_) => info!("TLS handshake not done within {handshake_timeout:?}"),
             }
         }
         Protocol::Http if shared.settings.ssl_only => {
             info!("plain client refused (--ssl-only)");
         }
-        Protocol::Http => serve_http(stream, peer, false, shared).await,
+        Protocol::Http => serve_http(stream, false, shared).await,
     }
 }
 
@@ -207,7 +203,7 @@ struct Accepted {
     path: String,
 }
 
-async fn serve_http<IO>(io: IO, peer: SocketAddr, is_tls: bool, shared: &Arc<Shared>)
+async fn serve_http<IO>(io: IO, is_tls: bool, shared: &Arc<Shared>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -220,7 +216,7 @@ where
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .header_read_timeout(shared.settings.handshake_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let conn = builder
         .serve_connection(TokioIo::new(io), service)
@@ -242,7 +238,7 @@ where
     shared.activity.send_modify(|a| a.websockets += 1);
     let target_spec = &shared.settings.target;
     let scheme = if is_tls { "wss" } else { "ws" };
-    info!(%peer, %scheme, path = %accepted.path, target = %target_spec, "WebSocket connection");
+    info!(%scheme, path = %accepted.path, target = %target_spec, "WebSocket connection");
     let began = Instant::now();
     let mut target = match target::connect(target_spec).await {
         Ok(target) => target,

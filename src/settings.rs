@@ -53,7 +53,15 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// `--idle-timeout N`: exit after N seconds with no active connection (None for 0 / absent).
     pub idle_timeout: Option<Duration>,
+    /// Time a client gets to send its first byte, to finish the TLS handshake, and to send a
+    /// whole request head, each. Not a command-line option (the reference has a fixed one);
+    /// tests shorten it.
+    pub handshake_timeout: Duration,
 }
+
+/// The default `handshake_timeout`: generous for a slow mobile link, short enough that
+/// connections that never speak do not pile up.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Settings {
     /// Settings for a plain proxy from `listen` to `target`, everything else at the reference's
@@ -71,6 +79,7 @@ impl Settings {
             run_once: false,
             timeout: None,
             idle_timeout: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
