@@ -244,7 +244,7 @@ impl Decoder {
                 }
                 State::Control => {
                     let have = self.control.len as usize;
-                    let take = ((self.remaining as usize).min(buf.len() - *pos)) as usize;
+                    let take = (self.remaining as usize).min(buf.len() - *pos);
                     let slot = &mut self.control.payload[have..have + take];
                     slot.copy_from_slice(&buf[*pos..*pos + take]);
                     self.mask_pos = apply_mask(slot, self.mask, self.mask_pos as usize) as u8;
@@ -477,8 +477,11 @@ mod tests {
         out
     }
 
-    /// Feeds `wire` in pieces of `step` bytes and collects (payload, kind, eom) and controls.
-    fn decode_all(wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<bool>, Vec<Control>), Error> {
+    /// Payload bytes, the end-of-message flag of each piece, and the control frames.
+    type Decoded = (Vec<u8>, Vec<bool>, Vec<Control>);
+
+    /// Feeds `wire` in pieces of `step` bytes and collects what the decoder reports.
+    fn decode_all(wire: &[u8], step: usize) -> Result<Decoded, Error> {
         let mut decoder = Decoder::new();
         let mut data = Vec::new();
         let mut ends = Vec::new();
@@ -600,10 +603,16 @@ mod tests {
     fn close_payload_rules() {
         assert_eq!(parse_close(&[]).unwrap().code, None);
         assert!(parse_close(&[3]).is_err());
-        assert_eq!(parse_close(&[0x03, 0xE8, b'o', b'k']).unwrap().code, Some(1000));
+        assert_eq!(
+            parse_close(&[0x03, 0xE8, b'o', b'k']).unwrap().code,
+            Some(1000)
+        );
         assert!(parse_close(&1005u16.to_be_bytes()).is_err());
         assert!(parse_close(&999u16.to_be_bytes()).is_err());
-        assert_eq!(parse_close(&3000u16.to_be_bytes()).unwrap().code, Some(3000));
+        assert_eq!(
+            parse_close(&3000u16.to_be_bytes()).unwrap().code,
+            Some(3000)
+        );
         let bad_reason = [0x03, 0xE8, 0xFF];
         assert!(matches!(
             parse_close(&bad_reason),

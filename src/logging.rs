@@ -29,10 +29,19 @@ pub fn announce(settings: &Settings, listener: &TcpListener) {
     info!("  - Listen on {addr}");
     info!("  - Proxying to {}", settings.target);
     if settings.ssl_only {
-        info!("  - SSL/TLS only (wss://), certificate {}", settings.cert.display());
+        info!(
+            "  - SSL/TLS only (wss://), certificate {}",
+            settings.cert.display()
+        );
     } else if settings.cert.exists() {
-        info!("  - SSL/TLS support (ws:// and wss://), certificate {}", settings.cert.display());
+        info!(
+            "  - SSL/TLS support (ws:// and wss://), certificate {}",
+            settings.cert.display()
+        );
     } else {
-        info!("  - No SSL/TLS support (no cert file {})", settings.cert.display());
+        info!(
+            "  - No SSL/TLS support (no cert file {})",
+            settings.cert.display()
+        );
     }
 }

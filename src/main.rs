@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         }
     };
     websockify::logging::init(settings.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("websockify: cannot start the runtime: {err}");

@@ -182,8 +182,7 @@ where
                 Ok(p) => progress |= p,
                 Err(err) => return Poll::Ready(Ended::Failed(err)),
             }
-            if self.up.is_none() && self.control.len() - self.control_pos < CONTROL_BACKLOG_LIMIT
-            {
+            if self.up.is_none() && self.control.len() - self.control_pos < CONTROL_BACKLOG_LIMIT {
                 if let Poll::Ready(ended) = self.poll_client_in(cx) {
                     if let Some(ended) = ended {
                         return Poll::Ready(ended);
@@ -254,7 +253,9 @@ where
                         }
                     }
                 }
-                Poll::Ready(Err(err)) => return Err(Error::io(Side::Client, "writing to client", err)),
+                Poll::Ready(Err(err)) => {
+                    return Err(Error::io(Side::Client, "writing to client", err))
+                }
                 Poll::Pending => return Ok(progress),
             }
         }
@@ -290,7 +291,9 @@ where
                         self.up = None;
                     }
                 }
-                Poll::Ready(Err(err)) => return Err(Error::io(Side::Target, "writing to target", err)),
+                Poll::Ready(Err(err)) => {
+                    return Err(Error::io(Side::Target, "writing to target", err))
+                }
                 Poll::Pending => return Ok(progress),
             }
         }
@@ -350,7 +353,11 @@ where
         let mut pos = CLIENT_READ_OFFSET;
         // Output is packed at data[out_start..out]; in base64 mode from 0, leaving the decoder
         // the room it needs in front of its input.
-        let mut out_start = if self.mode == Mode::Base64 { Some(0) } else { None };
+        let mut out_start = if self.mode == Mode::Base64 {
+            Some(0)
+        } else {
+            None
+        };
         let mut out = 0;
         let mut ended = None;
         loop {
@@ -369,7 +376,15 @@ where
                     kind,
                     end_of_message,
                 } => {
-                    if let Err(err) = self.take_payload(data, start, end, kind, end_of_message, &mut out_start, &mut out) {
+                    if let Err(err) = self.take_payload(
+                        data,
+                        start,
+                        end,
+                        kind,
+                        end_of_message,
+                        &mut out_start,
+                        &mut out,
+                    ) {
                         ended = Some(Ended::Failed(err));
                         break;
                     }
@@ -442,10 +457,12 @@ where
                 *out += end - start;
             }
             Mode::Base64 => {
-                let invalid = |_| {
-                    Error::protocol(close_code::INVALID_PAYLOAD, "message is not valid base64")
-                };
-                *out = self.b64.decode_in_place(data, start, end, *out).map_err(invalid)?;
+                let invalid =
+                    |_| Error::protocol(close_code::INVALID_PAYLOAD, "message is not valid base64");
+                *out = self
+                    .b64
+                    .decode_in_place(data, start, end, *out)
+                    .map_err(invalid)?;
                 if end_of_message {
                     self.b64.finish().map_err(invalid)?;
                 }
@@ -522,20 +539,33 @@ where
         // What was read from one side before the end still goes to the other, except to a side
         // that is gone. A data frame not yet begun is dropped when the client is closing.
         let (send_close, deliver_down, deliver_up, wait_for_reply) = match &ended {
-            Ended::ClientClosed(info) => (Some((info.code.unwrap_or(close_code::NORMAL), info.reason.clone())), false, true, false),
-            Ended::TargetClosed => (Some((close_code::NORMAL, "Target closed".to_owned())), true, false, true),
+            Ended::ClientClosed(info) => (
+                Some((info.code.unwrap_or(close_code::NORMAL), info.reason.clone())),
+                false,
+                true,
+                false,
+            ),
+            Ended::TargetClosed => (
+                Some((close_code::NORMAL, "Target closed".to_owned())),
+                true,
+                false,
+                true,
+            ),
             Ended::Failed(err) => match (err.side, err.kind) {
-                (Side::Client, Kind::Protocol(code)) => (Some((code, err.context.to_owned())), false, false, false),
-                (Side::Client, _) => (None, false, false, false),
-                (Side::Target, _) | (Side::Internal, _) => {
-                    (Some((err.close_code(), close_reason(err))), true, false, true)
+                (Side::Client, Kind::Protocol(code)) => {
+                    (Some((code, err.context.to_owned())), false, false, false)
                 }
+                (Side::Client, _) => (None, false, false, false),
+                (Side::Target, _) | (Side::Internal, _) => (
+                    Some((err.close_code(), close_reason(err))),
+                    true,
+                    false,
+                    true,
+                ),
             },
         };
-        if !deliver_down {
-            if matches!(&self.down, Some(down) if down.pos == down.start) {
-                self.down = None;
-            }
+        if !deliver_down && matches!(&self.down, Some(down) if down.pos == down.start) {
+            self.down = None;
         }
         if !deliver_up {
             self.up = None;

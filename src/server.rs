@@ -244,7 +244,13 @@ where
         Ok(target) => target,
         Err(err) => {
             warn!(target = %target_spec, "target connection failed: {err}");
-            relay::refuse(&mut client, parts.read_buf, close_code::INTERNAL_ERROR, "Target connection failed").await;
+            relay::refuse(
+                &mut client,
+                parts.read_buf,
+                close_code::INTERNAL_ERROR,
+                "Target connection failed",
+            )
+            .await;
             return;
         }
     };
@@ -276,7 +282,10 @@ fn answer(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Respons
         Ok(upgrade) => upgrade,
         Err(refusal) => {
             info!(path = %req.uri(), "bad WebSocket request: {refusal}");
-            let mut response = plain(StatusCode::BAD_REQUEST, &format!("400 Bad Request: {refusal}\n"));
+            let mut response = plain(
+                StatusCode::BAD_REQUEST,
+                &format!("400 Bad Request: {refusal}\n"),
+            );
             if refusal == handshake::Refusal::BadVersion {
                 response
                     .headers_mut()

@@ -31,7 +31,11 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
     }
     let certs = read_certs(cert_path)?;
     let key_path = settings.key.as_deref().unwrap_or(cert_path);
-    let key_flag = if settings.key.is_some() { "--key" } else { "--cert" };
+    let key_flag = if settings.key.is_some() {
+        "--key"
+    } else {
+        "--cert"
+    };
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
         TlsError(format!(
             "{key_flag} {}: no private key found ({e}); give the key with --key FILE",
@@ -63,7 +67,12 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError(format!("--cert {}: cannot read certificates: {e}", path.display())))?;
+        .map_err(|e| {
+            TlsError(format!(
+                "--cert {}: cannot read certificates: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(TlsError(format!(
             "--cert {}: no PEM certificate in this file",
