@@ -106,7 +106,9 @@ where
         target_to_client: 0,
     };
     let ended = poll_fn(|cx| relay.poll_open(cx)).await;
-    let ended = relay.close(ended).await;
+    // Boxed: the close handshake's state is only needed at the end; inline, it would sit in
+    // every idle connection's task.
+    let ended = Box::pin(relay.close(ended)).await;
     Report {
         client_to_target: relay.client_to_target,
         target_to_client: relay.target_to_client,

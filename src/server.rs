@@ -183,8 +183,11 @@ async fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
                     shared.settings.cert.display()
                 );
             };
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => serve_http(tls_stream, true, shared).await,
+            // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
+            let handshake = Box::pin(acceptor.accept(stream));
+            match tokio::time::timeout(handshake_timeout, handshake).await {
+                // Boxed so that plain connections' tasks are not sized for a TLS session.
+                Ok(Ok(tls_stream)) => Box::pin(serve_http(tls_stream, true, shared)).await,
                 Ok(Err(err)) => info!("TLS handshake failed: {err}"),
                 Err(_) => info!("TLS handshake not done within {handshake_timeout:?}"),
             }
@@ -218,9 +221,13 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(shared.settings.handshake_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    let conn = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
+    // Boxed: the HTTP state is large and only needed until the upgrade; inline, it would stay
+    // in the connection's task for the whole session.
+    let conn = Box::pin(
+        builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades(),
+    );
     if let Err(err) = conn.await {
         debug!("HTTP connection ended: {err}");
     }

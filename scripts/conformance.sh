@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite cases (through kosoku) against our proxy in front of a TCP echo
+# server, and compares the outcome with tests/conformance/expected.json: any case that passed
+# there and does not pass now fails this script. `--update` rewrites the expected file.
+# Excluded here: 9.x (performance) and 12.x/13.x (compression, which we do not negotiate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/kosoku-venv
+if [ ! -x "$venv/bin/kosoku" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q kosoku==0.1.0
+fi
+cargo build --release -q -p websockify -p wsbench
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+echo_port=$(free_port)
+proxy_port=$(free_port)
+out=target/conformance
+rm -rf "$out"
+mkdir -p "$out"
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+target/release/wsbench echo-server --listen "127.0.0.1:$echo_port" >"$out/echo.log" 2>&1 &
+pids+=($!)
+target/release/websockify "127.0.0.1:$proxy_port" "127.0.0.1:$echo_port" >"$out/proxy.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 100); do
+  if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$proxy_port),1)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+timeout 600 "$venv/bin/kosoku" -p 4 -x '9.*' -x '12.*' -x '13.*' -o "$out/reports" \
+  "127.0.0.1:$proxy_port" >"$out/kosoku.log" 2>&1 || { tail -20 "$out/kosoku.log"; exit 1; }
+
+python3 scripts/conformance_check.py "$out/reports/index.json" tests/conformance/expected.json "$@"

@@ -1,0 +1,575 @@
+//! TLS over real sockets: one port for ws:// and wss://, `--cert`/`--key` loading and its
+//! start-up errors, `--ssl-only`, `--ssl-version tlsv1_3`, and the TLS handshake timeout.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SupportedProtocolVersion};
+use support::{
+    bounded, echo_server, masked_frame, self_signed, settings_to, start_proxy, temp_dir,
+    upgrade_request, Proxy, RawClient, ACCEPT,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use websockify::server::Server;
+use websockify::settings::{Settings, TlsMinVersion};
+
+/// Short enough for tests, far from the 5 s default so that the tests show it is honoured.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
+/// A drop "after the handshake timeout" must come before this (the default is 5 s).
+const DROP_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Certificate files for "localhost", written to a fresh directory.
+struct Certs {
+    /// Certificate chain and key in one PEM file.
+    combined: PathBuf,
+    /// The certificate alone.
+    cert: PathBuf,
+    /// The key alone.
+    key: PathBuf,
+    /// The certificate, for the client's trust store.
+    der: Vec<u8>,
+}
+
+fn certs() -> Certs {
+    let (cert_pem, key_pem, der) = self_signed();
+    let dir = temp_dir("tls");
+    let combined = dir.join("self.pem");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&combined, format!("{cert_pem}{key_pem}")).unwrap();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    Certs {
+        combined,
+        cert,
+        key,
+        der,
+    }
+}
+
+/// Settings for a proxy to `target` with the short handshake timeout and the given files.
+fn tls_settings(target: SocketAddr, cert: &Path, key: Option<&Path>) -> Settings {
+    let mut settings = settings_to(target);
+    settings.handshake_timeout = HANDSHAKE_TIMEOUT;
+    settings.cert = cert.to_path_buf();
+    settings.key = key.map(Path::to_path_buf);
+    settings
+}
+
+/// A proxy to a fresh echo server serving TLS with the combined certificate file.
+async fn tls_proxy(certs: &Certs) -> Proxy {
+    start_proxy(tls_settings(echo_server().await, &certs.combined, None)).await
+}
+
+/// A client configuration trusting `der`, speaking only `versions`.
+fn client_config(der: &[u8], versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A client configuration trusting `der`, speaking TLS 1.2 and 1.3.
+fn any_version(der: &[u8]) -> Arc<ClientConfig> {
+    client_config(der, rustls::ALL_VERSIONS)
+}
+
+/// Connects and completes a TLS handshake for "localhost".
+async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    bounded(
+        "TLS handshake",
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+}
+
+/// Reads until the server ends the connection; returns everything it sent before that.
+/// A reset or an abrupt TLS end counts as an end.
+async fn read_until_dropped<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    bounded("the server to drop the connection", async {
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+}
+
+/// Asserts a WebSocket over `client` echoes a binary frame.
+async fn assert_echo<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(client: &mut RawClient<S>) {
+    client.send(true, 0x2, b"\x00hello over the wire\xff").await;
+    assert_eq!(client.read_data(21).await, b"\x00hello over the wire\xff");
+}
+
+/// The start-up error of `Server::new(settings)`; panics if it starts.
+fn startup_error(settings: Settings) -> String {
+    match Server::new(settings) {
+        Ok(_) => panic!("the server should refuse to start"),
+        Err(err) => {
+            let message = err.to_string();
+            assert!(!message.contains('\n'), "not one line: {message:?}");
+            message
+        }
+    }
+}
+
+#[tokio::test]
+async fn tungstenite_client_round_trips_over_wss() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let mut request = format!("wss://localhost:{}/websockify", proxy.addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "base64, binary".parse().unwrap());
+    let (mut ws, response) = bounded(
+        "tungstenite handshake",
+        tokio_tungstenite::client_async(request, tls),
+    )
+    .await
+    .expect("handshake");
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").unwrap(),
+        "binary"
+    );
+    for size in [1usize, 126, 70_000, 1 << 20] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 13 % 256) as u8).collect();
+        bounded("send", ws.send(Message::binary(payload.clone())))
+            .await
+            .unwrap();
+        let mut echoed = Vec::new();
+        while echoed.len() < size {
+            match bounded("echo", ws.next()).await {
+                Some(Ok(Message::Binary(data))) => echoed.extend_from_slice(&data),
+                other => panic!("expected binary data, got {other:?}"),
+            }
+        }
+        assert_eq!(echoed, payload, "{size} bytes");
+    }
+    bounded("close", ws.close(None)).await.unwrap();
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn one_port_serves_ws_and_wss() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+
+    let (mut plain, head) = RawClient::connect(proxy.addr, Some("binary")).await;
+    assert!(head.contains(ACCEPT), "{head}");
+    assert_echo(&mut plain).await;
+
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut secure, head) = RawClient::upgrade(tls, Some("binary")).await;
+    assert!(head.contains(ACCEPT), "{head}");
+    assert_echo(&mut secure).await;
+
+    // Both sessions live side by side.
+    assert_echo(&mut plain).await;
+    assert_echo(&mut secure).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tls_server_offers_http_1_1_over_alpn() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let mut config = (*any_version(&certs.der)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tls = tls_connect(proxy.addr, Arc::new(config)).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn key_may_be_given_in_a_separate_key_file() {
+    let certs = certs();
+    let proxy = start_proxy(tls_settings(
+        echo_server().await,
+        &certs.cert,
+        Some(&certs.key),
+    ))
+    .await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+/// A chain root → intermediate → leaf for "localhost": (a file holding the leaf, the
+/// intermediate and the leaf's key, in `order`; the root's DER for the client).
+fn chain_file(order: &[&str]) -> (PathBuf, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let root = ca("test root").self_signed(&root_key).unwrap();
+    let inter_key = KeyPair::generate().unwrap();
+    let inter = ca("test intermediate")
+        .signed_by(&inter_key, &root, &root_key)
+        .unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &inter, &inter_key)
+        .unwrap();
+    let pem: String = order
+        .iter()
+        .map(|part| match *part {
+            "leaf" => leaf.pem(),
+            "intermediate" => inter.pem(),
+            "key" => leaf_key.serialize_pem(),
+            other => panic!("unknown part {other}"),
+        })
+        .collect();
+    let path = temp_dir("tls-chain").join("chain.pem");
+    std::fs::write(&path, pem).unwrap();
+    (path, root.der().to_vec())
+}
+
+#[tokio::test]
+async fn certificate_chain_and_key_in_one_file_are_all_served() {
+    // The client trusts only the root: the handshake needs the intermediate from the file.
+    for order in [
+        &["leaf", "intermediate", "key"][..],
+        &["key", "leaf", "intermediate"][..],
+    ] {
+        let (path, root) = chain_file(order);
+        let proxy = start_proxy(tls_settings(echo_server().await, &path, None)).await;
+        let tls = tls_connect(proxy.addr, any_version(&root))
+            .await
+            .unwrap_or_else(|e| panic!("{order:?}: {e}"));
+        let served = tls.get_ref().1.peer_certificates().unwrap().len();
+        assert_eq!(served, 2, "{order:?}: leaf and intermediate");
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn frames_pipelined_with_the_upgrade_request_over_tls_are_relayed() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let mut bytes = upgrade_request("/websockify", "").into_bytes();
+    bytes.extend(masked_frame(true, 0x2, b"pipelined", [1, 2, 3, 4]));
+    let mut client = RawClient::new(tls);
+    client.send_raw(&bytes).await;
+    let head = client.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(client.read_data(9).await, b"pipelined");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ssl_only_drops_plain_clients() {
+    let certs = certs();
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_only = true;
+    let proxy = start_proxy(settings).await;
+
+    let began = Instant::now();
+    let mut plain = TcpStream::connect(proxy.addr).await.unwrap();
+    plain
+        .write_all(upgrade_request("/websockify", "").as_bytes())
+        .await
+        .unwrap();
+    let got = read_until_dropped(&mut plain).await;
+    assert!(
+        got.is_empty(),
+        "a plain client must get no HTTP response, got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        began.elapsed() < DROP_DEADLINE,
+        "dropped at once, not after a timeout"
+    );
+
+    // TLS clients are still served.
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ssl_only_without_a_certificate_fails_at_start_naming_cert_and_the_file() {
+    let missing = temp_dir("tls-missing").join("nowhere.pem");
+    let mut settings = tls_settings(support::closed_port().await, &missing, None);
+    settings.ssl_only = true;
+    let message = startup_error(settings);
+    assert!(message.contains("--cert"), "{message}");
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_certificate_file_is_a_start_up_error() {
+    let certs = certs();
+    let dir = temp_dir("tls-garbage");
+    let (_, key_pem, _) = self_signed();
+    let garbage: [(&str, String); 5] = [
+        ("not-pem.pem", "this is not a certificate\n".into()),
+        ("empty.pem", String::new()),
+        (
+            "bad-base64.pem",
+            "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n".into(),
+        ),
+        (
+            "key-only.pem",
+            key_pem, // a key but no certificate
+        ),
+        (
+            // Well-formed PEM and base64, but the DER inside is not a certificate.
+            "random-der.pem",
+            format!(
+                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                base64::engine::general_purpose::STANDARD.encode([0x5au8; 300])
+            ),
+        ),
+    ];
+    for (name, content) in garbage {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        for ssl_only in [false, true] {
+            let mut settings = tls_settings(support::closed_port().await, &path, Some(&certs.key));
+            settings.ssl_only = ssl_only;
+            let message = startup_error(settings);
+            assert!(message.contains("--cert"), "{name}: {message}");
+            assert!(
+                message.contains(&path.display().to_string()),
+                "{name}: {message}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn certificate_without_a_key_is_a_start_up_error() {
+    let certs = certs();
+    // The certificate file holds no key and no --key is given.
+    let message = startup_error(tls_settings(
+        support::closed_port().await,
+        &certs.cert,
+        None,
+    ));
+    assert!(message.contains("--cert"), "{message}");
+    assert!(
+        message.contains(&certs.cert.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("private key"), "{message}");
+
+    // --key names a file that does not exist.
+    let missing = temp_dir("tls-nokey").join("missing-key.pem");
+    let message = startup_error(tls_settings(
+        support::closed_port().await,
+        &certs.cert,
+        Some(&missing),
+    ));
+    assert!(message.contains("--key"), "{message}");
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn key_that_does_not_match_the_certificate_is_a_start_up_error() {
+    let certs = certs();
+    let other = self::certs();
+    let message = startup_error(tls_settings(
+        support::closed_port().await,
+        &certs.cert,
+        Some(&other.key),
+    ));
+    assert!(message.contains("--cert"), "{message}");
+    assert!(
+        message.contains(&certs.cert.display().to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_certificate_plain_works_and_tls_clients_are_dropped() {
+    let certs = certs(); // only for a client trust store; the server has no certificate
+    let missing = temp_dir("tls-none").join("self.pem");
+    let proxy = start_proxy(tls_settings(echo_server().await, &missing, None)).await;
+
+    let (mut plain, _) = RawClient::connect(proxy.addr, None).await;
+    assert_echo(&mut plain).await;
+
+    let began = Instant::now();
+    let result = tls_connect(proxy.addr, any_version(&certs.der)).await;
+    assert!(
+        result.is_err(),
+        "a TLS client must not be served without a certificate"
+    );
+    assert!(
+        began.elapsed() < DROP_DEADLINE,
+        "dropped at once, not after a timeout"
+    );
+
+    // Plain clients are still served afterwards.
+    let (mut plain, _) = RawClient::connect(proxy.addr, None).await;
+    assert_echo(&mut plain).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tls13_minimum_refuses_a_tls12_only_client() {
+    let certs = certs();
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_min_version = TlsMinVersion::Tls13;
+    let proxy = start_proxy(settings).await;
+
+    let tls12 = client_config(&certs.der, &[&rustls::version::TLS12]);
+    let result = tls_connect(proxy.addr, tls12).await;
+    assert!(result.is_err(), "a TLS 1.2 client must be refused");
+
+    let tls13 = client_config(&certs.der, &[&rustls::version::TLS13]);
+    let tls = tls_connect(proxy.addr, tls13).await.unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(ProtocolVersion::TLSv1_3)
+    );
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn default_minimum_accepts_tls12_and_tls13_clients() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    for (version, expected) in [
+        (&rustls::version::TLS12, ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, ProtocolVersion::TLSv1_3),
+    ] {
+        let tls = tls_connect(proxy.addr, client_config(&certs.der, &[version]))
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(expected));
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+    }
+    // TLS 1.2 as the explicit minimum behaves the same.
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_min_version = TlsMinVersion::Tls12;
+    let proxy12 = start_proxy(settings).await;
+    let tls = tls_connect(
+        proxy12.addr,
+        client_config(&certs.der, &[&rustls::version::TLS12]),
+    )
+    .await
+    .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy12.stop().await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tls_client_that_stalls_mid_handshake_is_dropped_after_the_handshake_timeout() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let began = Instant::now();
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // A handshake record header announcing 512 bytes, and only a few of them.
+    stream
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ])
+        .await
+        .unwrap();
+    let got = read_until_dropped(&mut stream).await;
+    let waited = began.elapsed();
+    assert!(got.is_empty(), "nothing expected, got {got:?}");
+    assert!(waited >= HANDSHAKE_TIMEOUT, "dropped too early: {waited:?}");
+    assert!(waited < DROP_DEADLINE, "dropped too late: {waited:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn tls_client_that_sends_no_request_is_dropped_after_the_handshake_timeout() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let began = Instant::now();
+    let mut tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let got = read_until_dropped(&mut tls).await;
+    let waited = began.elapsed();
+    assert!(
+        got.is_empty(),
+        "nothing expected, got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(waited >= HANDSHAKE_TIMEOUT, "dropped too early: {waited:?}");
+    assert!(waited < DROP_DEADLINE, "dropped too late: {waited:?}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_errors_are_answered_over_tls_too() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let mut tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut client = RawClient::new(tls);
+    let head = client.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
+    proxy.stop().await;
+}
