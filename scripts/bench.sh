@@ -11,6 +11,7 @@
 #   --with-reference    also measure the Python reference (/tmp/ref/bin/websockify or $WEBSOCKIFY_REF)
 #   --with-websocat     also measure websocat, if it is on PATH
 #   --no-build          use the binaries already built
+#   env WEBSOCKIFY_OURS=PATH measures that binary as "ours" instead of the one built here
 #   --out FILE          markdown file to update (default BENCHMARKS.md; "-" = don't write)
 #
 # Every server and proxy runs on 127.0.0.1 on a free port and is killed on exit.
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --with-websocat) EXTRA_KINDS+=(websocat); shift ;;
     --no-build) BUILD=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -38,7 +39,7 @@ done
 cd "$(git rev-parse --show-toplevel 2>/dev/null || dirname "$0"/..)"
 BIN="${CARGO_TARGET_DIR:-target}/release"
 WSBENCH="$BIN/wsbench"
-OURS="$BIN/websockify"
+OURS="${WEBSOCKIFY_OURS:-$BIN/websockify}"
 REF="${WEBSOCKIFY_REF:-/tmp/ref/bin/websockify}"
 REPORT_DIR="reports/bench-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$REPORT_DIR"
@@ -207,7 +208,11 @@ SECTION="$REPORT_DIR/section.md"
   echo "## Single-connection throughput"
   echo
   echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($CPU), $(uname -sr), $(rustc -V 2>/dev/null || echo rustc ?)."
-  echo "Commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'). Median of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup; MB = 10^6 bytes."
+  echo "wsbench from commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'). Median of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup; MB = 10^6 bytes."
+  if [[ " ${KINDS[*]} " == *" ours "* ]]; then
+    src=$(git -C "$(dirname "$OURS")" rev-parse --short HEAD 2>/dev/null || echo "unknown commit")
+    echo "Ours: \`$OURS\` (built from $src). The plain relay uses 64 KiB buffers per direction and tokio's default worker threads."
+  fi
   echo "Client, targets and proxy share the machine's cores; read ratios, not absolutes."
   echo
   header="| test | $(proxy_title plain) |"

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -377,10 +377,18 @@ async fn handshake_conn(
             sh.hist.record(start.elapsed());
         }
         sh.msgs.fetch_add(1, Ordering::Relaxed);
-        if t.ws.is_some() {
-            let _ = timeout(cfg.timeout, s.write_all(&tx.close_frame())).await;
-        }
-        let _ = timeout(cfg.timeout, s.shutdown()).await;
+        // A clean close (close frame, FIN, then wait for the peer's FIN) so the proxy sees
+        // an orderly end, not a reset; what the peer sends meanwhile is discarded.
+        let _ = timeout(cfg.timeout, async {
+            if t.ws.is_some() {
+                s.write_all(&tx.close_frame()).await?;
+            }
+            s.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            while s.read(&mut sink).await? > 0 {}
+            Ok::<(), io::Error>(())
+        })
+        .await;
     }
 }
 
