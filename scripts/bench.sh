@@ -172,6 +172,11 @@ median() { # numbers on stdin -> median, or "n/a"
 }
 
 declare -A VALUES   # "kind,test,metric" -> space-separated values of the runs
+# Other work on the machine skews everything: note the load, warn when it is high.
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
+if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 0.5) }'; then
+  echo "bench.sh: warning: load average is $LOAD_BEFORE before the run; numbers will be noisy" >&2
+fi
 total=$(( RUNS * ${#TESTS[@]} * ${#KINDS[@]} ))
 n=0
 echo "== $total runs of ${WARMUP}+${DURATION} s" >&2
@@ -207,7 +212,7 @@ SECTION="$REPORT_DIR/section.md"
 {
   echo "## Single-connection throughput"
   echo
-  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($CPU), $(uname -sr), $(rustc -V 2>/dev/null || echo rustc ?)."
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($CPU), $(uname -sr), $(rustc -V 2>/dev/null || echo rustc ?); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1 /proc/loadavg)."
   echo "wsbench from commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'). Median of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup; MB = 10^6 bytes."
   if [[ " ${KINDS[*]} " == *" ours "* ]]; then
     src=$(git -C "$(dirname "$OURS")" rev-parse --short HEAD 2>/dev/null || echo "unknown commit")
