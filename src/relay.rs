@@ -9,7 +9,7 @@
 //! - payload is forwarded piece by piece as it arrives: a message is never held whole.
 
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -133,13 +133,81 @@ where
     .await;
 }
 
-/// Bytes in one pooled buffer waiting to be written: `buf[pos..end]`.
-struct Pending {
+/// A frame for the client in a pooled buffer: `buf[pos..end]` is still to be written.
+struct OutgoingFrame {
     buf: Buf,
     /// Where the frame (or the data) starts; `pos > start` means writing has begun.
     start: usize,
     pos: usize,
     end: usize,
+}
+
+/// Payload ranges of one client read that were separated by frame headers: handed to one
+/// vectored write as they lie, rather than moved together first.
+const MAX_SEGMENTS: usize = 8;
+
+#[derive(Default)]
+struct Segments {
+    ranges: [(usize, usize); MAX_SEGMENTS],
+    /// Ranges `first..len` are still to be written.
+    first: usize,
+    len: usize,
+}
+
+impl Segments {
+    /// Adds `data[start..end]`; joins it to the last range when adjacent, and past
+    /// `MAX_SEGMENTS` ranges moves it behind the last one (many tiny frames in one read).
+    fn push(&mut self, data: &mut [u8], start: usize, end: usize) {
+        if start == end {
+            return;
+        }
+        if self.len > 0 {
+            let last = &mut self.ranges[self.len - 1];
+            if last.1 == start {
+                last.1 = end;
+                return;
+            }
+            if self.len == MAX_SEGMENTS {
+                data.copy_within(start..end, last.1);
+                last.1 += end - start;
+                return;
+            }
+        }
+        self.ranges[self.len] = (start, end);
+        self.len += 1;
+    }
+
+    fn total(&self) -> usize {
+        self.ranges[self.first..self.len]
+            .iter()
+            .map(|(s, e)| e - s)
+            .sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first == self.len
+    }
+
+    /// Marks `n` bytes as written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < self.len {
+            let range = &mut self.ranges[self.first];
+            let left = range.1 - range.0;
+            if n >= left {
+                n -= left;
+                self.first += 1;
+            } else {
+                range.0 += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+/// Client payload waiting to be written to the target.
+struct Outgoing {
+    buf: Buf,
+    segments: Segments,
 }
 
 struct Relay<'a, C, T> {
@@ -153,11 +221,11 @@ struct Relay<'a, C, T> {
     decoder: Decoder,
     utf8: Utf8Validator,
     b64: Base64Decoder,
-    up: Option<Pending>,
+    up: Option<Outgoing>,
     target_flush: bool,
 
     // target → client
-    down: Option<Pending>,
+    down: Option<OutgoingFrame>,
     /// Serialized control frames (pongs, then the close) for the client.
     control: Vec<u8>,
     control_pos: usize,
@@ -277,7 +345,13 @@ where
     fn poll_target_out(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
         let mut progress = false;
         while let Some(up) = &mut self.up {
-            match Pin::new(&mut *self.target).poll_write(cx, &up.buf[up.pos..up.end]) {
+            let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
+            let ranges = &up.segments.ranges[up.segments.first..up.segments.len];
+            for (slice, (start, end)) in slices.iter_mut().zip(ranges) {
+                *slice = IoSlice::new(&up.buf[*start..*end]);
+            }
+            let slices = &slices[..ranges.len()];
+            match Pin::new(&mut *self.target).poll_write_vectored(cx, slices) {
                 Poll::Ready(Ok(0)) => {
                     return Err(Error::io(
                         Side::Target,
@@ -288,8 +362,8 @@ where
                 Poll::Ready(Ok(n)) => {
                     progress = true;
                     self.target_flush = true;
-                    up.pos += n;
-                    if up.pos == up.end {
+                    up.segments.advance(n);
+                    if up.segments.is_empty() {
                         self.up = None;
                     }
                 }
@@ -353,14 +427,10 @@ where
     fn decode_client(&mut self, mut buf: Buf, end: usize) -> Option<Ended> {
         let data = &mut buf[..end];
         let mut pos = CLIENT_READ_OFFSET;
-        // Output is packed at data[out_start..out]; in base64 mode from 0, leaving the decoder
-        // the room it needs in front of its input.
-        let mut out_start = if self.mode == Mode::Base64 {
-            Some(0)
-        } else {
-            None
-        };
-        let mut out = 0;
+        let mut segments = Segments::default();
+        // Base64 output is packed from 0, leaving the decoder the room it needs in front of its
+        // input; it becomes one segment at the end.
+        let mut base64_out = 0;
         let mut ended = None;
         loop {
             let item = match self.decoder.next(data, &mut pos) {
@@ -380,12 +450,11 @@ where
                 } => {
                     if let Err(err) = self.take_payload(
                         data,
-                        start,
-                        end,
+                        (start, end),
                         kind,
                         end_of_message,
-                        &mut out_start,
-                        &mut out,
+                        &mut segments,
+                        &mut base64_out,
                     ) {
                         ended = Some(Ended::Failed(err));
                         break;
@@ -406,31 +475,26 @@ where
                 },
             }
         }
-        if let Some(start) = out_start {
-            if out > start {
-                self.client_to_target += (out - start) as u64;
-                self.up = Some(Pending {
-                    buf,
-                    start,
-                    pos: start,
-                    end: out,
-                });
-            }
+        if self.mode == Mode::Base64 {
+            segments.push(data, 0, base64_out);
+        }
+        if !segments.is_empty() {
+            self.client_to_target += segments.total() as u64;
+            self.up = Some(Outgoing { buf, segments });
         }
         ended
     }
 
-    /// Takes one piece of message payload at `data[start..end]` into the packed output.
-    #[allow(clippy::too_many_arguments)]
+    /// Takes one piece of message payload, `data[start..end]`, into the output: as a segment
+    /// (binary mode) or decoded to `data[*base64_out..]` (base64 mode).
     fn take_payload(
         &mut self,
         data: &mut [u8],
-        start: usize,
-        end: usize,
+        (start, end): (usize, usize),
         kind: DataKind,
         end_of_message: bool,
-        out_start: &mut Option<usize>,
-        out: &mut usize,
+        segments: &mut Segments,
+        base64_out: &mut usize,
     ) -> Result<(), Error> {
         match self.mode {
             Mode::Binary => {
@@ -449,21 +513,14 @@ where
                         ));
                     }
                 }
-                if out_start.is_none() {
-                    *out_start = Some(start);
-                    *out = start;
-                }
-                if *out != start {
-                    data.copy_within(start..end, *out);
-                }
-                *out += end - start;
+                segments.push(data, start, end);
             }
             Mode::Base64 => {
                 let invalid =
                     |_| Error::protocol(close_code::INVALID_PAYLOAD, "message is not valid base64");
-                *out = self
+                *base64_out = self
                     .b64
-                    .decode_in_place(data, start, end, *out)
+                    .decode_in_place(data, start, end, *base64_out)
                     .map_err(invalid)?;
                 if end_of_message {
                     self.b64.finish().map_err(invalid)?;
@@ -507,7 +564,7 @@ where
         };
         let mut buf = buf;
         let header_len = frame::write_server_header(&mut buf[..HEAD], opcode, len);
-        self.down = Some(Pending {
+        self.down = Some(OutgoingFrame {
             buf,
             start: HEAD - header_len,
             pos: HEAD - header_len,
@@ -630,5 +687,53 @@ where
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending_bytes(data: &[u8], segments: &Segments) -> Vec<u8> {
+        segments.ranges[segments.first..segments.len]
+            .iter()
+            .flat_map(|(s, e)| data[*s..*e].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn segments_join_adjacent_ranges_and_pack_past_the_limit() {
+        let mut data: Vec<u8> = (0..=255u8).collect();
+        let mut segments = Segments::default();
+        segments.push(&mut data, 2, 4);
+        segments.push(&mut data, 4, 6); // adjacent: joined
+        segments.push(&mut data, 6, 6); // empty: ignored
+        assert_eq!(segments.len, 1);
+        let mut expected: Vec<u8> = (2..6).collect();
+        for i in 0..12u8 {
+            let start = 10 + 10 * i as usize;
+            segments.push(&mut data, start, start + 3);
+            expected.extend(start as u8..start as u8 + 3);
+        }
+        assert_eq!(segments.len, MAX_SEGMENTS);
+        assert_eq!(pending_bytes(&data, &segments), expected);
+        assert_eq!(segments.total(), expected.len());
+    }
+
+    #[test]
+    fn segments_advance_across_ranges() {
+        let mut data: Vec<u8> = (0..100u8).collect();
+        let mut segments = Segments::default();
+        segments.push(&mut data, 0, 10);
+        segments.push(&mut data, 20, 30);
+        segments.advance(4);
+        assert_eq!(segments.total(), 16);
+        segments.advance(10);
+        assert_eq!(
+            pending_bytes(&data, &segments),
+            (24..30).collect::<Vec<u8>>()
+        );
+        segments.advance(6);
+        assert!(segments.is_empty());
     }
 }

@@ -65,6 +65,24 @@ impl AsyncWrite for Target {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Target::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Target::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Target::Tcp(s) => s.is_write_vectored(),
+            Target::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_flush(cx),
