@@ -233,7 +233,9 @@ async fn answer_flash_policy(mut stream: TcpStream, handshake_timeout: Duration)
     match tokio::time::timeout(handshake_timeout, read_request).await {
         Ok(true) => {}
         Ok(false) => return debug!("dropped: starts with '<' but is no Flash policy request"),
-        Err(_) => return debug!("dropped: no complete Flash policy request within {handshake_timeout:?}"),
+        Err(_) => {
+            return debug!("dropped: no complete Flash policy request within {handshake_timeout:?}")
+        }
     }
     let write = async {
         stream.write_all(POLICY_RESPONSE).await?;

@@ -74,7 +74,9 @@ impl hyper::body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Body::Bytes(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             Body::File(file) => SizeHint::with_exact(file.remaining),
         }
     }
@@ -89,7 +91,10 @@ pub struct FileBody {
 }
 
 impl FileBody {
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
@@ -577,7 +582,11 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
                 let shown = String::from_utf8_lossy(&percent_decode(uri.path())).into_owned();
                 let html = listing_html(&shown, entries);
                 let mut response = with_length(StatusCode::OK, html.len() as u64, head_only, html);
-                set(&mut response, header::CONTENT_TYPE, "text/html; charset=utf-8");
+                set(
+                    &mut response,
+                    header::CONTENT_TYPE,
+                    "text/html; charset=utf-8",
+                );
                 response
             }
             Err(err) => {
@@ -643,8 +652,12 @@ async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Respon
                     info!(file = %path.display(), "web: seek failed: {err}");
                     return error(StatusCode::INTERNAL_SERVER_ERROR, head_only);
                 }
-                let mut response =
-                    file_response(file, StatusCode::PARTIAL_CONTENT, end - start + 1, head_only);
+                let mut response = file_response(
+                    file,
+                    StatusCode::PARTIAL_CONTENT,
+                    end - start + 1,
+                    head_only,
+                );
                 set(&mut response, header::CONTENT_TYPE, content_type(path));
                 set(
                     &mut response,
@@ -655,7 +668,11 @@ async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Respon
             }
             RangeChoice::Unsatisfiable => {
                 let mut response = error(StatusCode::RANGE_NOT_SATISFIABLE, head_only);
-                set(&mut response, header::CONTENT_RANGE, &format!("bytes */{len}"));
+                set(
+                    &mut response,
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{len}"),
+                );
                 response
             }
         }
@@ -722,7 +739,11 @@ pub fn error(status: StatusCode, head_only: bool) -> Response<Body> {
         status.canonical_reason().unwrap_or("")
     );
     let mut response = with_length(status, text.len() as u64, head_only, text);
-    set(&mut response, header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    set(
+        &mut response,
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
     response
 }
 
@@ -801,7 +822,10 @@ mod tests {
     fn redirects_keep_the_query_and_never_point_to_another_host() {
         assert_eq!(redirect_location("/sub", None), "/sub/");
         assert_eq!(redirect_location("/sub", Some("a=1")), "/sub/?a=1");
-        assert_eq!(redirect_location("//evil.example/x", None), "/evil.example/x/");
+        assert_eq!(
+            redirect_location("//evil.example/x", None),
+            "/evil.example/x/"
+        );
     }
 
     #[test]
@@ -835,7 +859,10 @@ mod tests {
     #[test]
     fn validators_use_whole_seconds_for_dates() {
         let v = validators();
-        assert_eq!(v.last_modified, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(
+            v.last_modified,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
         assert!(v.etag.starts_with('"') && v.etag.ends_with('"'));
         assert_ne!(
             v.etag,
@@ -849,7 +876,11 @@ mod tests {
         let same_date = httpdate::fmt_http_date(v.last_modified);
         let earlier = httpdate::fmt_http_date(v.last_modified - Duration::from_secs(1));
         assert!(not_modified(Some(&v.etag), None, &v));
-        assert!(not_modified(Some(&format!("\"x\", W/{}", v.etag)), None, &v));
+        assert!(not_modified(
+            Some(&format!("\"x\", W/{}", v.etag)),
+            None,
+            &v
+        ));
         assert!(not_modified(Some("*"), None, &v));
         assert!(!not_modified(Some("\"other\""), Some(&same_date), &v));
         assert!(not_modified(None, Some(&same_date), &v));
@@ -863,10 +894,31 @@ mod tests {
         let v = validators();
         let r = |h: &str| choose_range(Some(h), None, 1000, &v);
         assert_eq!(r("bytes=0-99"), RangeChoice::Partial { start: 0, end: 99 });
-        assert_eq!(r("bytes=900-"), RangeChoice::Partial { start: 900, end: 999 });
-        assert_eq!(r("bytes=-100"), RangeChoice::Partial { start: 900, end: 999 });
-        assert_eq!(r("bytes=-5000"), RangeChoice::Partial { start: 0, end: 999 });
-        assert_eq!(r("bytes=990-5000"), RangeChoice::Partial { start: 990, end: 999 });
+        assert_eq!(
+            r("bytes=900-"),
+            RangeChoice::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=-100"),
+            RangeChoice::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=-5000"),
+            RangeChoice::Partial { start: 0, end: 999 }
+        );
+        assert_eq!(
+            r("bytes=990-5000"),
+            RangeChoice::Partial {
+                start: 990,
+                end: 999
+            }
+        );
         assert_eq!(r("Bytes= 5-5"), RangeChoice::Partial { start: 5, end: 5 });
     }
 
@@ -913,7 +965,9 @@ mod tests {
         assert_eq!(r("\"stale\""), RangeChoice::Full);
         assert_eq!(r(&format!("W/{}", v.etag)), RangeChoice::Full);
         assert_eq!(
-            r(&httpdate::fmt_http_date(v.last_modified - Duration::from_secs(1))),
+            r(&httpdate::fmt_http_date(
+                v.last_modified - Duration::from_secs(1)
+            )),
             RangeChoice::Full
         );
     }
@@ -944,7 +998,10 @@ mod tests {
             html.contains("<a href=\"%3Cscript%3E.txt\">&lt;script&gt;.txt</a>"),
             "{html}"
         );
-        assert!(html.contains("<a href=\"Sub%20dir/\">Sub dir/</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"Sub%20dir/\">Sub dir/</a>"),
+            "{html}"
+        );
         assert!(
             html.contains("<a href=\"a%22%26%27.txt\">a&quot;&amp;&#x27;.txt@</a>"),
             "{html}"
