@@ -1,8 +1,8 @@
 //! server: accepts connections and walks each one down the pipeline: classify its first bytes
 //! (a Flash policy request is answered there), TLS if it starts with a handshake, HTTP until it
 //! asks for a WebSocket, then the target and the relay. Other HTTP requests go to `web` when
-//! `--web` is on, and get 405 otherwise. `Server::run` is shared by `main` and the tests: it takes a bound listener and a
-//! shutdown future.
+//! `--web` is on, and get 405 otherwise. `Server::run` is shared by `main` and the tests: it
+//! takes a bound listener and a shutdown future.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
