@@ -1,11 +1,14 @@
-//! classify: looks at a connection's first bytes to tell TLS from plain HTTP (and the Flash
-//! policy request of the seed), without consuming them.
+//! classify: looks at a connection's first bytes to tell TLS from plain HTTP and from the Flash
+//! socket-policy request of the seed, without consuming them.
 
 /// What a connection speaks, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// A TLS handshake record (0x16).
     Tls,
+    /// `<`, which cannot start an HTTP request: a Flash socket-policy request, or nothing we
+    /// speak ([`check_policy_request`] tells).
+    FlashPolicy,
     /// Anything else: plain HTTP (the HTTP layer judges it).
     Http,
 }
@@ -14,7 +17,37 @@ pub enum Protocol {
 pub fn classify(first: &[u8]) -> Protocol {
     match first.first() {
         Some(0x16) => Protocol::Tls,
+        Some(b'<') => Protocol::FlashPolicy,
         _ => Protocol::Http,
+    }
+}
+
+/// What Flash Player sends to ask for the socket policy, NUL included.
+pub const POLICY_REQUEST: &[u8] = b"<policy-file-request/>\0";
+
+/// The answer: any domain may connect to any port (as the original websockify), NUL-terminated.
+pub const POLICY_RESPONSE: &[u8] =
+    b"<cross-domain-policy><allow-access-from domain=\"*\" to-ports=\"*\" /></cross-domain-policy>\0";
+
+/// How the bytes read so far compare with [`POLICY_REQUEST`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyCheck {
+    /// A proper prefix so far: read more.
+    Incomplete,
+    /// Exactly the request.
+    Complete,
+    /// Something else (or more than the request).
+    Wrong,
+}
+
+/// Compares the first bytes of a connection with the policy request.
+pub fn check_policy_request(got: &[u8]) -> PolicyCheck {
+    if got.len() > POLICY_REQUEST.len() || !POLICY_REQUEST.starts_with(got) {
+        PolicyCheck::Wrong
+    } else if got.len() == POLICY_REQUEST.len() {
+        PolicyCheck::Complete
+    } else {
+        PolicyCheck::Incomplete
     }
 }
 
@@ -26,6 +59,39 @@ mod tests {
     fn tls_record_byte_means_tls() {
         assert_eq!(classify(&[0x16, 0x03, 0x01]), Protocol::Tls);
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Protocol::Http);
-        assert_eq!(classify(b"<policy-file-request/>\0"), Protocol::Http);
+    }
+
+    #[test]
+    fn angle_bracket_means_flash_policy() {
+        assert_eq!(classify(b"<policy-file-request/>\0"), Protocol::FlashPolicy);
+        assert_eq!(classify(b"<"), Protocol::FlashPolicy);
+    }
+
+    #[test]
+    fn policy_request_is_checked_byte_for_byte() {
+        assert_eq!(check_policy_request(b""), PolicyCheck::Incomplete);
+        assert_eq!(check_policy_request(b"<policy"), PolicyCheck::Incomplete);
+        assert_eq!(
+            check_policy_request(b"<policy-file-request/>"),
+            PolicyCheck::Incomplete
+        );
+        assert_eq!(check_policy_request(POLICY_REQUEST), PolicyCheck::Complete);
+        assert_eq!(check_policy_request(b"<polite"), PolicyCheck::Wrong);
+        assert_eq!(check_policy_request(b"<html>"), PolicyCheck::Wrong);
+        assert_eq!(
+            check_policy_request(b"<policy-file-request/>\0x"),
+            PolicyCheck::Wrong
+        );
+        assert_eq!(
+            check_policy_request(b"<policy-file-request/>\n"),
+            PolicyCheck::Wrong
+        );
+    }
+
+    #[test]
+    fn policy_response_is_the_permissive_document_with_a_nul() {
+        assert!(POLICY_RESPONSE.starts_with(b"<cross-domain-policy>"));
+        assert!(POLICY_RESPONSE.ends_with(b"</cross-domain-policy>\0"));
+        assert_eq!(POLICY_REQUEST.len(), 23);
     }
 }

@@ -12,7 +12,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
@@ -676,9 +676,7 @@ impl Cli {
             (self.heartbeat != 0, "--heartbeat"),
             (given(&self.auth_plugin), "--auth-plugin"),
             (given(&self.auth_source), "--auth-source"),
-            (given(&self.web), "--web"),
             (self.web_auth, "--web-auth"),
-            (self.file_only, "--file-only"),
         ];
         not_yet
             .into_iter()
@@ -710,6 +708,11 @@ impl Cli {
             _ => return Err(CliError::not_supported("--token-plugin")),
         };
 
+        let web = match self.web.as_ref().filter(|w| !w.as_os_str().is_empty()) {
+            Some(dir) => Some(web_root(dir)?),
+            None => None,
+        };
+
         Ok(Settings {
             listen,
             target,
@@ -722,8 +725,21 @@ impl Cli {
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),
+            web,
+            file_only: self.file_only,
             handshake_timeout: crate::settings::DEFAULT_HANDSHAKE_TIMEOUT,
         })
+    }
+}
+
+/// `--web DIR` as an absolute, canonical path, checked to be a directory now: a later chdir
+/// (`-D`) must not change what is served, and a typo must fail at start-up, not per request.
+fn web_root(dir: &Path) -> Result<PathBuf, CliError> {
+    let shown = dir.display();
+    match std::fs::canonicalize(dir) {
+        Ok(root) if root.is_dir() => Ok(root),
+        Ok(_) => Err(CliError::usage(format!("--web {shown}: not a directory"))),
+        Err(err) => Err(CliError::usage(format!("--web {shown}: {err}"))),
     }
 }
 

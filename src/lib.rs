@@ -2,7 +2,9 @@
 //!
 //! A connection's path through the crate, in order: `listen` → `classify` (first bytes) →
 //! `tls` → `http` upgrade (`server`, `handshake`) → `target` → `relay` (frames ↔ bytes, with
-//! `frame`, `utf8`, `base64` and `pool`). `cli` turns the command line into `settings`.
+//! `frame`, `utf8`, `base64` and `pool`). Other GET/HEAD requests go to `web` (`--web DIR`);
+//! a Flash policy request is answered right after `classify`. `cli` turns the command line
+//! into `settings`.
 
 pub mod base64;
 pub mod classify;
@@ -19,6 +21,7 @@ pub mod settings;
 pub mod target;
 pub mod tls;
 pub mod utf8;
+pub mod web;
 
 /// Completes on SIGINT or SIGTERM: both end the server and its sessions, as the reference.
 pub async fn shutdown_signal() {

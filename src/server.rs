@@ -1,29 +1,30 @@
-//! server: accepts connections and walks each one down the pipeline: classify its first bytes,
-//! TLS if it starts with a handshake, HTTP until it asks for a WebSocket, then the target and
-//! the relay. `Server::run` is shared by `main` and the tests: it takes a bound listener and a
-//! shutdown future.
+//! server: accepts connections and walks each one down the pipeline: classify its first bytes
+//! (a Flash policy request is answered there), TLS if it starts with a handshake, HTTP until it
+//! asks for a WebSocket, then the target and the relay. Other HTTP requests go to `web` when
+//! `--web` is on, and get 405 otherwise. `Server::run` is shared by `main` and the tests: it
+//! takes a bound listener and a shutdown future.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::classify::{classify, Protocol};
+use crate::classify::{
+    check_policy_request, classify, PolicyCheck, Protocol, POLICY_REQUEST, POLICY_RESPONSE,
+};
 use crate::frame::close_code;
 use crate::handshake;
 use crate::listen::tune_tcp;
@@ -31,6 +32,7 @@ use crate::relay::{self, Mode};
 use crate::settings::Settings;
 use crate::target;
 use crate::tls::{self, TlsError};
+use crate::web::{self, Body, Site};
 
 /// The largest request head we read (hyper's smallest buffer limit is 8 KiB).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -39,6 +41,7 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct Server {
     settings: Arc<Settings>,
     tls: Option<TlsAcceptor>,
+    site: Option<Arc<Site>>,
 }
 
 impl Server {
@@ -48,9 +51,14 @@ impl Server {
         if tls.is_none() {
             debug!(cert = %settings.cert.display(), "no certificate: TLS clients will be refused");
         }
+        let site = settings
+            .web
+            .as_deref()
+            .map(|dir| Arc::new(Site::new(dir, settings.file_only)));
         Ok(Server {
             settings: Arc::new(settings),
             tls,
+            site,
         })
     }
 
@@ -61,6 +69,7 @@ impl Server {
         let shared = Arc::new(Shared {
             settings: self.settings,
             tls: self.tls,
+            site: self.site,
             next_id: AtomicU64::new(1),
             activity: watch::Sender::new(Activity::default()),
         });
@@ -136,6 +145,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Shared {
     settings: Arc<Settings>,
     tls: Option<TlsAcceptor>,
+    /// `--web`: the static files, if any.
+    site: Option<Arc<Site>>,
     next_id: AtomicU64,
     activity: watch::Sender<Activity>,
 }
@@ -192,10 +203,48 @@ async fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
                 Err(_) => info!("TLS handshake not done within {handshake_timeout:?}"),
             }
         }
-        Protocol::Http if shared.settings.ssl_only => {
+        Protocol::Http | Protocol::FlashPolicy if shared.settings.ssl_only => {
             info!("plain client refused (--ssl-only)");
         }
+        Protocol::FlashPolicy => answer_flash_policy(stream, handshake_timeout).await,
         Protocol::Http => serve_http(stream, false, shared).await,
+    }
+}
+
+/// The seed's Flash socket policy: reads at most the request's 23 bytes within the handshake
+/// timeout; the exact request gets the policy document, anything else is dropped. Either way
+/// the connection then closes.
+async fn answer_flash_policy(mut stream: TcpStream, handshake_timeout: Duration) {
+    let read_request = async {
+        let mut got = [0u8; POLICY_REQUEST.len()];
+        let mut n = 0;
+        loop {
+            match check_policy_request(&got[..n]) {
+                PolicyCheck::Complete => return true,
+                PolicyCheck::Wrong => return false,
+                PolicyCheck::Incomplete => {}
+            }
+            match stream.read(&mut got[n..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => n += k,
+            }
+        }
+    };
+    match tokio::time::timeout(handshake_timeout, read_request).await {
+        Ok(true) => {}
+        Ok(false) => return debug!("dropped: starts with '<' but is no Flash policy request"),
+        Err(_) => {
+            return debug!("dropped: no complete Flash policy request within {handshake_timeout:?}")
+        }
+    }
+    let write = async {
+        stream.write_all(POLICY_RESPONSE).await?;
+        stream.shutdown().await
+    };
+    match tokio::time::timeout(handshake_timeout, write).await {
+        Ok(Ok(())) => debug!("Flash policy request answered"),
+        Ok(Err(err)) => debug!("Flash policy answer failed: {err}"),
+        Err(_) => debug!("Flash policy answer not taken within {handshake_timeout:?}"),
     }
 }
 
@@ -212,9 +261,11 @@ where
 {
     let accepted: Arc<Mutex<Option<Accepted>>> = Arc::default();
     let slot = accepted.clone();
+    let site = shared.site.clone();
     let service = service_fn(move |req| {
-        let response = answer(req, &slot);
-        async move { Ok::<_, std::convert::Infallible>(response) }
+        let slot = slot.clone();
+        let site = site.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(req, &slot, site.as_deref()).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -271,20 +322,37 @@ where
     );
 }
 
-/// Answers one HTTP request: 101 for a good upgrade (and leaves the upgrade in `slot`), 400 for
-/// a bad one, 405 for anything else (there is no web server yet).
-fn answer(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Response<Full<Bytes>> {
-    if !handshake::wants_websocket(req.headers()) {
-        debug!(method = %req.method(), path = %req.uri(), "not a WebSocket request: 405");
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed: this server only accepts WebSocket connections\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return response;
+/// Answers one HTTP request: a WebSocket upgrade (on any path) goes to [`upgrade`]; another
+/// GET or HEAD to the web server when `--web` is on; anything else gets 405.
+async fn answer(
+    req: Request<Incoming>,
+    slot: &Mutex<Option<Accepted>>,
+    site: Option<&Site>,
+) -> Response<Body> {
+    if handshake::wants_websocket(req.headers()) {
+        return upgrade(req, slot);
     }
+    let readable = matches!(*req.method(), Method::GET | Method::HEAD);
+    let (text, allow) = match site {
+        Some(site) if readable => {
+            return web::serve(site, req.method(), req.uri(), req.headers()).await;
+        }
+        Some(_) => ("405 Method Not Allowed\n", "GET, HEAD"),
+        None => (
+            "405 Method Not Allowed: this server only accepts WebSocket connections\n",
+            "GET",
+        ),
+    };
+    debug!(method = %req.method(), path = %req.uri(), "not a WebSocket request: 405");
+    let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, text);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// 101 for a good upgrade request (and leaves the upgrade in `slot`), 400 for a bad one.
+fn upgrade(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Response<Body> {
     let upgrade = match handshake::check(req.method(), req.headers()) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
@@ -314,7 +382,7 @@ fn answer(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Respons
             path,
         });
     }
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -328,8 +396,8 @@ fn answer(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Respons
     response
 }
 
-fn plain(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+fn plain(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from_bytes(body.to_owned()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

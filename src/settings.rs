@@ -53,6 +53,12 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// `--idle-timeout N`: exit after N seconds with no active connection (None for 0 / absent).
     pub idle_timeout: Option<Duration>,
+    /// `--web DIR`: serve static files from DIR on the same port. The command line makes it an
+    /// absolute, canonical path of an existing directory at start-up (so a later chdir does not
+    /// matter).
+    pub web: Option<PathBuf>,
+    /// `--file-only`: no directory listings (404 instead).
+    pub file_only: bool,
     /// Time a client gets to send its first byte, to finish the TLS handshake, and to send a
     /// whole request head, each. Not a command-line option (the reference has a fixed one);
     /// tests shorten it.
@@ -79,6 +85,8 @@ impl Settings {
             run_once: false,
             timeout: None,
             idle_timeout: None,
+            web: None,
+            file_only: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }

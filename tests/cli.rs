@@ -472,6 +472,92 @@ fn empty_option_values_count_as_not_given_like_the_reference() {
     assert_eq!(s.target, tcp_target("h", 5900));
 }
 
+// ---- --web ----
+
+/// A fresh directory for `--web`, with a subdirectory and a file.
+fn web_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("websockify-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("file.txt"), "x").unwrap();
+    dir
+}
+
+#[test]
+fn web_dir_is_accepted_as_an_absolute_canonical_path() {
+    let dir = web_dir("canonical");
+    let roundabout = dir.join("sub").join("..");
+    let s = ok(&["--web", roundabout.to_str().unwrap(), "6080", "h:5900"]);
+    let want = std::fs::canonicalize(&dir).unwrap();
+    assert_eq!(s.web, Some(want.clone()));
+    assert!(want.is_absolute());
+    assert!(!s.file_only);
+    let eq = ok(&[&format!("--web={}", dir.display()), "6080", "h:5900"]);
+    assert_eq!(eq.web, Some(want));
+}
+
+#[test]
+fn web_dir_given_relative_is_made_absolute() {
+    // tests run in the package directory, which has a `src` directory
+    let s = ok(&["--web", "src", "6080", "h:5900"]);
+    let web = s.web.unwrap();
+    assert!(web.is_absolute(), "{web:?}");
+    assert!(web.ends_with("src"), "{web:?}");
+}
+
+#[test]
+fn file_only_maps_into_settings() {
+    let dir = web_dir("file-only");
+    let s = ok(&[
+        "--web",
+        dir.to_str().unwrap(),
+        "--file-only",
+        "6080",
+        "h:5900",
+    ]);
+    assert!(s.file_only);
+    assert!(s.web.is_some());
+    // without --web it is accepted and has no effect, as in the reference
+    let alone = ok(&["--file-only", "6080", "h:5900"]);
+    assert!(alone.file_only && alone.web.is_none());
+}
+
+#[test]
+fn missing_web_dir_is_a_one_line_error_naming_web_and_the_path() {
+    let missing = web_dir("missing").join("no-such-dir");
+    let shown = missing.display().to_string();
+    let msg = err(&["--web", &shown, "6080", "h:5900"]);
+    assert!(msg.contains("--web") && msg.contains(&shown), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+}
+
+#[test]
+fn web_path_that_is_a_file_is_a_one_line_error() {
+    let file = web_dir("not-a-dir").join("file.txt");
+    let shown = file.display().to_string();
+    let msg = err(&["--web", &shown, "6080", "h:5900"]);
+    assert!(
+        msg.contains("--web") && msg.contains(&shown) && msg.contains("not a directory"),
+        "{msg}"
+    );
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+}
+
+#[test]
+fn web_auth_is_still_not_supported() {
+    let dir = web_dir("web-auth");
+    let web = format!("--web={}", dir.display());
+    assert_err_contains(
+        &[
+            &web,
+            "--auth-plugin=BasicHTTPAuth",
+            "--web-auth",
+            "6080",
+            "h:5900",
+        ],
+        "not supported yet",
+    );
+}
+
 // ---- options not implemented yet ----
 
 #[test]
@@ -488,9 +574,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--cafile=ca.pem"], "--cafile"),
         (&["--ssl-ciphers", "HIGH"], "--ssl-ciphers"),
         (&["--unix-listen-mode=0600"], "--unix-listen-mode"),
-        (&["--web=/srv/www"], "--web"),
-        (&["--web", "/srv/www"], "--web"),
-        (&["--file-only"], "--file-only"),
         (&["--wrap-mode=exit"], "--wrap-mode"),
         (&["--wrap-mode", "respawn"], "--wrap-mode"),
         (&["--token-plugin=TokenFile"], "--token-plugin"),

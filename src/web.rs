@@ -1,0 +1,1014 @@
+//! web: the static file server of `--web DIR`, on the same port (and TLS) as the WebSockets.
+//!
+//! A GET or HEAD that is not an upgrade comes here from `server`. In order:
+//! 1. [`parse_request_path`] (pure) percent-decodes the path into segments and refuses anything
+//!    that could leave DIR (`..`, encoded slashes, backslashes, NUL);
+//! 2. [`resolve`] maps the segments into DIR, canonicalizes, and refuses a result outside DIR
+//!    (a symlink leading out); a directory becomes its `index.html`, a listing, or a redirect;
+//! 3. [`not_modified`] and [`choose_range`] (pure) decide 304, 206 and 416;
+//! 4. the file is streamed in chunks by [`Body`]: never read whole into memory.
+//!
+//! [`Body`] is also the body type of every other response the server sends.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode, Uri};
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+use tracing::{debug, info};
+
+/// How much of a file is read per chunk (and so held per download, twice: here and in tokio's
+/// blocking-read buffer).
+const CHUNK: usize = 64 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The response body
+// ---------------------------------------------------------------------------------------------
+
+/// The body of every response: a few bytes, or a file region streamed chunk by chunk.
+pub enum Body {
+    Bytes(Option<Bytes>),
+    File(FileBody),
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::Bytes(None)
+    }
+
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Body {
+        let bytes = bytes.into();
+        Body::Bytes((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            Body::Bytes(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::File(file) => file.poll_chunk(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Bytes(bytes) => bytes.is_none(),
+            Body::File(file) => file.remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Bytes(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::File(file) => SizeHint::with_exact(file.remaining),
+        }
+    }
+}
+
+/// `remaining` bytes of an open file, from its current position, read on demand.
+pub struct FileBody {
+    file: tokio::fs::File,
+    remaining: u64,
+    /// The chunk being read; kept across `Pending` so it is allocated once per chunk.
+    buf: BytesMut,
+}
+
+impl FileBody {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = self.remaining.min(CHUNK as u64) as usize;
+        if self.buf.len() != want {
+            self.buf.resize(want, 0);
+        }
+        let mut read_buf = ReadBuf::new(&mut self.buf);
+        match Pin::new(&mut self.file).poll_read(cx, &mut read_buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => {
+                self.remaining = 0;
+                info!("web: reading a file failed: {err}");
+                Poll::Ready(Some(Err(err)))
+            }
+            Poll::Ready(Ok(())) => {
+                let n = read_buf.filled().len();
+                if n == 0 {
+                    self.remaining = 0;
+                    info!("web: a file shrank while being served");
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being served",
+                    ))));
+                }
+                self.remaining -= n as u64;
+                let mut chunk = std::mem::take(&mut self.buf);
+                chunk.truncate(n);
+                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------------------------
+
+/// A request path, decoded and checked before any file system access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPath {
+    /// Decoded, non-empty segments, none of them `.` or `..`.
+    pub segments: Vec<OsString>,
+    /// The path ends with `/` (or is `/`): a directory is asked for as one.
+    pub trailing_slash: bool,
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is (as Python's
+/// `unquote`).
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Splits and decodes a request path (without its query). `None` means refused: a `..`
+/// segment, a NUL, a backslash, or a slash that was percent-encoded (it would join segments
+/// the split did not see), or a path not starting with `/`.
+pub fn parse_request_path(path: &str) -> Option<RequestPath> {
+    let rest = path.strip_prefix('/')?;
+    let mut segments = Vec::new();
+    for raw in rest.split('/') {
+        let decoded = percent_decode(raw);
+        if decoded.iter().any(|b| matches!(b, b'/' | b'\\' | 0)) || decoded == b".." {
+            return None;
+        }
+        if decoded.is_empty() || decoded == b"." {
+            continue;
+        }
+        segments.push(OsString::from_vec(decoded));
+    }
+    Some(RequestPath {
+        segments,
+        trailing_slash: path.ends_with('/'),
+    })
+}
+
+/// Where a request path leads.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A regular file inside DIR (canonical path).
+    File(PathBuf),
+    /// A directory inside DIR without an index file: list it (or 404 with `--file-only`).
+    Dir(PathBuf),
+    /// A directory asked for without its trailing slash: 301 to this location.
+    Redirect(String),
+    NotFound,
+    /// Outside DIR, or a path that tries to leave it.
+    Forbidden,
+}
+
+/// The location a directory redirects to: the path as asked, plus `/`, plus the query. Leading
+/// slashes are collapsed so that `//host/dir` does not become a redirect to another host.
+pub fn redirect_location(raw_path: &str, query: Option<&str>) -> String {
+    let mut location = format!("/{}/", raw_path.trim_start_matches('/'));
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    location
+}
+
+/// Maps a request path into `root` (canonical): the canonical result must stay inside it.
+/// Only regular files and directories are ever served (never a FIFO or a device).
+pub async fn resolve(root: &Path, raw_path: &str, query: Option<&str>) -> Resolved {
+    let Some(request) = parse_request_path(raw_path) else {
+        return Resolved::Forbidden;
+    };
+    let mut candidate = root.to_path_buf();
+    candidate.extend(&request.segments);
+    let real = match inside(root, &candidate).await {
+        Ok(real) => real,
+        Err(resolved) => return resolved,
+    };
+    let Ok(meta) = tokio::fs::metadata(&real).await else {
+        return Resolved::NotFound;
+    };
+    if meta.is_file() {
+        // As SimpleHTTPRequestHandler: a file asked for as a directory is not found.
+        return if request.trailing_slash {
+            Resolved::NotFound
+        } else {
+            Resolved::File(real)
+        };
+    }
+    if !meta.is_dir() {
+        return Resolved::NotFound;
+    }
+    if !request.trailing_slash {
+        return Resolved::Redirect(redirect_location(raw_path, query));
+    }
+    for index in ["index.html", "index.htm"] {
+        match inside(root, &real.join(index)).await {
+            Ok(index) if tokio::fs::metadata(&index).await.is_ok_and(|m| m.is_file()) => {
+                return Resolved::File(index);
+            }
+            Ok(_) | Err(Resolved::NotFound) => {}
+            Err(other) => return other,
+        }
+    }
+    Resolved::Dir(real)
+}
+
+/// The canonical form of `path` if it exists inside `root`.
+async fn inside(root: &Path, path: &Path) -> Result<PathBuf, Resolved> {
+    match tokio::fs::canonicalize(path).await {
+        Ok(real) if real.starts_with(root) => Ok(real),
+        Ok(_) => Err(Resolved::Forbidden),
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => Err(Resolved::Forbidden),
+        Err(_) => Err(Resolved::NotFound),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content types
+// ---------------------------------------------------------------------------------------------
+
+/// The `Content-Type` for a file name, from its extension (case-insensitive).
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "txt" | "text" | "log" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "xml" => "application/xml",
+        "xhtml" => "application/xhtml+xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/vnd.microsoft.icon",
+        "webp" => "image/webp",
+        "avif" => "image/avif",
+        "bmp" => "image/bmp",
+        "wasm" => "application/wasm",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "mp3" => "audio/mpeg",
+        "ogg" | "oga" => "audio/ogg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditional and range requests
+// ---------------------------------------------------------------------------------------------
+
+/// What identifies a version of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validators {
+    /// A strong entity tag, quoted: size and modification time.
+    pub etag: String,
+    /// The modification time in whole seconds (HTTP dates have no more).
+    pub last_modified: SystemTime,
+}
+
+impl Validators {
+    pub fn new(len: u64, modified: SystemTime) -> Self {
+        let since_epoch = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Validators {
+            etag: format!(
+                "\"{len:x}-{:x}-{:x}\"",
+                since_epoch.as_secs(),
+                since_epoch.subsec_nanos()
+            ),
+            last_modified: UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs()),
+        }
+    }
+}
+
+/// An entity tag without its weakness prefix, for the weak comparison of `If-None-Match`.
+fn opaque(tag: &str) -> &str {
+    let tag = tag.trim();
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// Whether a GET/HEAD gets 304 Not Modified. `If-None-Match` wins over `If-Modified-Since`
+/// when both are present (RFC 9110 §13.2.2).
+pub fn not_modified(
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    v: &Validators,
+) -> bool {
+    if let Some(tags) = if_none_match {
+        return tags
+            .split(',')
+            .any(|tag| tag.trim() == "*" || opaque(tag) == opaque(&v.etag));
+    }
+    if_modified_since
+        .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
+        .is_some_and(|since| v.last_modified <= since)
+}
+
+/// The answer to a `Range` header for a representation of `len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeChoice {
+    /// No range, an unparsable one, several ranges, or a stale `If-Range`: the whole file (200).
+    Full,
+    /// Bytes `start..=end` (206).
+    Partial { start: u64, end: u64 },
+    /// No byte of the file is in the range (416).
+    Unsatisfiable,
+}
+
+/// Decides a `Range` request (one `bytes` range; anything else may be, and is, ignored).
+/// `If-Range` must name the current version (strong entity tag or exact date) for the range
+/// to apply.
+pub fn choose_range(
+    range: Option<&str>,
+    if_range: Option<&str>,
+    len: u64,
+    v: &Validators,
+) -> RangeChoice {
+    let Some(range) = range else {
+        return RangeChoice::Full;
+    };
+    if let Some(condition) = if_range.map(str::trim) {
+        let current = if condition.starts_with('"') {
+            condition == v.etag
+        } else {
+            httpdate::parse_http_date(condition).is_ok_and(|date| date == v.last_modified)
+        };
+        if !current {
+            return RangeChoice::Full;
+        }
+    }
+    let range = range.trim();
+    let Some(spec) = range
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| range[6..].trim())
+    else {
+        return RangeChoice::Full;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeChoice::Full;
+    };
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (first.trim().is_empty(), number(first), number(last)) {
+        // bytes=-N: the last N bytes.
+        (true, _, Some(suffix)) => {
+            if suffix == 0 || len == 0 {
+                RangeChoice::Unsatisfiable
+            } else {
+                RangeChoice::Partial {
+                    start: len.saturating_sub(suffix),
+                    end: len - 1,
+                }
+            }
+        }
+        // bytes=A- and bytes=A-B.
+        (false, Some(start), end) if last.trim().is_empty() || end.is_some() => {
+            let end = end.unwrap_or(u64::MAX);
+            if end < start {
+                RangeChoice::Full
+            } else if start >= len {
+                RangeChoice::Unsatisfiable
+            } else {
+                RangeChoice::Partial {
+                    start,
+                    end: end.min(len - 1),
+                }
+            }
+        }
+        _ => RangeChoice::Full,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directory listings
+// ---------------------------------------------------------------------------------------------
+
+/// Escapes text for HTML content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes every byte but the unreserved ones (for a link to a name).
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+}
+
+/// The HTML listing of a directory, as SimpleHTTPRequestHandler words it: directories end in
+/// `/`, symlinks show `@`, sorted case-insensitively; every name is escaped.
+pub fn listing_html(shown_path: &str, mut entries: Vec<Entry>) -> String {
+    entries.sort_by_key(|e| e.name.to_string_lossy().to_lowercase());
+    let title = format!("Directory listing for {}", html_escape(shown_path));
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
+         </head>\n<body>\n<h1>{title}</h1>\n<hr>\n<ul>\n"
+    );
+    for entry in entries {
+        let name = entry.name.to_string_lossy();
+        let mut href = percent_encode(entry.name.as_bytes());
+        let mut shown = name.into_owned();
+        if entry.is_dir {
+            href.push('/');
+            shown.push('/');
+        }
+        if entry.is_symlink {
+            shown.push('@');
+        }
+        let _ = writeln!(
+            html,
+            "<li><a href=\"{}\">{}</a></li>",
+            html_escape(&href),
+            html_escape(&shown)
+        );
+    }
+    html.push_str("</ul>\n<hr>\n</body>\n</html>\n");
+    html
+}
+
+async fn read_entries(dir: &Path) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut reader = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = reader.next_entry().await? {
+        let is_symlink = entry.file_type().await.is_ok_and(|t| t.is_symlink());
+        let is_dir = tokio::fs::metadata(entry.path())
+            .await
+            .is_ok_and(|m| m.is_dir());
+        entries.push(Entry {
+            name: entry.file_name(),
+            is_dir,
+            is_symlink,
+        });
+    }
+    Ok(entries)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------------------------
+
+/// `--web DIR` and `--file-only`, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Site {
+    root: PathBuf,
+    file_only: bool,
+}
+
+impl Site {
+    /// `root` should be canonical (the command line makes it so); it is canonicalized again
+    /// here for library users, and if that fails, nothing will be found under it.
+    pub fn new(root: &Path, file_only: bool) -> Site {
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Site { root, file_only }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Answers a GET or HEAD for a file under the site. Logs one line at debug level.
+pub async fn serve(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
+    let response = respond(site, method, uri, headers).await;
+    debug!(
+        %method,
+        path = %uri,
+        status = response.status().as_u16(),
+        "web request"
+    );
+    response
+}
+
+async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response<Body> {
+    let head_only = method == Method::HEAD;
+    match resolve(&site.root, uri.path(), uri.query()).await {
+        Resolved::File(path) => serve_file(&path, head_only, headers).await,
+        Resolved::Dir(_) if site.file_only => error(StatusCode::NOT_FOUND, head_only),
+        Resolved::Dir(dir) => match read_entries(&dir).await {
+            Ok(entries) => {
+                let shown = String::from_utf8_lossy(&percent_decode(uri.path())).into_owned();
+                let html = listing_html(&shown, entries);
+                let mut response = with_length(StatusCode::OK, html.len() as u64, head_only, html);
+                set(
+                    &mut response,
+                    header::CONTENT_TYPE,
+                    "text/html; charset=utf-8",
+                );
+                response
+            }
+            Err(err) => {
+                info!(dir = %dir.display(), "web: listing failed: {err}");
+                error(status_for(&err), head_only)
+            }
+        },
+        Resolved::Redirect(location) => match HeaderValue::from_str(&location) {
+            Ok(location) => {
+                let mut response = with_length(StatusCode::MOVED_PERMANENTLY, 0, head_only, "");
+                response.headers_mut().insert(header::LOCATION, location);
+                response
+            }
+            Err(_) => error(StatusCode::NOT_FOUND, head_only),
+        },
+        Resolved::NotFound => error(StatusCode::NOT_FOUND, head_only),
+        Resolved::Forbidden => error(StatusCode::FORBIDDEN, head_only),
+    }
+}
+
+async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Response<Body> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(err) => {
+            if !matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) {
+                info!(file = %path.display(), "web: open failed: {err}");
+            }
+            return error(status_for(&err), head_only);
+        }
+    };
+    let meta = match file.metadata().await {
+        Ok(meta) if meta.is_file() => meta,
+        Ok(_) => return error(StatusCode::NOT_FOUND, head_only),
+        Err(err) => {
+            info!(file = %path.display(), "web: metadata failed: {err}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, head_only);
+        }
+    };
+    let len = meta.len();
+    let v = Validators::new(len, meta.modified().unwrap_or(UNIX_EPOCH));
+    let get = |name: header::HeaderName| headers.get(name).and_then(|h| h.to_str().ok());
+
+    let mut response = if not_modified(
+        get(header::IF_NONE_MATCH),
+        get(header::IF_MODIFIED_SINCE),
+        &v,
+    ) {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        match choose_range(get(header::RANGE), get(header::IF_RANGE), len, &v) {
+            RangeChoice::Full => {
+                let mut response = file_response(file, StatusCode::OK, len, head_only);
+                set(&mut response, header::CONTENT_TYPE, content_type(path));
+                response
+            }
+            RangeChoice::Partial { start, end } => {
+                if let Err(err) = file.seek(io::SeekFrom::Start(start)).await {
+                    info!(file = %path.display(), "web: seek failed: {err}");
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, head_only);
+                }
+                let mut response = file_response(
+                    file,
+                    StatusCode::PARTIAL_CONTENT,
+                    end - start + 1,
+                    head_only,
+                );
+                set(&mut response, header::CONTENT_TYPE, content_type(path));
+                set(
+                    &mut response,
+                    header::CONTENT_RANGE,
+                    &format!("bytes {start}-{end}/{len}"),
+                );
+                response
+            }
+            RangeChoice::Unsatisfiable => {
+                let mut response = error(StatusCode::RANGE_NOT_SATISFIABLE, head_only);
+                set(
+                    &mut response,
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{len}"),
+                );
+                response
+            }
+        }
+    };
+    set(&mut response, header::ETAG, &v.etag);
+    set(
+        &mut response,
+        header::LAST_MODIFIED,
+        &httpdate::fmt_http_date(v.last_modified),
+    );
+    set(&mut response, header::ACCEPT_RANGES, "bytes");
+    response
+}
+
+/// A response carrying `len` bytes of `file` from its position (none for HEAD, but the length).
+fn file_response(
+    file: tokio::fs::File,
+    status: StatusCode,
+    len: u64,
+    head_only: bool,
+) -> Response<Body> {
+    let body = if head_only {
+        Body::empty()
+    } else {
+        Body::File(FileBody {
+            file,
+            remaining: len,
+            buf: BytesMut::new(),
+        })
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// A small in-memory response with an explicit length (kept for HEAD, whose body is dropped).
+fn with_length(
+    status: StatusCode,
+    len: u64,
+    head_only: bool,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let body = if head_only {
+        Body::empty()
+    } else {
+        Body::from_bytes(body)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+/// A plain-text error response ("404 Not Found").
+pub fn error(status: StatusCode, head_only: bool) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = with_length(status, text.len() as u64, head_only, text);
+    set(
+        &mut response,
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
+    response
+}
+
+fn status_for(err: &io::Error) -> StatusCode {
+    match err.kind() {
+        io::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn set(response: &mut Response<Body>, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(path: &str) -> Vec<String> {
+        parse_request_path(path)
+            .unwrap_or_else(|| panic!("{path} refused"))
+            .segments
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn request_paths_split_decode_and_skip_empty_and_dot_segments() {
+        assert_eq!(segs("/"), Vec::<String>::new());
+        assert_eq!(segs("/a/b.txt"), ["a", "b.txt"]);
+        assert_eq!(segs("//a/./b//"), ["a", "b"]);
+        assert_eq!(segs("/my%20file.txt"), ["my file.txt"]);
+        assert_eq!(segs("/%3Cscript%3E.txt"), ["<script>.txt"]);
+        assert_eq!(segs("/100%"), ["100%"]);
+        assert_eq!(segs("/%zz"), ["%zz"]);
+        assert!(parse_request_path("/").is_some_and(|p| p.trailing_slash));
+        assert!(parse_request_path("/a/").is_some_and(|p| p.trailing_slash));
+        assert!(parse_request_path("/a").is_some_and(|p| !p.trailing_slash));
+    }
+
+    #[test]
+    fn request_paths_that_could_leave_the_root_are_refused() {
+        for path in [
+            "/..",
+            "/../etc/passwd",
+            "/a/../../b",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E/x",
+            "/.%2e/x",
+            "/a%2f..%2f..%2fetc/passwd",
+            "/a%2Fb",
+            "/..%5c..%5cetc",
+            "/a\\..\\b",
+            "/a%00.txt",
+            "etc/passwd",
+            "*",
+        ] {
+            assert_eq!(parse_request_path(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_handles_bad_escapes_literally() {
+        assert_eq!(percent_decode("a%41b"), b"aAb");
+        assert_eq!(percent_decode("%4"), b"%4");
+        assert_eq!(percent_decode("%"), b"%");
+        assert_eq!(percent_decode("%g1"), b"%g1");
+        assert_eq!(percent_decode("%c3%a9"), "é".as_bytes());
+    }
+
+    #[test]
+    fn redirects_keep_the_query_and_never_point_to_another_host() {
+        assert_eq!(redirect_location("/sub", None), "/sub/");
+        assert_eq!(redirect_location("/sub", Some("a=1")), "/sub/?a=1");
+        assert_eq!(
+            redirect_location("//evil.example/x", None),
+            "/evil.example/x/"
+        );
+    }
+
+    #[test]
+    fn content_types_cover_web_assets() {
+        let ct = |name: &str| content_type(Path::new(name));
+        assert_eq!(ct("index.html"), "text/html; charset=utf-8");
+        assert_eq!(ct("INDEX.HTM"), "text/html; charset=utf-8");
+        assert_eq!(ct("app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("mod.mjs"), "text/javascript; charset=utf-8");
+        assert_eq!(ct("s.css"), "text/css; charset=utf-8");
+        assert_eq!(ct("i.svg"), "image/svg+xml");
+        assert_eq!(ct("i.png"), "image/png");
+        assert_eq!(ct("i.jpg"), "image/jpeg");
+        assert_eq!(ct("i.gif"), "image/gif");
+        assert_eq!(ct("favicon.ico"), "image/vnd.microsoft.icon");
+        assert_eq!(ct("m.wasm"), "application/wasm");
+        assert_eq!(ct("d.json"), "application/json");
+        assert_eq!(ct("r.txt"), "text/plain; charset=utf-8");
+        assert_eq!(ct("app.js.map"), "application/json");
+        assert_eq!(ct("f.woff"), "font/woff");
+        assert_eq!(ct("f.woff2"), "font/woff2");
+        assert_eq!(ct("d.xml"), "application/xml");
+        assert_eq!(ct("noext"), "application/octet-stream");
+        assert_eq!(ct("x.unknown"), "application/octet-stream");
+    }
+
+    fn validators() -> Validators {
+        Validators::new(1000, UNIX_EPOCH + Duration::from_millis(1_700_000_000_500))
+    }
+
+    #[test]
+    fn validators_use_whole_seconds_for_dates() {
+        let v = validators();
+        assert_eq!(
+            v.last_modified,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
+        assert!(v.etag.starts_with('"') && v.etag.ends_with('"'));
+        assert_ne!(
+            v.etag,
+            Validators::new(1001, UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)).etag
+        );
+    }
+
+    #[test]
+    fn if_none_match_decides_before_if_modified_since() {
+        let v = validators();
+        let same_date = httpdate::fmt_http_date(v.last_modified);
+        let earlier = httpdate::fmt_http_date(v.last_modified - Duration::from_secs(1));
+        assert!(not_modified(Some(&v.etag), None, &v));
+        assert!(not_modified(
+            Some(&format!("\"x\", W/{}", v.etag)),
+            None,
+            &v
+        ));
+        assert!(not_modified(Some("*"), None, &v));
+        assert!(!not_modified(Some("\"other\""), Some(&same_date), &v));
+        assert!(not_modified(None, Some(&same_date), &v));
+        assert!(!not_modified(None, Some(&earlier), &v));
+        assert!(!not_modified(None, Some("not a date"), &v));
+        assert!(!not_modified(None, None, &v));
+    }
+
+    #[test]
+    fn single_byte_ranges_are_honoured() {
+        let v = validators();
+        let r = |h: &str| choose_range(Some(h), None, 1000, &v);
+        assert_eq!(r("bytes=0-99"), RangeChoice::Partial { start: 0, end: 99 });
+        assert_eq!(
+            r("bytes=900-"),
+            RangeChoice::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=-100"),
+            RangeChoice::Partial {
+                start: 900,
+                end: 999
+            }
+        );
+        assert_eq!(
+            r("bytes=-5000"),
+            RangeChoice::Partial { start: 0, end: 999 }
+        );
+        assert_eq!(
+            r("bytes=990-5000"),
+            RangeChoice::Partial {
+                start: 990,
+                end: 999
+            }
+        );
+        assert_eq!(r("Bytes= 5-5"), RangeChoice::Partial { start: 5, end: 5 });
+    }
+
+    #[test]
+    fn unsatisfiable_ranges_are_416() {
+        let v = validators();
+        let r = |h: &str| choose_range(Some(h), None, 1000, &v);
+        assert_eq!(r("bytes=1000-"), RangeChoice::Unsatisfiable);
+        assert_eq!(r("bytes=1000-2000"), RangeChoice::Unsatisfiable);
+        assert_eq!(r("bytes=-0"), RangeChoice::Unsatisfiable);
+        assert_eq!(
+            choose_range(Some("bytes=0-"), None, 0, &v),
+            RangeChoice::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn malformed_or_multiple_ranges_get_the_whole_file() {
+        let v = validators();
+        let r = |h: &str| choose_range(Some(h), None, 1000, &v);
+        for h in [
+            "bytes=5-1",
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes=1",
+        ] {
+            assert_eq!(r(h), RangeChoice::Full, "{h}");
+        }
+        assert_eq!(choose_range(None, None, 1000, &v), RangeChoice::Full);
+    }
+
+    #[test]
+    fn if_range_must_name_the_current_version() {
+        let v = validators();
+        let date = httpdate::fmt_http_date(v.last_modified);
+        let part = RangeChoice::Partial { start: 0, end: 9 };
+        let r = |cond: &str| choose_range(Some("bytes=0-9"), Some(cond), 1000, &v);
+        assert_eq!(r(&v.etag), part);
+        assert_eq!(r(&date), part);
+        assert_eq!(r("\"stale\""), RangeChoice::Full);
+        assert_eq!(r(&format!("W/{}", v.etag)), RangeChoice::Full);
+        assert_eq!(
+            r(&httpdate::fmt_http_date(
+                v.last_modified - Duration::from_secs(1)
+            )),
+            RangeChoice::Full
+        );
+    }
+
+    #[test]
+    fn listings_escape_names_and_mark_directories_and_links() {
+        let entries = vec![
+            Entry {
+                name: "<script>.txt".into(),
+                is_dir: false,
+                is_symlink: false,
+            },
+            Entry {
+                name: "Sub dir".into(),
+                is_dir: true,
+                is_symlink: false,
+            },
+            Entry {
+                name: "a\"&'.txt".into(),
+                is_dir: false,
+                is_symlink: true,
+            },
+        ];
+        let html = listing_html("/<b>/", entries);
+        assert!(html.contains("Directory listing for /&lt;b&gt;/"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("<a href=\"%3Cscript%3E.txt\">&lt;script&gt;.txt</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"Sub%20dir/\">Sub dir/</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"a%22%26%27.txt\">a&quot;&amp;&#x27;.txt@</a>"),
+            "{html}"
+        );
+        // sorted case-insensitively
+        let a = html.find("a%22").unwrap_or(usize::MAX);
+        let s = html.find("Sub%20").unwrap_or(0);
+        assert!(a < s, "{html}");
+    }
+}

@@ -1,0 +1,792 @@
+//! The same-port web server (`--web DIR`, `--file-only`) and the Flash socket-policy answer,
+//! over real sockets: files, types, HEAD, index and listings, redirects, 304, 206 and 416,
+//! streaming of a large file, every path-traversal variant, TLS on the same port, and
+//! WebSocket upgrades next to it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use support::{
+    bounded, echo_server, self_signed, settings_to, start_proxy, temp_dir, upgrade_request, Proxy,
+    RawClient,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use websockify::settings::Settings;
+
+const SECRET: &str = "TOP SECRET, outside the web root";
+
+/// A web root with files, directories and symlinks, next to a secret outside it.
+struct Site {
+    /// The web root (`--web`).
+    root: PathBuf,
+    /// A file outside the root.
+    secret: PathBuf,
+}
+
+fn site() -> Site {
+    let base = temp_dir("web");
+    let root = base.join("www");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(root.join("app")).unwrap();
+    std::fs::create_dir_all(root.join("list/nested")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret = base.join("secret.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    std::fs::write(outside.join("secret.txt"), SECRET).unwrap();
+
+    std::fs::write(root.join("hello.txt"), "hello, web\n").unwrap();
+    std::fs::write(root.join("style.css"), "body{}").unwrap();
+    std::fs::write(root.join("app.js"), "let a = 1;").unwrap();
+    std::fs::write(root.join("mod.mjs"), "export {}").unwrap();
+    std::fs::write(root.join("logo.svg"), "<svg/>").unwrap();
+    std::fs::write(root.join("app.wasm"), b"\0asm").unwrap();
+    std::fs::write(root.join("data.json"), "{}").unwrap();
+    std::fs::write(root.join("app/index.html"), "<h1>app</h1>").unwrap();
+    std::fs::write(root.join("list/<script>.txt"), "x").unwrap();
+    std::fs::write(root.join("list/a&b.txt"), "y").unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("escape")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("outdir")).unwrap();
+    std::os::unix::fs::symlink(root.join("hello.txt"), root.join("alias.txt")).unwrap();
+    Site { root, secret }
+}
+
+fn web_settings(site: &Site, target: SocketAddr) -> Settings {
+    let mut settings = settings_to(target);
+    settings.web = Some(site.root.clone());
+    settings.handshake_timeout = Duration::from_millis(500);
+    settings
+}
+
+async fn web_proxy(site: &Site) -> Proxy {
+    start_proxy(web_settings(site, echo_server().await)).await
+}
+
+/// A whole HTTP response, read until the server closed the connection.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `method target` with `extra` header lines and `Connection: close` over `stream`, and
+/// reads the response to the end.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    method: &str,
+    target: &str,
+    extra: &str,
+) -> Reply {
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    bounded("the whole response", stream.read_to_end(&mut raw))
+        .await
+        .unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8(raw[..end + 4].to_vec()).unwrap();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    Reply {
+        status,
+        head,
+        body: raw[end + 4..].to_vec(),
+    }
+}
+
+async fn request(addr: SocketAddr, method: &str, target: &str, extra: &str) -> Reply {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    exchange(stream, method, target, extra).await
+}
+
+async fn get(addr: SocketAddr, target: &str) -> Reply {
+    request(addr, "GET", target, "").await
+}
+
+// ---- files ----
+
+#[tokio::test]
+async fn get_serves_a_file_with_type_length_and_validators() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/hello.txt").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.text(), "hello, web\n");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(reply.header("content-length"), Some("11"));
+    assert_eq!(reply.header("accept-ranges"), Some("bytes"));
+    assert!(reply.header("etag").is_some_and(|e| e.starts_with('"')));
+    assert!(reply
+        .header("last-modified")
+        .is_some_and(|d| d.ends_with("GMT")));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn web_assets_get_their_content_types() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for (path, want) in [
+        ("/style.css", "text/css; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/mod.mjs", "text/javascript; charset=utf-8"),
+        ("/logo.svg", "image/svg+xml"),
+        ("/app.wasm", "application/wasm"),
+        ("/data.json", "application/json"),
+        ("/app/index.html", "text/html; charset=utf-8"),
+    ] {
+        let reply = get(proxy.addr, path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.head);
+        assert_eq!(reply.header("content-type"), Some(want), "{path}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn head_gets_the_headers_and_length_but_no_body() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = request(proxy.addr, "HEAD", "/hello.txt", "").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.header("content-length"), Some("11"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(reply.body.is_empty(), "HEAD got a body: {:?}", reply.text());
+    let listing = request(proxy.addr, "HEAD", "/list/", "").await;
+    assert_eq!(listing.status, 200);
+    assert!(listing.body.is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_symlink_inside_the_root_is_served() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/alias.txt").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.text(), "hello, web\n");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn missing_files_are_404_and_a_file_asked_as_a_directory_too() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    assert_eq!(get(proxy.addr, "/nope.txt").await.status, 404);
+    assert_eq!(get(proxy.addr, "/hello.txt/").await.status, 404);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_fifo_in_the_root_is_404_and_does_not_hang() {
+    let site = site();
+    let made = std::process::Command::new("mkfifo")
+        .arg(site.root.join("pipe"))
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("mkfifo not available; skipped");
+        return;
+    }
+    let proxy = web_proxy(&site).await;
+    assert_eq!(get(proxy.addr, "/pipe").await.status, 404);
+    proxy.stop().await;
+}
+
+// ---- directories ----
+
+#[tokio::test]
+async fn a_directory_with_index_html_serves_it() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/app/").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.text(), "<h1>app</h1>");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_directory_without_trailing_slash_redirects_301_keeping_the_query() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/app").await;
+    assert_eq!(reply.status, 301, "{}", reply.head);
+    assert_eq!(reply.header("location"), Some("/app/"));
+    let reply = get(proxy.addr, "/list?sort=name").await;
+    assert_eq!(reply.header("location"), Some("/list/?sort=name"));
+    // never a redirect to another host
+    let reply = get(proxy.addr, "//app").await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(reply.header("location"), Some("/app/"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_directory_without_index_is_listed_with_names_escaped() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/list/").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = reply.text();
+    assert!(html.contains("Directory listing for /list/"), "{html}");
+    assert!(!html.contains("<script>"), "unescaped name in {html}");
+    assert!(
+        html.contains("<a href=\"%3Cscript%3E.txt\">&lt;script&gt;.txt</a>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"a%26b.txt\">a&amp;b.txt</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<a href=\"nested/\">nested/</a>"), "{html}");
+    // the root lists symlinks with an @, and listing them does not follow them out
+    let root = get(proxy.addr, "/").await;
+    assert_eq!(root.status, 200);
+    assert!(root.text().contains(">escape@</a>"), "{}", root.text());
+    assert!(!root.text().contains(SECRET));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn file_only_turns_listings_into_404_but_still_serves_files_and_indexes() {
+    let site = site();
+    let mut settings = web_settings(&site, echo_server().await);
+    settings.file_only = true;
+    let proxy = start_proxy(settings).await;
+    assert_eq!(get(proxy.addr, "/list/").await.status, 404);
+    assert_eq!(get(proxy.addr, "/").await.status, 404);
+    assert_eq!(get(proxy.addr, "/app/").await.status, 200);
+    assert_eq!(get(proxy.addr, "/hello.txt").await.status, 200);
+    proxy.stop().await;
+}
+
+// ---- conditional requests ----
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_gives_304_without_body() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let first = get(proxy.addr, "/hello.txt").await;
+    let etag = first.header("etag").unwrap().to_owned();
+    let reply = request(
+        proxy.addr,
+        "GET",
+        "/hello.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    )
+    .await;
+    assert_eq!(reply.status, 304, "{}", reply.head);
+    assert!(reply.body.is_empty());
+    assert_eq!(reply.header("etag"), Some(etag.as_str()));
+    let stale = request(
+        proxy.addr,
+        "GET",
+        "/hello.txt",
+        "If-None-Match: \"stale\"\r\n",
+    )
+    .await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.text(), "hello, web\n");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn if_modified_since_the_last_modification_gives_304() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let first = get(proxy.addr, "/hello.txt").await;
+    let date = first.header("last-modified").unwrap().to_owned();
+    let reply = request(
+        proxy.addr,
+        "GET",
+        "/hello.txt",
+        &format!("If-Modified-Since: {date}\r\n"),
+    )
+    .await;
+    assert_eq!(reply.status, 304, "{}", reply.head);
+    assert!(reply.body.is_empty());
+    let old = request(
+        proxy.addr,
+        "GET",
+        "/hello.txt",
+        "If-Modified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
+    )
+    .await;
+    assert_eq!(old.status, 200);
+    proxy.stop().await;
+}
+
+// ---- ranges ----
+
+#[tokio::test]
+async fn a_range_gives_206_with_content_range() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = request(proxy.addr, "GET", "/hello.txt", "Range: bytes=7-9\r\n").await;
+    assert_eq!(reply.status, 206, "{}", reply.head);
+    assert_eq!(reply.text(), "web");
+    assert_eq!(reply.header("content-range"), Some("bytes 7-9/11"));
+    assert_eq!(reply.header("content-length"), Some("3"));
+    let tail = request(proxy.addr, "GET", "/hello.txt", "Range: bytes=-4\r\n").await;
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.text(), "web\n");
+    assert_eq!(tail.header("content-range"), Some("bytes 7-10/11"));
+    let open = request(proxy.addr, "GET", "/hello.txt", "Range: bytes=5-\r\n").await;
+    assert_eq!(open.text(), ", web\n");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_unsatisfiable_range_gives_416() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = request(proxy.addr, "GET", "/hello.txt", "Range: bytes=11-\r\n").await;
+    assert_eq!(reply.status, 416, "{}", reply.head);
+    assert_eq!(reply.header("content-range"), Some("bytes */11"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_range_with_a_stale_if_range_gets_the_whole_file() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let reply = request(
+        proxy.addr,
+        "GET",
+        "/hello.txt",
+        "Range: bytes=0-1\r\nIf-Range: \"stale\"\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.text(), "hello, web\n");
+    proxy.stop().await;
+}
+
+/// The peak resident memory of this process (VmHWM), in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[tokio::test]
+async fn a_large_file_is_streamed_whole_and_by_ranges_without_being_read_into_memory() {
+    const LEN: u64 = 64 * 1024 * 1024;
+    let site = site();
+    let path = site.root.join("big.bin");
+    let marks: [(u64, &[u8]); 3] = [
+        (0, b"FIRST"),
+        (LEN / 2 + 12345, b"MIDDLE"),
+        (LEN - 4, b"LAST"),
+    ];
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.set_len(LEN).unwrap(); // sparse: no 64 MiB written
+        for (at, mark) in marks {
+            file.seek(SeekFrom::Start(at)).unwrap();
+            file.write_all(mark).unwrap();
+        }
+    }
+    let proxy = web_proxy(&site).await;
+    let before = peak_memory();
+
+    // The whole file, counted as it arrives (the test keeps none of it).
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut body_len: u64 = 0;
+    let mut found = [false; 3];
+    let mut head_done = false;
+    bounded("a 64 MiB download", async {
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            let mut data = &chunk[..n];
+            if !head_done {
+                // the head is a few hundred bytes: byte by byte up to its blank line
+                let mut i = 0;
+                while i < data.len() && !head.ends_with(b"\r\n\r\n") {
+                    head.push(data[i]);
+                    i += 1;
+                }
+                head_done = head.ends_with(b"\r\n\r\n");
+                data = &data[i..];
+            }
+            for (k, (at, mark)) in marks.iter().enumerate() {
+                let end = at + mark.len() as u64;
+                // a mark split across two reads is not checked here (the ranges below are)
+                if *at >= body_len && end <= body_len + data.len() as u64 {
+                    let from = (at - body_len) as usize;
+                    assert_eq!(&data[from..from + mark.len()], *mark);
+                    found[k] = true;
+                }
+            }
+            body_len += data.len() as u64;
+        }
+    })
+    .await;
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {LEN}\r\n")),
+        "{head}"
+    );
+    assert_eq!(body_len, LEN);
+    assert!(found[0] && found[2], "first and last marks: {found:?}");
+
+    // A few ranges, as a resuming download asks for them.
+    for (at, mark) in marks {
+        let end = at + mark.len() as u64 - 1;
+        let reply = request(
+            proxy.addr,
+            "GET",
+            "/big.bin",
+            &format!("Range: bytes={at}-{end}\r\n"),
+        )
+        .await;
+        assert_eq!(reply.status, 206, "{}", reply.head);
+        assert_eq!(reply.body, mark);
+        let want = format!("bytes {at}-{end}/{LEN}");
+        assert_eq!(reply.header("content-range"), Some(want.as_str()));
+    }
+    let resume = request(
+        proxy.addr,
+        "GET",
+        "/big.bin",
+        &format!("Range: bytes={}-\r\n", LEN - 10),
+    )
+    .await;
+    assert_eq!(resume.body.len(), 10);
+    assert!(resume.body.ends_with(b"LAST"));
+
+    if let (Some(before), Some(after)) = (before, peak_memory()) {
+        assert!(
+            after.saturating_sub(before) < LEN / 2,
+            "peak memory grew by {} bytes while serving a {LEN}-byte file",
+            after - before
+        );
+    }
+    proxy.stop().await;
+}
+
+// ---- path safety ----
+
+/// Asserts `target` is refused (403 or 404) and shows nothing of the secret.
+async fn assert_refused(addr: SocketAddr, target: &str) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let reply = exchange(stream, "GET", target, "").await;
+    assert!(
+        matches!(reply.status, 400 | 403 | 404),
+        "{target}: {}",
+        reply.head
+    );
+    assert!(!reply.text().contains(SECRET), "{target} leaked the secret");
+}
+
+#[tokio::test]
+async fn dot_dot_segments_never_leave_the_root() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for target in [
+        "/../secret.txt",
+        "/../../secret.txt",
+        "/app/../../secret.txt",
+        "/./../secret.txt",
+    ] {
+        assert_refused(proxy.addr, target).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn percent_encoded_dots_and_slashes_never_leave_the_root() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for target in [
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/app%2f..%2f..%2fsecret.txt",
+        "/app/%2e%2e/%2e%2e/secret.txt",
+        "/hello.txt%2f",
+    ] {
+        assert_refused(proxy.addr, target).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn backslashes_never_leave_the_root() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for target in [
+        "/..\\secret.txt",
+        "/app\\..\\..\\secret.txt",
+        "/..%5csecret.txt",
+    ] {
+        assert_refused(proxy.addr, target).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn nul_bytes_are_refused() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    assert_refused(proxy.addr, "/hello.txt%00").await;
+    assert_refused(proxy.addr, "/hello.txt%00.html").await;
+    // a raw NUL in the request line: hyper refuses the request itself
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /hello.txt\0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = bounded("refusal", stream.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains("hello, web"), "{text}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn absolute_paths_stay_inside_the_root() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let secret = site.secret.display().to_string();
+    for target in [
+        secret.clone(),
+        format!("/{secret}"),
+        format!("http://127.0.0.1{secret}"),
+        "/etc/passwd".to_owned(),
+        "//etc/passwd".to_owned(),
+    ] {
+        let reply = get(proxy.addr, &target).await;
+        assert_eq!(reply.status, 404, "{target}: {}", reply.head);
+        assert!(!reply.text().contains(SECRET), "{target}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn symlinks_leading_outside_the_root_are_forbidden() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for target in ["/escape", "/outdir/secret.txt", "/outdir/"] {
+        let reply = get(proxy.addr, target).await;
+        assert_eq!(reply.status, 403, "{target}: {}", reply.head);
+        assert!(!reply.text().contains(SECRET), "{target}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_symlinked_index_leading_outside_the_root_is_forbidden() {
+    let site = site();
+    std::fs::create_dir_all(site.root.join("trap")).unwrap();
+    std::os::unix::fs::symlink(&site.secret, site.root.join("trap/index.html")).unwrap();
+    let proxy = web_proxy(&site).await;
+    let reply = get(proxy.addr, "/trap/").await;
+    assert_eq!(reply.status, 403, "{}", reply.head);
+    assert!(!reply.text().contains(SECRET));
+    proxy.stop().await;
+}
+
+// ---- methods ----
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow_get_head_when_web_is_on() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let reply = request(proxy.addr, method, "/hello.txt", "Content-Length: 0\r\n").await;
+        assert_eq!(reply.status, 405, "{method}: {}", reply.head);
+        assert_eq!(reply.header("allow"), Some("GET, HEAD"), "{method}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn without_web_get_head_and_other_methods_get_405() {
+    let proxy = start_proxy(settings_to(echo_server().await)).await;
+    for method in ["GET", "HEAD", "POST"] {
+        let reply = request(proxy.addr, method, "/index.html", "Content-Length: 0\r\n").await;
+        assert_eq!(reply.status, 405, "{method}: {}", reply.head);
+    }
+    proxy.stop().await;
+}
+
+// ---- next to WebSockets and TLS ----
+
+#[tokio::test]
+async fn websocket_upgrades_still_work_on_any_path_with_web_on() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    for path in ["/websockify", "/", "/hello.txt", "/app/", "/no/such/dir"] {
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut client = RawClient::new(stream);
+        let head = client.request(&upgrade_request(path, "")).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+        client.send(true, 0x2, b"ping through").await;
+        assert_eq!(client.read_data(12).await, b"ping through", "{path}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn web_works_over_tls_on_the_same_port() {
+    let site = site();
+    let (cert_pem, key_pem, der) = self_signed();
+    let pem = temp_dir("web-tls").join("self.pem");
+    std::fs::write(&pem, format!("{cert_pem}{key_pem}")).unwrap();
+    let mut settings = web_settings(&site, echo_server().await);
+    settings.cert = pem;
+    let proxy = start_proxy(settings).await;
+
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der)).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = bounded(
+        "TLS handshake",
+        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .unwrap();
+    let reply = exchange(tls, "GET", "/hello.txt", "").await;
+    assert_eq!(reply.status, 200, "{}", reply.head);
+    assert_eq!(reply.text(), "hello, web\n");
+
+    // and plain HTTP on the same port
+    assert_eq!(get(proxy.addr, "/hello.txt").await.status, 200);
+    proxy.stop().await;
+}
+
+// ---- Flash socket policy ----
+
+const POLICY: &[u8] =
+    b"<cross-domain-policy><allow-access-from domain=\"*\" to-ports=\"*\" /></cross-domain-policy>\0";
+
+/// Sends `bytes` and returns everything the server sends before closing.
+async fn send_and_read_all(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    bounded("the server to close", async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn flash_policy_request_gets_the_policy_and_a_nul_then_close() {
+    let proxy = start_proxy(settings_to(echo_server().await)).await;
+    let got = send_and_read_all(proxy.addr, b"<policy-file-request/>\0").await;
+    assert_eq!(got, POLICY);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn flash_policy_request_in_pieces_is_answered_too() {
+    let proxy = start_proxy(settings_to(echo_server().await)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    for piece in [&b"<pol"[..], b"icy-file-req", b"uest/>\0"] {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut got = Vec::new();
+    bounded("the policy", stream.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert_eq!(got, POLICY);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn other_data_starting_with_angle_bracket_is_dropped_without_answer() {
+    let mut settings = settings_to(echo_server().await);
+    settings.handshake_timeout = Duration::from_millis(300);
+    let proxy = start_proxy(settings).await;
+    for bytes in [
+        &b"<html><body>"[..],
+        b"<policy-file-request/>\n",
+        b"<policy-file-request/>",
+        b"<",
+    ] {
+        let got = send_and_read_all(proxy.addr, bytes).await;
+        assert!(got.is_empty(), "{bytes:?} got {got:?}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn flash_policy_works_with_web_on_too() {
+    let site = site();
+    let proxy = web_proxy(&site).await;
+    let got = send_and_read_all(proxy.addr, b"<policy-file-request/>\0").await;
+    assert_eq!(got, POLICY);
+    proxy.stop().await;
+}
