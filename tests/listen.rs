@@ -34,7 +34,9 @@ async fn empty_host_means_all_ipv4_interfaces() {
     let listener = listen::bind(&listen_on("", false)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    TcpStream::connect(("127.0.0.1", addr.port())).await.unwrap();
+    TcpStream::connect(("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -47,7 +49,9 @@ async fn empty_host_with_prefer_ipv6_is_dual_stack() {
     let addr = listener.local_addr().unwrap();
     assert_eq!(addr.ip(), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     // Both families reach it.
-    TcpStream::connect(("127.0.0.1", addr.port())).await.unwrap();
+    TcpStream::connect(("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
     TcpStream::connect(("::1", addr.port())).await.unwrap();
 }
 
@@ -75,7 +79,10 @@ async fn host_names_are_resolved_and_prefer_ipv6_picks_an_ipv6_address() {
         .unwrap()
         .collect();
     if addrs.iter().any(|a| a.is_ipv6()) {
-        assert!(any.is_ipv6(), "-6 should prefer the IPv6 address of localhost");
+        assert!(
+            any.is_ipv6(),
+            "-6 should prefer the IPv6 address of localhost"
+        );
     }
 }
 
@@ -97,7 +104,10 @@ async fn address_in_use_is_an_error_naming_the_address() {
         port,
     };
     let err = listen::bind(&settings).await.unwrap_err();
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
