@@ -1,0 +1,120 @@
+//! The `websockify` binary itself: exit codes and messages of the command line, start-up
+//! errors, and a real run that relays and stops on SIGTERM.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_websockify");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_prints_the_usage_forms_and_exits_0() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("[source_addr:]source_port target_addr:target_port"));
+    assert!(stdout.contains("--token-plugin=CLASS"));
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line_naming_the_problem() {
+    let (code, _, stderr) = run(&["6080"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("Too few arguments"), "{stderr}");
+    let (code, _, stderr) = run(&["--record", "/tmp/x", "6080", "localhost:5900"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--record"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn ssl_only_without_the_certificate_fails_at_start_naming_cert() {
+    let (code, _, stderr) = run(&[
+        "--ssl-only",
+        "--cert",
+        "/nonexistent/self.pem",
+        "127.0.0.1:0",
+        "127.0.0.1:5900",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--cert /nonexistent/self.pem"), "{stderr}");
+}
+
+#[test]
+fn busy_port_fails_at_start_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, _, stderr) = run(&[&format!("127.0.0.1:{port}"), "127.0.0.1:5900"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
+
+/// Kills the child if a test fails before it is reaped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn relays_and_exits_cleanly_on_sigterm() {
+    let echo = echo_server().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Child(
+        Command::new(BIN)
+            .args([&format!("127.0.0.1:{port}"), &echo.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    let stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(_) if started.elapsed() < WAIT => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(err) => panic!("proxy never listened: {err}"),
+        }
+    };
+    let (mut client, _) = RawClient::upgrade(stream, Some("binary")).await;
+    client.send(true, 0x2, b"through the binary").await;
+    assert_eq!(client.read_data(18).await, b"through the binary");
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = bounded("exit after SIGTERM", async {
+        loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+    client.expect_eof().await;
+}
