@@ -32,8 +32,11 @@ ART="$ROOT/target/e2e"
 rm -rf "$ART"
 mkdir -p "$ART"
 TMP=$(mktemp -d /tmp/websockify-e2e.XXXXXX)
+TESTS_PID=
 cleanup() {
   local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$TESTS_PID" ]; then kill -TERM -- "-$TESTS_PID" 2>/dev/null || true; wait "$TESTS_PID" 2>/dev/null || true; fi
   stop_all
   rm -rf "$TMP"
   exit "$rc"
@@ -100,9 +103,16 @@ echo "   ready after $(($(date +%s) - T0)) s"
 echo "== e2e: browser tests"
 export E2E_PROXY_PORT=$PROXY_PORT E2E_CONSOLE_PORT=$CONSOLE_PORT E2E_ARTIFACTS=$ART
 export E2E_DESKTOP_BG=$DESKTOP_BG E2E_CHROMIUM=${E2E_CHROMIUM:-/usr/bin/chromium}
+# node and the browser it starts run in their own process group, so that cleanup (or the
+# 300 s bound) ends the browser too
+cd e2e
+setsid timeout 300 node --test --test-concurrency=1 "$@" &
+TESTS_PID=$!
+cd "$ROOT"
 set +e
-(cd e2e && timeout 300 node --test --test-concurrency=1 "$@")
+wait "$TESTS_PID"
 rc=$?
 set -e
+TESTS_PID=
 echo "== e2e: done in $(($(date +%s) - T0)) s (artifacts in target/e2e/)"
 exit $rc
