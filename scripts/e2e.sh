@@ -106,7 +106,9 @@ export E2E_DESKTOP_BG=$DESKTOP_BG E2E_CHROMIUM=${E2E_CHROMIUM:-/usr/bin/chromium
 # node and the browser it starts run in their own process group, so that cleanup (or the
 # 300 s bound) ends the browser too
 cd e2e
-setsid timeout 300 node --test --test-concurrency=1 "$@" &
+setsid timeout 300 node --test --test-concurrency=1 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$ART/results.tap" "$@" &
 TESTS_PID=$!
 cd "$ROOT"
 set +e
@@ -114,5 +116,9 @@ wait "$TESTS_PID"
 rc=$?
 set -e
 TESTS_PID=
+passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$ART/results.tap" 2>/dev/null | tail -n 1)
+failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$ART/results.tap" 2>/dev/null | tail -n 1)
+[ "$rc" = 0 ] || [ "${failed:-0}" != 0 ] || failed=1 # the runner itself failed or timed out
 echo "== e2e: done in $(($(date +%s) - T0)) s (artifacts in target/e2e/)"
+echo "e2e: ${passed:-0} passed, ${failed:-0} failed"
 exit $rc
