@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-# shellcheck source=../demo/lib.sh
+# shellcheck source=demo/lib.sh
 . demo/lib.sh
 
 BUILD=1
