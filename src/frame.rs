@@ -173,6 +173,8 @@ pub struct Decoder {
     mask: [u8; 4],
     mask_pos: u8,
     remaining: u64,
+    /// Payload length of the current frame.
+    frame_len: u64,
     /// The message being received, if a data frame without FIN was seen.
     message: Option<DataKind>,
     control: Control,
@@ -195,6 +197,7 @@ impl Decoder {
             mask: [0; 4],
             mask_pos: 0,
             remaining: 0,
+            frame_len: 0,
             message: None,
             control: Control {
                 opcode: 0,
@@ -207,6 +210,12 @@ impl Decoder {
     /// Whether the decoder sits between messages (no message or frame half received).
     pub fn is_idle(&self) -> bool {
         self.state == State::Header && self.header_len == 0 && self.message.is_none()
+    }
+
+    /// Inside a data frame's payload: the frame's payload length and how much of it is still to
+    /// come. Lets the relay hold a small frame back until it is whole.
+    pub fn data_frame_progress(&self) -> Option<(u64, u64)> {
+        (self.state == State::Data).then_some((self.frame_len, self.remaining))
     }
 
     /// Decodes the next item from `buf[*pos..]`, advancing `*pos` past what it consumed.
@@ -352,6 +361,7 @@ impl Decoder {
         self.fin = fin;
         self.opcode = opcode;
         self.remaining = len;
+        self.frame_len = len;
         match opcode {
             opcode::CONTINUATION => {
                 if self.message.is_none() {

@@ -5,8 +5,12 @@
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
-/// Size of one relay buffer. Large enough that a bulk transfer moves in few syscalls.
-pub const BUF_SIZE: usize = 64 * 1024;
+/// The most a single read takes: large enough that a bulk transfer moves in few syscalls, and
+/// what the reference reads too, so a 64 KiB message echoed by a target can come back whole.
+pub const READ_SIZE: usize = 64 * 1024;
+
+/// Size of one relay buffer: a read plus room in front of it for a frame header.
+pub const BUF_SIZE: usize = READ_SIZE + 16;
 
 /// Buffers kept per worker thread; more are freed on return.
 const POOL_LIMIT: usize = 64;

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::base64::{self, Base64Decoder};
 use crate::error::{Error, Kind, Side};
 use crate::frame::{self, close_code, opcode, CloseInfo, DataKind, Decoder, Item};
-use crate::pool::{Buf, BUF_SIZE};
+use crate::pool::{Buf, BUF_SIZE, READ_SIZE};
 use crate::utf8::Utf8Validator;
 
 /// How long the close handshake may take: flushing what is left, waiting for the client's
@@ -177,6 +177,16 @@ impl Segments {
         self.len += 1;
     }
 
+    /// Takes back the last range if it ends at `end`.
+    fn pop_last_ending_at(&mut self, end: usize) -> Option<(usize, usize)> {
+        if self.len > self.first && self.ranges[self.len - 1].1 == end {
+            self.len -= 1;
+            Some(self.ranges[self.len])
+        } else {
+            None
+        }
+    }
+
     fn total(&self) -> usize {
         self.ranges[self.first..self.len]
             .iter()
@@ -208,6 +218,10 @@ impl Segments {
 struct Outgoing {
     buf: Buf,
     segments: Segments,
+    /// `buf[start..end]`: the first part of a frame that fits in a buffer, held back until the
+    /// rest arrives (read in right behind it), so that the target gets each small frame's
+    /// payload in one write, as it was sent. Larger frames stream.
+    held: Option<(usize, usize)>,
 }
 
 struct Relay<'a, C, T> {
@@ -240,6 +254,11 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    /// Whether client bytes are waiting to be written to the target.
+    fn up_busy(&self) -> bool {
+        self.up.as_ref().is_some_and(|up| !up.segments.is_empty())
+    }
+
     /// Relays until something ends the session. Returns Pending only when every step that
     /// could make progress is waiting on I/O (and so has registered a wake-up).
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
@@ -252,7 +271,7 @@ where
                 Ok(p) => progress |= p,
                 Err(err) => return Poll::Ready(Ended::Failed(err)),
             }
-            if self.up.is_none() && self.control.len() - self.control_pos < CONTROL_BACKLOG_LIMIT {
+            if !self.up_busy() && self.control.len() - self.control_pos < CONTROL_BACKLOG_LIMIT {
                 if let Poll::Ready(ended) = self.poll_client_in(cx) {
                     if let Some(ended) = ended {
                         return Poll::Ready(ended);
@@ -345,6 +364,9 @@ where
     fn poll_target_out(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
         let mut progress = false;
         while let Some(up) = &mut self.up {
+            if up.segments.is_empty() {
+                break;
+            }
             let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
             let ranges = &up.segments.ranges[up.segments.first..up.segments.len];
             for (slice, (start, end)) in slices.iter_mut().zip(ranges) {
@@ -363,7 +385,7 @@ where
                     progress = true;
                     self.target_flush = true;
                     up.segments.advance(n);
-                    if up.segments.is_empty() {
+                    if up.segments.is_empty() && up.held.is_none() {
                         self.up = None;
                     }
                 }
@@ -387,10 +409,28 @@ where
 
     /// Reads and decodes one chunk from the client. Ready(Some) when the session ends.
     fn poll_client_in(&mut self, cx: &mut Context<'_>) -> Poll<Option<Ended>> {
-        let mut buf = Buf::take();
+        // Continue a held frame in its own buffer, right behind its first part; else borrow one.
+        let (mut buf, held) = match self.up.take() {
+            Some(Outgoing {
+                mut buf,
+                held: Some((start, end)),
+                ..
+            }) => {
+                let held = if start != CLIENT_READ_OFFSET {
+                    // Make room for the rest: the held part moves to the front.
+                    buf.copy_within(start..end, CLIENT_READ_OFFSET);
+                    (CLIENT_READ_OFFSET, CLIENT_READ_OFFSET + end - start)
+                } else {
+                    (start, end)
+                };
+                (buf, Some(held))
+            }
+            _ => (Buf::take(), None),
+        };
+        let at = held.map_or(CLIENT_READ_OFFSET, |(_, end)| end);
         let n = if !self.leftover.is_empty() {
-            let n = self.leftover.len().min(BUF_SIZE - CLIENT_READ_OFFSET);
-            buf[CLIENT_READ_OFFSET..CLIENT_READ_OFFSET + n].copy_from_slice(&self.leftover[..n]);
+            let n = self.leftover.len().min(BUF_SIZE - at);
+            buf[at..at + n].copy_from_slice(&self.leftover[..n]);
             self.leftover.advance(n);
             if self.leftover.is_empty() {
                 // Let go of the HTTP layer's buffer.
@@ -398,10 +438,19 @@ where
             }
             n
         } else {
-            let mut read_buf = ReadBuf::new(&mut buf[CLIENT_READ_OFFSET..]);
+            let mut read_buf = ReadBuf::new(&mut buf[at..]);
             match Pin::new(&mut *self.client).poll_read(cx, &mut read_buf) {
-                // The buffer goes back to the pool: an idle connection holds none.
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if held.is_some() {
+                        self.up = Some(Outgoing {
+                            buf,
+                            segments: Segments::default(),
+                            held,
+                        });
+                    }
+                    // Otherwise the buffer goes back to the pool: an idle connection holds none.
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(err)) => {
                     return Poll::Ready(Some(Ended::Failed(Error::io(
                         Side::Client,
@@ -419,15 +468,25 @@ where
                 "client closed the connection without a close frame",
             ))));
         }
-        Poll::Ready(self.decode_client(buf, CLIENT_READ_OFFSET + n))
+        Poll::Ready(self.decode_client(buf, at, at + n, held))
     }
 
-    /// Decodes client bytes `buf[CLIENT_READ_OFFSET..end]`: payload is unmasked (and base64-
-    /// decoded) in place and packed together for one write to the target; pings get pongs.
-    fn decode_client(&mut self, mut buf: Buf, end: usize) -> Option<Ended> {
+    /// Decodes client bytes `buf[at..end]` (behind a held frame part, if any): payload is
+    /// unmasked (and base64-decoded) in place and gathered for one write to the target; pings
+    /// get pongs.
+    fn decode_client(
+        &mut self,
+        mut buf: Buf,
+        at: usize,
+        end: usize,
+        held: Option<(usize, usize)>,
+    ) -> Option<Ended> {
         let data = &mut buf[..end];
-        let mut pos = CLIENT_READ_OFFSET;
+        let mut pos = at;
         let mut segments = Segments::default();
+        if let Some((start, held_end)) = held {
+            segments.push(data, start, held_end);
+        }
         // Base64 output is packed from 0, leaving the decoder the room it needs in front of its
         // input; it becomes one segment at the end.
         let mut base64_out = 0;
@@ -478,9 +537,29 @@ where
         if self.mode == Mode::Base64 {
             segments.push(data, 0, base64_out);
         }
-        if !segments.is_empty() {
+        let mut held = None;
+        if ended.is_none() && self.mode == Mode::Binary {
+            if let Some((frame_len, remaining)) = self.decoder.data_frame_progress() {
+                let room = (BUF_SIZE - CLIENT_READ_OFFSET) as u64;
+                if frame_len <= room && remaining > 0 {
+                    if let Some((start, stop)) = segments.pop_last_ending_at(end) {
+                        if (stop - start) as u64 + remaining <= room {
+                            // Not counted yet: it is, with the rest of its frame.
+                            held = Some((start, stop));
+                        } else {
+                            segments.push(data, start, stop);
+                        }
+                    }
+                }
+            }
+        }
+        if !segments.is_empty() || held.is_some() {
             self.client_to_target += segments.total() as u64;
-            self.up = Some(Outgoing { buf, segments });
+            self.up = Some(Outgoing {
+                buf,
+                segments,
+                held,
+            });
         }
         ended
     }
@@ -535,7 +614,7 @@ where
         const HEAD: usize = frame::MAX_SERVER_HEADER;
         let mut buf = Buf::take();
         let limit = match self.mode {
-            Mode::Binary => BUF_SIZE,
+            Mode::Binary => HEAD + READ_SIZE,
             Mode::Base64 => HEAD + BASE64_READ_MAX,
         };
         let mut read_buf = ReadBuf::new(&mut buf[HEAD..limit]);
@@ -581,7 +660,7 @@ where
                 progress |= self.poll_target_out(cx)?;
             }
             let client_done = self.down.is_none() && self.control.is_empty() && !self.client_flush;
-            let target_done = !target_too || (self.up.is_none() && !self.target_flush);
+            let target_done = !target_too || (!self.up_busy() && !self.target_flush);
             if client_done && target_done {
                 return Poll::Ready(Ok(()));
             }

@@ -480,3 +480,34 @@ async fn timeout_stops_accepting_but_lets_sessions_finish() {
     client.read_close().await;
     proxy.finished().await;
 }
+
+/// A small frame that trickles in reaches the target in one write, as it was sent: frames
+/// that fit in a buffer are held until whole (bigger ones stream, see the 64 MiB test).
+#[tokio::test]
+async fn a_small_frame_sent_in_pieces_reaches_the_target_in_one_piece() {
+    let (reads_tx, mut reads_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let target = tcp_server(move |mut stream| {
+        let reads_tx = reads_tx.clone();
+        async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 || reads_tx.send(n).is_err() {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let proxy = start_proxy(settings_to(target)).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, None).await;
+    let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 253) as u8).collect();
+    let frame = masked_frame(true, BINARY, &payload, [5, 6, 7, 8]);
+    for piece in frame.chunks(6_000) {
+        client.send_raw(piece).await;
+        client.stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = bounded("target read", reads_rx.recv()).await.unwrap();
+    assert_eq!(first, payload.len(), "the frame arrived in pieces");
+    proxy.stop().await;
+}
