@@ -28,6 +28,17 @@ pub fn announce(settings: &Settings, listener: &TcpListener) {
     info!("WebSocket server settings:");
     info!("  - Listen on {addr}");
     info!("  - Proxying to {}", settings.target);
+    match &settings.web {
+        Some(dir) if settings.file_only => info!(
+            "  - Web server (no directory listings), web root: {}",
+            dir.display()
+        ),
+        Some(dir) => info!("  - Web server, web root: {}", dir.display()),
+        None => info!("  - No web server"),
+    }
+    if settings.run_once {
+        info!("  - Exiting after one WebSocket session (--run-once)");
+    }
     if settings.ssl_only {
         info!(
             "  - SSL/TLS only (wss://), certificate {}",
