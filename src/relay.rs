@@ -652,16 +652,25 @@ where
         Poll::Ready(None)
     }
 
-    /// Writes everything pending to the client (and to the target when `target_too`).
-    async fn drain(&mut self, target_too: bool) -> Result<(), Error> {
+    /// Writes every pending frame to the client.
+    async fn drain_client(&mut self) -> Result<(), Error> {
         poll_fn(|cx| loop {
-            let mut progress = self.poll_client_out(cx)?;
-            if target_too {
-                progress |= self.poll_target_out(cx)?;
+            let progress = self.poll_client_out(cx)?;
+            if self.down.is_none() && self.control.is_empty() && !self.client_flush {
+                return Poll::Ready(Ok(()));
             }
-            let client_done = self.down.is_none() && self.control.is_empty() && !self.client_flush;
-            let target_done = !target_too || (!self.up_busy() && !self.target_flush);
-            if client_done && target_done {
+            if !progress {
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+
+    /// Writes the client's pending payload to the target.
+    async fn drain_target(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| loop {
+            let progress = self.poll_target_out(cx)?;
+            if !self.up_busy() && !self.target_flush {
                 return Poll::Ready(Ok(()));
             }
             if !progress {
@@ -672,47 +681,23 @@ where
     }
 
     /// Ends the session as `ended` says: deliver what must be delivered, send the close frame,
-    /// wait (bounded) for the client's, and shut both streams down.
+    /// wait (bounded) for the client's, and shut both streams down. The client's side and the
+    /// target's side are each bounded by `CLOSE_TIMEOUT`, and the client's comes first: a slow
+    /// target never delays the client's close handshake.
     async fn close(&mut self, ended: Ended) -> Ended {
-        // What was read from one side before the end still goes to the other, except to a side
-        // that is gone. A data frame not yet begun is dropped when the client is closing.
-        let (send_close, deliver_down, deliver_up, wait_for_reply) = match &ended {
-            Ended::ClientClosed(info) => (
-                Some((info.code.unwrap_or(close_code::NORMAL), info.reason.clone())),
-                false,
-                true,
-                false,
-            ),
-            Ended::TargetClosed => (
-                Some((close_code::NORMAL, "Target closed".to_owned())),
-                true,
-                false,
-                true,
-            ),
-            Ended::Failed(err) => match (err.side, err.kind) {
-                (Side::Client, Kind::Protocol(code)) => {
-                    (Some((code, err.context.to_owned())), false, false, false)
-                }
-                (Side::Client, _) => (None, false, false, false),
-                (Side::Target, _) | (Side::Internal, _) => (
-                    Some((err.close_code(), close_reason(err))),
-                    true,
-                    false,
-                    true,
-                ),
-            },
-        };
-        if !deliver_down && matches!(&self.down, Some(down) if down.pos == down.start) {
+        let plan = ClosePlan::for_end(&ended);
+        // A data frame not yet begun is dropped when the client will not read it.
+        if !plan.deliver_to_client && matches!(&self.down, Some(down) if down.pos == down.start) {
             self.down = None;
         }
-        if !deliver_up {
+        if !plan.deliver_to_target {
             self.up = None;
         }
         let client = async {
-            if let Some((code, reason)) = send_close {
-                if self.drain(deliver_up).await.is_ok() {
-                    frame::push_close_frame(&mut self.control, code, &reason);
-                    if self.drain(false).await.is_ok() && wait_for_reply {
+            if let Some((code, reason)) = &plan.close_frame {
+                if self.drain_client().await.is_ok() {
+                    frame::push_close_frame(&mut self.control, *code, reason);
+                    if self.drain_client().await.is_ok() && plan.wait_for_reply {
                         let leftover = std::mem::take(&mut self.leftover);
                         let decoder = std::mem::take(&mut self.decoder);
                         await_client_close(self.client, decoder, leftover).await;
@@ -722,8 +707,63 @@ where
             }
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, client).await;
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.target.shutdown()).await;
+        let target = async {
+            if plan.deliver_to_target {
+                let _ = self.drain_target().await;
+            }
+            let _ = self.target.shutdown().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, target).await;
         ended
+    }
+}
+
+/// What closing a session involves, by how it ended.
+struct ClosePlan {
+    /// The close frame for the client (code, reason); None when the client is gone.
+    close_frame: Option<(u16, String)>,
+    /// Target bytes already read still go to the client (it is the target that ended).
+    deliver_to_client: bool,
+    /// Client payload already read still goes to the target (the client closed properly).
+    deliver_to_target: bool,
+    /// We start the close handshake, so we wait for the client's close frame.
+    wait_for_reply: bool,
+}
+
+impl ClosePlan {
+    fn for_end(ended: &Ended) -> ClosePlan {
+        let ours = |code, reason| ClosePlan {
+            close_frame: Some((code, reason)),
+            deliver_to_client: true,
+            deliver_to_target: false,
+            wait_for_reply: true,
+        };
+        match ended {
+            Ended::ClientClosed(info) => ClosePlan {
+                close_frame: Some((info.code.unwrap_or(close_code::NORMAL), info.reason.clone())),
+                deliver_to_client: false,
+                deliver_to_target: true,
+                wait_for_reply: false,
+            },
+            Ended::TargetClosed => ours(close_code::NORMAL, "Target closed".to_owned()),
+            Ended::Failed(err) => match (err.side, err.kind) {
+                (Side::Client, Kind::Protocol(code)) => ClosePlan {
+                    close_frame: Some((code, err.context.to_owned())),
+                    deliver_to_client: false,
+                    deliver_to_target: false,
+                    wait_for_reply: false,
+                },
+                (Side::Client, _) => ClosePlan {
+                    close_frame: None,
+                    deliver_to_client: false,
+                    deliver_to_target: false,
+                    wait_for_reply: false,
+                },
+                (Side::Target, _) | (Side::Internal, _) => {
+                    ours(err.close_code(), close_reason(err))
+                }
+            },
+        }
     }
 }
 
