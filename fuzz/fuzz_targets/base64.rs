@@ -65,7 +65,10 @@ fn decode(
         let end = buf.len();
         buf.extend_from_slice(&[JUNK; 3]);
         let new_out = d.decode_in_place(&mut buf, start, end, out).ok()?;
-        assert!(new_out >= out && new_out <= end, "output cursor out of range");
+        assert!(
+            new_out >= out && new_out <= end,
+            "output cursor out of range"
+        );
         out = new_out;
     }
     result.extend_from_slice(&buf[..out]);

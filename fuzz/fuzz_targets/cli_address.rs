@@ -27,7 +27,11 @@ fn some_word_has_port(words: &[Vec<u8>], port: u16) -> bool {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let words: Vec<Vec<u8>> = input.split(|&b| b == 0).take(6).map(<[u8]>::to_vec).collect();
+    let words: Vec<Vec<u8>> = input
+        .split(|&b| b == 0)
+        .take(6)
+        .map(<[u8]>::to_vec)
+        .collect();
     let argv = std::iter::once(OsString::from("websockify"))
         .chain(words.iter().cloned().map(OsString::from_vec));
     match parse_from(argv) {

@@ -35,7 +35,11 @@ fuzz_target!(|input: &[u8]| {
     if verdict.is_ok() {
         verdict = v.finish();
     }
-    assert_eq!(verdict.is_ok(), expected, "{stream:x?} in pieces {pieces:?}");
+    assert_eq!(
+        verdict.is_ok(),
+        expected,
+        "{stream:x?} in pieces {pieces:?}"
+    );
     // After `finish` the validator is ready for the next message.
     if verdict.is_ok() {
         assert!(v.feed(b"ok").and_then(|()| v.finish()).is_ok());
