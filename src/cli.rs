@@ -488,6 +488,18 @@ fn split_host_port(arg: &str) -> Option<(String, &str)> {
     Some((host.trim_matches(['[', ']']).to_owned(), port))
 }
 
+/// The host of a `host:port` argument once its brackets are stripped. A bracket left inside
+/// (`[::1]6:080` gives `::1]6`) cannot be part of a name or an address: refuse it here, where
+/// the reference would only fail later, at bind or connect time.
+fn check_host(host: String, what: &str) -> Result<String, CliError> {
+    if host.contains(['[', ']']) {
+        return Err(CliError::usage(format!(
+            "Error parsing {what} address: '{host}' is not a host name or address"
+        )));
+    }
+    Ok(host)
+}
+
 /// A port number; the reference's int() accepts anything, but only 0-65535 can be bound or
 /// connected to, so a larger number is an error here rather than at bind time.
 fn parse_port(port: &str, what: &str) -> Result<u16, CliError> {
@@ -596,10 +608,13 @@ impl Cli {
                 .ok_or_else(|| CliError::usage("Too few arguments"))?;
             next = 1;
             match split_host_port(arg) {
-                Some((host, port)) => ListenArg::Tcp {
-                    host,
-                    port: parse_port(port, "listen")?,
-                },
+                Some((host, port)) => {
+                    let port = parse_port(port, "listen")?;
+                    ListenArg::Tcp {
+                        host: check_host(host, "listen")?,
+                        port,
+                    }
+                }
                 None => ListenArg::Tcp {
                     host: String::new(),
                     port: parse_port(arg, "listen")?,
@@ -636,7 +651,8 @@ impl Cli {
                     "Error parsing target: '{arg}' (expected target_addr:target_port)"
                 ))
             })?;
-            Some((host, parse_port(port, "target")?))
+            let port = parse_port(port, "target")?;
+            Some((check_host(host, "target")?, port))
         };
 
         if let Some(extra) = words.get(next) {
@@ -752,4 +768,48 @@ where
     Cli::try_parse_from(args)
         .map_err(CliError::from_clap)?
         .settings()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Settings, CliError> {
+        parse_from(std::iter::once("websockify").chain(words.iter().copied()))
+    }
+
+    /// Found by the `cli_address` fuzz target: a bracket inside the host survived the
+    /// stripping of the outer ones and was taken for a host (`listen host "::1]6"`).
+    #[test]
+    fn a_bracket_left_inside_a_host_is_refused() {
+        for (words, what) in [
+            (&["[::1]6:080", "host:5900"], "listen"),
+            (&["6080", "a[b:5900"], "target"),
+            (&["6080", "[::1]]x:5900"], "target"),
+        ] {
+            match parse(words) {
+                Err(CliError::Usage(msg)) => assert!(
+                    msg.starts_with(&format!("error: Error parsing {what} address:")),
+                    "{words:?}: {msg}"
+                ),
+                other => panic!("{words:?}: {other:?}"),
+            }
+        }
+        // Brackets around the host are still stripped.
+        let settings = parse(&["[::1]:6080", "[fe80::1]:5900"]).expect("valid");
+        assert_eq!(
+            settings.listen,
+            Listen::Tcp {
+                host: "::1".into(),
+                port: 6080
+            }
+        );
+        assert_eq!(
+            settings.target,
+            TargetSpec::Tcp {
+                host: "fe80::1".into(),
+                port: 5900
+            }
+        );
+    }
 }

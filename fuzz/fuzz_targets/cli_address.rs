@@ -1,0 +1,55 @@
+//! The command line, and above all its `[host:]port` positionals. The input is split on NUL
+//! into at most 6 words (any bytes, not only UTF-8) after the program name, and given to
+//! `websockify::cli::parse_from`. Properties: no panic; when it succeeds, the listen and target
+//! hosts carry no brackets (they are stripped from `[::1]:6080`, and a host that still has one
+//! is no host at all) and the ports are what the words say; when it fails, the message is a
+//! usage error in clap's form (`error: ...`, exit status 2) or help (status 0).
+#![no_main]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use libfuzzer_sys::fuzz_target;
+use websockify::cli::{parse_from, CliError};
+use websockify::settings::{Listen, TargetSpec};
+
+fn no_brackets(host: &str) -> bool {
+    !host.contains(['[', ']'])
+}
+
+/// Whether some word ends with `:port` (or is `port`), as the parsed port must come from one.
+fn some_word_has_port(words: &[Vec<u8>], port: u16) -> bool {
+    words.iter().any(|w| {
+        let text = String::from_utf8_lossy(w);
+        let tail = text.rsplit(':').next().unwrap_or("");
+        tail.trim().parse::<u16>() == Ok(port)
+    })
+}
+
+fuzz_target!(|input: &[u8]| {
+    let words: Vec<Vec<u8>> = input
+        .split(|&b| b == 0)
+        .take(6)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let argv = std::iter::once(OsString::from("websockify"))
+        .chain(words.iter().cloned().map(OsString::from_vec));
+    match parse_from(argv) {
+        Ok(settings) => {
+            let Listen::Tcp { host, port } = &settings.listen;
+            assert!(no_brackets(host), "listen host {host:?}");
+            assert!(some_word_has_port(&words, *port), "listen port {port}");
+            if let TargetSpec::Tcp { host, port } = &settings.target {
+                assert!(no_brackets(host), "target host {host:?}");
+                assert!(some_word_has_port(&words, *port), "target port {port}");
+            }
+        }
+        Err(err) => match &err {
+            CliError::Usage(msg) => {
+                assert!(msg.starts_with("error: "), "{msg:?}");
+                assert_eq!(err.exit_code(), 2);
+            }
+            CliError::Help(_) => assert_eq!(err.exit_code(), 0),
+        },
+    }
+});

@@ -1,0 +1,266 @@
+//! The streaming frame decoder against a simple whole-buffer model of RFC 6455 framing.
+//!
+//! The stream is fed to `Decoder::next` in pieces (see `common::split`), each piece at offset
+//! 4 of its own buffer as the relay places its reads, and once more in one piece. Properties:
+//! - both feeds report exactly what the model reports (so the split does not matter): the same
+//!   payload bytes per message and kind, the same message ends, the same control frames;
+//! - a protocol error is the same (close code 1002) and is reported in the piece that holds the
+//!   last byte of the offending header, not before and not later;
+//! - `Item::Payload` ranges lie inside the unread part of the buffer, and nothing in front of
+//!   the read offset is touched;
+//! - `Decoder::next` never allocates (whatever length a header announces);
+//! - for close frames, `parse_close` agrees with the RFC's rules.
+#![no_main]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libfuzzer_sys::fuzz_target;
+use websockify::error::Kind;
+use websockify::frame::{self, parse_close, DataKind, Decoder, Item};
+
+/// Counts allocations, to check that the decoder makes none.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Where the relay puts what it reads.
+const READ_OFFSET: usize = 4;
+const FILL: u8 = 0xA5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Data(DataKind, Vec<u8>),
+    End,
+    Control(u8, Vec<u8>),
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Outcome {
+    events: Vec<Event>,
+    /// (close code, stream offset of the header's last byte)
+    error: Option<(u16, usize)>,
+    /// No frame or message left half received.
+    idle: bool,
+}
+
+fn push(events: &mut Vec<Event>, event: Event) {
+    if let Event::Data(kind, bytes) = &event {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(Event::Data(last_kind, last)) = events.last_mut() {
+            assert_eq!(*last_kind, *kind, "kind changed inside a message");
+            last.extend_from_slice(bytes);
+            return;
+        }
+    }
+    events.push(event);
+}
+
+/// RFC 6455 §5.2 client framing, read from the whole stream at once.
+fn model(stream: &[u8]) -> Outcome {
+    let mut out = Outcome::default();
+    let mut message: Option<DataKind> = None;
+    let mut at = 0;
+    loop {
+        let rest = &stream[at..];
+        if rest.len() < 2 {
+            out.idle = rest.is_empty() && message.is_none();
+            return out;
+        }
+        let (b0, b1) = (rest[0], rest[1]);
+        let masked = b1 & 0x80 != 0;
+        let ext = match b1 & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let header = 2 + ext + if masked { 4 } else { 0 };
+        if rest.len() < header {
+            out.idle = false;
+            return out;
+        }
+        let fail = |out: &mut Outcome| out.error = Some((1002, at + header - 1));
+        let len: u64 = match ext {
+            0 => (b1 & 0x7F) as u64,
+            2 => u16::from_be_bytes([rest[2], rest[3]]) as u64,
+            _ => u64::from_be_bytes(rest[2..10].try_into().expect("8 bytes")),
+        };
+        let opcode = b0 & 0x0F;
+        let fin = b0 & 0x80 != 0;
+        let control = opcode >= 8;
+        let bad = b0 & 0x70 != 0
+            || !masked
+            || len >> 63 != 0
+            || match opcode {
+                0 => message.is_none(),
+                1 | 2 => message.is_some(),
+                8..=10 => !fin || len > 125,
+                _ => true,
+            };
+        if bad {
+            fail(&mut out);
+            return out;
+        }
+        let mask = &rest[header - 4..header];
+        let body_at = at + header;
+        let available = (stream.len() - body_at) as u64;
+        let take = len.min(available) as usize;
+        let mut body = stream[body_at..body_at + take].to_vec();
+        for (i, b) in body.iter_mut().enumerate() {
+            *b ^= mask[i % 4];
+        }
+        if control {
+            if (take as u64) < len {
+                out.idle = false;
+                return out;
+            }
+            out.events.push(Event::Control(opcode, body));
+        } else {
+            let kind = match opcode {
+                1 => DataKind::Text,
+                2 => DataKind::Binary,
+                _ => message.expect("checked above"),
+            };
+            message = Some(kind);
+            push(&mut out.events, Event::Data(kind, body));
+            if (take as u64) < len {
+                out.idle = false;
+                return out;
+            }
+            if fin {
+                out.events.push(Event::End);
+                message = None;
+            }
+        }
+        at = body_at + take;
+    }
+}
+
+/// Feeds the pieces to the decoder as the relay does.
+fn run(stream: &[u8], pieces: &[(usize, usize)]) -> Outcome {
+    let mut out = Outcome::default();
+    let mut decoder = Decoder::new();
+    for &(a, b) in pieces {
+        let mut buf = vec![FILL; READ_OFFSET];
+        buf.extend_from_slice(&stream[a..b]);
+        let mut pos = READ_OFFSET;
+        loop {
+            let before_pos = pos;
+            let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+            let result = decoder.next(&mut buf, &mut pos);
+            assert_eq!(
+                ALLOCATIONS.load(Ordering::Relaxed),
+                allocations,
+                "Decoder::next allocated"
+            );
+            assert!(pos >= before_pos && pos <= buf.len(), "pos moved wrongly");
+            assert!(buf[..READ_OFFSET].iter().all(|&x| x == FILL));
+            match result {
+                Err(err) => {
+                    let Kind::Protocol(code) = err.kind else {
+                        panic!("decoder error that is not a protocol error: {err:?}");
+                    };
+                    // Reported in this piece: the header's last byte is in [a, b).
+                    let (_, at) = model_error_at(stream);
+                    assert!(
+                        a <= at && at < b,
+                        "error reported in piece {a}..{b}, header ends at {at}"
+                    );
+                    out.error = Some((code, at));
+                    return out;
+                }
+                Ok(Item::NeedMore) => {
+                    assert_eq!(pos, buf.len(), "NeedMore with bytes left");
+                    break;
+                }
+                Ok(Item::Payload {
+                    start,
+                    end,
+                    kind,
+                    end_of_message,
+                }) => {
+                    assert!(before_pos <= start && start <= end && end == pos);
+                    push(&mut out.events, Event::Data(kind, buf[start..end].to_vec()));
+                    if end_of_message {
+                        out.events.push(Event::End);
+                    }
+                }
+                Ok(Item::Control(control)) => {
+                    assert!(control.payload().len() <= frame::MAX_CONTROL_PAYLOAD);
+                    out.events
+                        .push(Event::Control(control.opcode, control.payload().to_vec()));
+                }
+            }
+        }
+    }
+    out.idle = decoder.is_idle();
+    out
+}
+
+fn model_error_at(stream: &[u8]) -> (u16, usize) {
+    model(stream)
+        .error
+        .expect("the decoder failed where the model sees no error")
+}
+
+/// RFC 6455 §5.5.1 and §7.4: what a close payload must be.
+fn check_close(payload: &[u8]) {
+    let expected = match payload.len() {
+        0 => Ok(None),
+        1 => Err(1002),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if !valid {
+                Err(1002)
+            } else if std::str::from_utf8(&payload[2..]).is_err() {
+                Err(1007)
+            } else {
+                Ok(Some(code))
+            }
+        }
+    };
+    match (parse_close(payload), expected) {
+        (Ok(info), Ok(code)) => {
+            assert_eq!(info.code, code);
+            assert_eq!(info.reason.as_bytes(), &payload[payload.len().min(2)..]);
+        }
+        (Err(err), Err(code)) => assert_eq!(err.kind, Kind::Protocol(code)),
+        (got, want) => panic!("parse_close({payload:x?}) = {got:?}, expected {want:?}"),
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let (stream, pieces) = common::split(input);
+    let expected = model(stream);
+    let whole = run(stream, &[(0, stream.len())]);
+    assert_eq!(whole, expected, "one-shot decode differs from the model");
+    let split = run(stream, &pieces);
+    assert_eq!(split, expected, "split decode differs from the model");
+    for event in &expected.events {
+        if let Event::Control(frame::opcode::CLOSE, payload) = event {
+            check_close(payload);
+        }
+    }
+});
