@@ -44,7 +44,14 @@ fn main() -> ExitCode {
             }
         };
         websockify::logging::announce(&settings, &listener);
-        server.run(listener, websockify::shutdown_signal()).await;
-        ExitCode::SUCCESS
+        // On a worker thread, not the main thread (which is no worker): spawning each
+        // connection from there would cost a cross-thread wake-up per connection.
+        match tokio::spawn(server.run(listener, websockify::shutdown_signal())).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("websockify: server task failed: {err}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }

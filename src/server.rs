@@ -76,12 +76,15 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut activity = shared.activity.subscribe();
         let started = Instant::now();
-        let mut last_active = Instant::now();
+        // When the last connection ended (None while some are open), for --idle-timeout.
+        let mut idle_since = Some(started);
         tokio::pin!(shutdown);
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
-                last_active = Instant::now();
+                idle_since = None;
+            } else if idle_since.is_none() {
+                idle_since = Some(Instant::now());
             }
             if settings.run_once && now_active.websockets > 0 {
                 info!("exiting after one WebSocket session (--run-once)");
@@ -90,8 +93,8 @@ impl Server {
             let timeout_at = settings.timeout.map(|t| started + t);
             let idle_at = settings
                 .idle_timeout
-                .filter(|_| now_active.connections == 0)
-                .map(|t| last_active + t);
+                .zip(idle_since)
+                .map(|(t, since)| since + t);
             tokio::select! {
                 () = &mut shutdown => break true,
                 () = sleep_until(timeout_at) => {
@@ -165,14 +168,22 @@ struct ConnectionGuard(Arc<Shared>);
 
 impl ConnectionGuard {
     fn new(shared: &Arc<Shared>) -> Self {
-        shared.activity.send_modify(|a| a.connections += 1);
+        // The accept loop only cares when the server becomes busy or idle: waking it for every
+        // connection would cost a cross-thread wake-up per session.
+        shared.activity.send_if_modified(|a| {
+            a.connections += 1;
+            a.connections == 1
+        });
         ConnectionGuard(shared.clone())
     }
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.activity.send_modify(|a| a.connections -= 1);
+        self.0.activity.send_if_modified(|a| {
+            a.connections -= 1;
+            a.connections == 0
+        });
     }
 }
 
@@ -293,7 +304,11 @@ where
         return warn!("upgraded connection of an unexpected type");
     };
     let mut client = parts.io.into_inner();
-    shared.activity.send_modify(|a| a.websockets += 1);
+    let run_once = shared.settings.run_once;
+    shared.activity.send_if_modified(|a| {
+        a.websockets += 1;
+        run_once
+    });
     let target_spec = &shared.settings.target;
     let scheme = if is_tls { "wss" } else { "ws" };
     info!(%scheme, path = %accepted.path, target = %target_spec, "WebSocket connection");
