@@ -27,11 +27,11 @@
 set -euo pipefail
 
 RUNS=3 DURATION=3 WARMUP=1 IDLE=8000 CPU_BYTES=1000000000 BUILD=1 WAIT=1 INSTALL=0
-OUT=BENCHMARKS.md PLOT=docs/bench.png ONLY=plain,ours,websocat,reference,socat QUICK=0
+OUT=BENCHMARKS.md PLOT=docs/bench.png ONLY=plain,ours,websocat,reference,socat
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1 RUNS=1 DURATION=1 WARMUP=0.5 IDLE=2000 CPU_BYTES=250000000; shift ;;
+    --quick) RUNS=1 DURATION=1 WARMUP=0.5 IDLE=2000 CPU_BYTES=250000000; shift ;;
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
@@ -81,7 +81,7 @@ kill_tree() { # PID: the process and its descendants (the reference and socat fo
 }
 cleanup() {
   for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill_tree "$pid"; done
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]:-}"; do if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -131,8 +131,8 @@ proxy_available() {
 }
 # wait_listening PID PORT: up to 15 s, giving up at once if the process has exited.
 wait_listening() {
-  local i
-  for i in $(seq 1 30); do
+  local _i
+  for _i in $(seq 1 30); do
     "$WSBENCH" wait-port "127.0.0.1:$2" --timeout 0.5 2>/dev/null && return 0
     kill -0 "$1" 2>/dev/null || return 1
   done

@@ -37,7 +37,9 @@ def med(kind, test, metric):
         if r["kind"] != kind or r["test"] != test:
             continue
         if test == "idle":
-            if r.get("established", 0) >= r.get("conns", 1) and ok(r) and r["result"].get("alive") == r["conns"]:
+            # Valid when every connection was open and still echoed afterwards (the load
+            # tool's own check); the `ss` count of established sockets is informative only.
+            if ok(r) and r["result"].get("alive") == r["conns"]:
                 vals.append(r["kib_per_conn"])
             continue
         if not ok(r):
