@@ -1,37 +1,49 @@
 #!/usr/bin/env bash
-# Single-connection throughput of our websockify against a plain tokio TCP relay (the
-# yardstick), measured in the same run on the same machine, written to BENCHMARKS.md.
+# The benchmark matrix of the issue: our websockify against three yardsticks — a plain tokio
+# TCP relay (the ceiling for any userspace relay), websocat 1.14 and the Python reference
+# 0.13.0 (with numpy) — plus socat for the CPU-per-GB row, all measured in the same run on
+# the same machine. Writes BENCHMARKS.md (tables, targets, exact commands) and the plot.
 #
 # Usage (from the repo root): scripts/bench.sh [options]
+#   --quick             1 run of 1 s per test, 2,000 idle connections, 250 MB for CPU/GB
 #   --runs N            runs per measurement, the median is reported (default 3)
-#   --duration S        measured seconds per run (default 3; plus --warmup)
+#   --duration S        measured seconds per throughput run (default 3; plus --warmup)
 #   --warmup S          unmeasured seconds per run (default 1)
-#   --size BYTES        message size for echo and upload (default 65536)
-#   --pipeline K        messages in flight in the echo test (default 4)
-#   --with-reference    also measure the Python reference (/tmp/ref/bin/websockify or $WEBSOCKIFY_REF)
-#   --with-websocat     also measure websocat, if it is on PATH
+#   --idle N            idle connections for the memory test (default 8000; the reference
+#                       forks a process per connection: it gets N/16)
+#   --cpu-bytes N       bytes uploaded per proxy for CPU seconds per GB (default 1e9)
+#   --only LIST         comma-separated proxies (plain,ours,websocat,reference,socat)
+#   --install           install missing yardsticks (websocat via cargo, the reference in a
+#                       venv at /tmp/ref, socat via apt-get)
 #   --no-build          use the binaries already built
-#   env WEBSOCKIFY_OURS=PATH measures that binary as "ours" instead of the one built here
+#   --no-wait           don't wait for the machine to be quiet (load average < 1.0) first
 #   --out FILE          markdown file to update (default BENCHMARKS.md; "-" = don't write)
+#   --plot FILE         PNG to write (default docs/bench.png; "-" = none)
+#   env WEBSOCKIFY_OURS=PATH measures that binary as "ours"; WEBSOCKIFY_REF=PATH the reference
 #
-# Every server and proxy runs on 127.0.0.1 on a free port and is killed on exit.
-# Raw JSON lines and logs are kept in reports/bench-<timestamp>/.
+# Everything runs on 127.0.0.1 on free ports and is killed on exit; every wait is bounded.
+# Raw results (one JSON line per measurement, with the load average) and logs are kept in
+# reports/bench-<timestamp>/.
 set -euo pipefail
 
-RUNS=3 DURATION=3 WARMUP=1 SIZE=65536 PIPELINE=4 BUILD=1 OUT=BENCHMARKS.md
-EXTRA_KINDS=()
+RUNS=3 DURATION=3 WARMUP=1 IDLE=8000 CPU_BYTES=1000000000 BUILD=1 WAIT=1 INSTALL=0
+OUT=BENCHMARKS.md PLOT=docs/bench.png ONLY=plain,ours,websocat,reference,socat
+ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --quick) RUNS=1 DURATION=1 WARMUP=0.5 IDLE=2000 CPU_BYTES=250000000; shift ;;
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
-    --size) SIZE=$2; shift 2 ;;
-    --pipeline) PIPELINE=$2; shift 2 ;;
-    --with-reference) EXTRA_KINDS+=(reference); shift ;;
-    --with-websocat) EXTRA_KINDS+=(websocat); shift ;;
+    --idle) IDLE=$2; shift 2 ;;
+    --cpu-bytes) CPU_BYTES=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --install) INSTALL=1; shift ;;
     --no-build) BUILD=0; shift ;;
+    --no-wait) WAIT=0; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --plot) PLOT=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -45,238 +57,254 @@ REPORT_DIR="reports/bench-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$REPORT_DIR"
 RAW="$REPORT_DIR/raw.jsonl"
 : > "$RAW"
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
+if [ "$INSTALL" = 1 ]; then
+  command -v websocat >/dev/null || cargo install websocat --version 1.14.0 >&2
+  command -v socat >/dev/null || { apt-get update -qq && apt-get install -y -qq socat; } >&2
+  if [ ! -x "$REF" ]; then
+    python3 -m venv /tmp/ref >&2 && /tmp/ref/bin/pip install -q websockify==0.13.0 numpy >&2
+  fi
+fi
 if [ "$BUILD" = 1 ]; then
   echo "== building release binaries" >&2
-  if ! cargo build --release -p websockify -p wsbench >&2; then
-    echo "bench.sh: building websockify failed; measuring the yardsticks only" >&2
-    cargo build --release -p wsbench >&2
-  fi
+  cargo build --release -p websockify -p wsbench >&2
 fi
 [ -x "$WSBENCH" ] || { echo "bench.sh: $WSBENCH missing" >&2; exit 1; }
 
 # ---- process bookkeeping: everything started here is killed on exit ----
 PIDS=()
+kill_tree() { # PID: the process and its descendants (the reference and socat fork)
+  local c
+  for c in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$c"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
 cleanup() {
-  for pid in "${PIDS[@]:-}"; do
-    [ -n "$pid" ] || continue
-    pkill -TERM -P "$pid" 2>/dev/null || true   # the reference forks a child per connection
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill_tree "$pid"; done
+  for pid in "${PIDS[@]:-}"; do if [ -n "$pid" ]; then wait "$pid" 2>/dev/null || true; fi; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CMD... : runs CMD in the background, logging to the report dir.
-start() {
+start() { # NAME CMD...: in the background, logging to the report dir; sets LAST_PID
   local name=$1; shift
   "$@" > "$REPORT_DIR/$name.log" 2>&1 &
-  PIDS+=($!)
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
 }
-
+stop() { # PID
+  kill_tree "$1"
+  wait "$1" 2>/dev/null || true
+}
 free_port() { "$WSBENCH" free-port; }
+load1() { cut -d' ' -f1 /proc/loadavg; }
 
-# ---- targets ----
-declare -A TARGET_PORT
-for t in echo sink source; do
-  TARGET_PORT[$t]=$(free_port)
-  start "$t-server" "$WSBENCH" "$t-server" --listen "127.0.0.1:${TARGET_PORT[$t]}"
-done
-for t in echo sink source; do "$WSBENCH" wait-port "127.0.0.1:${TARGET_PORT[$t]}" --timeout 10; done
+# ---- wait for a quiet machine (others share it): load average < 1.0, at most 10 min ----
+if [ "$WAIT" = 1 ]; then
+  for _ in $(seq 20); do
+    awk -v l="$(load1)" 'BEGIN { exit !(l < 1.0) }' && break
+    echo "bench.sh: load average $(load1), waiting for < 1.0 (30 s)" >&2
+    sleep 30
+  done
+fi
+LOAD_BEFORE=$(load1)
 
-# ---- proxies: the yardstick list. To add one, add a case to proxy_cmd / proxy_scheme
-# / proxy_available / proxy_title. ----
+# ---- the proxies. To add one: proxy_cmd, proxy_scheme, proxy_available, proxy_title ----
 proxy_cmd() { # KIND LISTEN_PORT TARGET_PORT
   case "$1" in
     plain) echo "$WSBENCH tcp-relay --listen 127.0.0.1:$2 --target 127.0.0.1:$3" ;;
     ours) echo "$OURS 127.0.0.1:$2 127.0.0.1:$3" ;;
+    websocat) echo "websocat -b -E ws-l:127.0.0.1:$2 tcp:127.0.0.1:$3" ;;
     reference) echo "$REF 127.0.0.1:$2 127.0.0.1:$3" ;;
-    websocat) echo "websocat --binary ws-l:127.0.0.1:$2 tcp:127.0.0.1:$3" ;;
+    socat) echo "socat TCP-LISTEN:$2,bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:$3" ;;
   esac
 }
-proxy_scheme() { case "$1" in plain) echo tcp ;; *) echo ws ;; esac; }
+proxy_scheme() { case "$1" in plain|socat) echo tcp ;; *) echo ws ;; esac; }
 proxy_available() {
   case "$1" in
     plain) [ -x "$WSBENCH" ] ;;
     ours) [ -x "$OURS" ] ;;
-    reference) [ -x "$REF" ] ;;
     websocat) command -v websocat >/dev/null ;;
+    reference) [ -x "$REF" ] ;;
+    socat) command -v socat >/dev/null ;;
   esac
 }
-proxy_title() {
-  case "$1" in
-    plain) echo "plain tokio relay" ;;
-    ours) echo "ours" ;;
-    reference) echo "Python reference" ;;
-    websocat) echo "websocat" ;;
-  esac
-}
-
-KINDS=()
-declare -A PROXY_PORT PROXY_PID
 # wait_listening PID PORT: up to 15 s, giving up at once if the process has exited.
 wait_listening() {
-  local i
-  for i in $(seq 1 30); do
+  local _i
+  for _i in $(seq 1 30); do
     "$WSBENCH" wait-port "127.0.0.1:$2" --timeout 0.5 2>/dev/null && return 0
     kill -0 "$1" 2>/dev/null || return 1
   done
   return 1
 }
-for kind in plain ours "${EXTRA_KINDS[@]}"; do
-  if ! proxy_available "$kind"; then
-    echo "bench.sh: $(proxy_title "$kind") not available, skipped" >&2
-    continue
+# start_proxy KIND TARGET_PORT NAME: starts it, sets PROXY_PORT_OUT and PROXY_PID_OUT.
+start_proxy() {
+  local port
+  port=$(free_port)
+  # shellcheck disable=SC2046
+  start "$3" $(proxy_cmd "$1" "$port" "$2")
+  PROXY_PID_OUT=$LAST_PID PROXY_PORT_OUT=$port
+  wait_listening "$PROXY_PID_OUT" "$port"
+}
+addr_args() { # KIND PORT
+  if [ "$(proxy_scheme "$1")" = tcp ]; then echo "--tcp 127.0.0.1:$2"; else echo "--url ws://127.0.0.1:$2/"; fi
+}
+
+# ---- targets ----
+ECHO_PORT=$(free_port) SINK_PORT=$(free_port)
+start echo-server "$WSBENCH" echo-server --listen "127.0.0.1:$ECHO_PORT"
+start sink-server "$WSBENCH" sink-server --listen "127.0.0.1:$SINK_PORT"
+"$WSBENCH" wait-port "127.0.0.1:$ECHO_PORT" --timeout 10
+"$WSBENCH" wait-port "127.0.0.1:$SINK_PORT" --timeout 10
+
+IFS=, read -r -a WANTED <<<"$ONLY"
+KINDS=() # the relays of the throughput matrix (socat only does the CPU row)
+declare -A ECHO_AT
+for kind in "${WANTED[@]}"; do
+  proxy_available "$kind" || { echo "bench.sh: $kind not available, skipped (try --install)" >&2; continue; }
+  [ "$kind" = socat ] && continue
+  if start_proxy "$kind" "$ECHO_PORT" "$kind-echo"; then
+    ECHO_AT[$kind]=$PROXY_PORT_OUT
+    KINDS+=("$kind")
+  else
+    echo "bench.sh: $kind did not start (see $REPORT_DIR/$kind-echo.log), skipped" >&2
   fi
-  ok=1
-  for t in echo sink source; do
-    p=$(free_port)
-    PROXY_PORT[$kind,$t]=$p
-    # shellcheck disable=SC2046
-    start "$kind-$t" $(proxy_cmd "$kind" "$p" "${TARGET_PORT[$t]}")
-    PROXY_PID[$kind,$t]=$!
-  done
-  for t in echo sink source; do
-    if ! wait_listening "${PROXY_PID[$kind,$t]}" "${PROXY_PORT[$kind,$t]}"; then
-      echo "bench.sh: $(proxy_title "$kind") did not start listening (see $REPORT_DIR/$kind-$t.log), skipped" >&2
-      ok=0
-      break
-    fi
-  done
-  [ "$ok" = 1 ] && KINDS+=("$kind")
 done
+CPU_KINDS=()
+for kind in "${KINDS[@]}"; do CPU_KINDS+=("$kind"); done
+[[ ",$ONLY," == *,socat,* ]] && proxy_available socat && CPU_KINDS+=(socat)
 [ "${#KINDS[@]}" -gt 0 ] || { echo "bench.sh: nothing to measure" >&2; exit 1; }
 
-# ---- the tests: ID|TARGET|wsbench load arguments|title ----
+record() { # JSON object fields (without braces)
+  echo "{$1}" >> "$RAW"
+}
+
+# ---- throughput / latency / churn: ID|wsbench load arguments ----
 TESTS=(
-  "echo|echo|--mode echo --size $SIZE --pipeline $PIPELINE|echo, $((SIZE / 1024)) KiB messages, $PIPELINE in flight (MB/s echoed)"
-  "upload|sink|--mode upload --size $SIZE|upload, client → target, $((SIZE / 1024)) KiB messages (MB/s)"
-  "download|source|--mode download|download, target → client (MB/s)"
-  "pingpong|echo|--mode echo --size 64 --pipeline 1|ping-pong, 64 B messages, 1 in flight"
+  "echo64k|--mode echo --conns 1 --size 65536 --pipeline 4"
+  "echo16k|--mode echo --conns 64 --size 16384 --pipeline 2"
+  "echo8m|--mode echo --conns 1 --size 8388608 --pipeline 2"
+  "pingpong|--mode echo --conns 1 --size 64 --pipeline 1"
+  "churn|--mode handshake --conns 16 --size 64"
 )
-
-load_args() { # KIND TARGET
-  local p=${PROXY_PORT[$1,$2]}
-  if [ "$(proxy_scheme "$1")" = tcp ]; then echo "--tcp 127.0.0.1:$p"; else echo "--url ws://127.0.0.1:$p/"; fi
-}
-
-field() { # JSON FIELD -> number, or empty
-  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
-}
-
-median() { # numbers on stdin -> median, or "n/a"
-  sort -g | awk '{v[NR]=$1} END {
-    if (NR == 0) { print "n/a"; exit }
-    if (NR % 2) printf "%.1f\n", v[(NR+1)/2]; else printf "%.1f\n", (v[NR/2] + v[NR/2+1]) / 2 }'
-}
-
-declare -A VALUES   # "kind,test,metric" -> space-separated values of the runs
-# Other work on the machine skews everything: note the load, warn when it is high.
-LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 0.5) }'; then
-  echo "bench.sh: warning: load average is $LOAD_BEFORE before the run; numbers will be noisy" >&2
-fi
 total=$(( RUNS * ${#TESTS[@]} * ${#KINDS[@]} ))
 n=0
-echo "== $total runs of ${WARMUP}+${DURATION} s" >&2
+echo "== $total load runs of ${WARMUP}+${DURATION} s (load average $LOAD_BEFORE)" >&2
 for run in $(seq 1 "$RUNS"); do
   for test in "${TESTS[@]}"; do
-    IFS='|' read -r id target args _title <<<"$test"
-    # Kinds interleaved within a run, so slow drift of the machine hits all alike.
+    IFS='|' read -r id args <<<"$test"
+    # Proxies interleaved within a run, so slow drift of the machine hits all alike.
     for kind in "${KINDS[@]}"; do
       n=$((n + 1))
-      # shellcheck disable=SC2086
-      line=$("$WSBENCH" load $(load_args "$kind" "$target") $args \
+      l=$(load1)
+      # shellcheck disable=SC2046,SC2086
+      line=$("$WSBENCH" load $(addr_args "$kind" "${ECHO_AT[$kind]}") $args \
         --duration "$DURATION" --warmup "$WARMUP" --label "$kind" 2>>"$REPORT_DIR/load.log") || true
-      echo "$line" >> "$RAW"
-      errors=$(field "$line" errors)
-      if [ -z "$line" ] || [ "${errors:-1}" != 0 ]; then
-        echo "  [$n/$total] $kind $id: FAILED ($(sed -n 's/.*"first_error":\(.*\)}$/\1/p' <<<"$line"))" >&2
-        continue
-      fi
-      for m in mb_per_s msgs_per_s rtt_p50_us rtt_p99_us; do
-        VALUES[$kind,$id,$m]+="$(field "$line" "$m") "
-      done
-      echo "  [$n/$total] $kind $id: $(field "$line" mb_per_s) MB/s, p50 $(field "$line" rtt_p50_us) µs" >&2
+      [ -n "$line" ] || line=null
+      record "\"kind\":\"$kind\",\"test\":\"$id\",\"run\":$run,\"load1\":$l,\"result\":$line"
+      echo "  [$n/$total] $kind $id: $(grep -o '"\(mb_per_s\|msgs_per_s\|rtt_p50_us\|errors\)":[^,]*' <<<"$line" | tr '\n' ' ')(load $l)" >&2
     done
   done
 done
 
-med() { tr ' ' '\n' <<<"${VALUES[$1,$2,$3]:-}" | grep -v '^$' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
+# ---- CPU seconds per GB relayed client → target (a fixed number of bytes uploaded) ----
+# ticks PID: user+system clock ticks of the process and its live descendants, plus those of
+# its reaped children (cutime/cstime: socat and the reference fork a child per connection).
+ticks() {
+  local pid=$1 sum c f
+  f=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || { echo 0; return; }
+  # after "pid (comm) " comes field 3: utime=14 stime=15 cutime=16 cstime=17 are $12..$15
+  sum=$(awk '{ print $12 + $13 + $14 + $15 }' <<<"$f")
+  for c in $(pgrep -P "$pid" 2>/dev/null); do sum=$((sum + $(ticks "$c"))); done
+  echo "$sum"
+}
+HZ=$(getconf CLK_TCK)
+echo "== CPU per GB: $CPU_BYTES bytes uploaded through each of ${CPU_KINDS[*]}, $RUNS runs" >&2
+declare -A SINK_AT SINK_PID
+for kind in "${CPU_KINDS[@]}"; do
+  start_proxy "$kind" "$SINK_PORT" "$kind-sink" || { echo "bench.sh: $kind (sink) did not start" >&2; continue; }
+  SINK_AT[$kind]=$PROXY_PORT_OUT
+  SINK_PID[$kind]=$PROXY_PID_OUT
+done
+for run in $(seq 1 "$RUNS"); do
+  for kind in "${CPU_KINDS[@]}"; do
+    [ -n "${SINK_AT[$kind]:-}" ] || continue
+    pid=${SINK_PID[$kind]}
+    l=$(load1)
+    t0=$(ticks "$pid")
+    # shellcheck disable=SC2046
+    line=$("$WSBENCH" load $(addr_args "$kind" "${SINK_AT[$kind]}") --mode upload --size 65536 \
+      --bytes "$CPU_BYTES" --duration 120 --label "$kind" 2>>"$REPORT_DIR/load.log") || true
+    sleep 0.3 # let a forked child exit and be reaped into cutime
+    t1=$(ticks "$pid")
+    [ -n "$line" ] || line=null
+    cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) / hz }')
+    record "\"kind\":\"$kind\",\"test\":\"cpu\",\"run\":$run,\"load1\":$l,\"cpu_s\":$cpu,\"bytes\":$CPU_BYTES,\"result\":$line"
+    echo "  cpu $kind run $run: $cpu s for $CPU_BYTES bytes (load $l)" >&2
+  done
+done
+for kind in "${CPU_KINDS[@]}"; do [ -n "${SINK_PID[$kind]:-}" ] && stop "${SINK_PID[$kind]}"; done
 
-# ---- the markdown section ----
-CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-SECTION="$REPORT_DIR/section.md"
-{
-  echo "## Single-connection throughput"
-  echo
-  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores ($CPU), $(uname -sr), $(rustc -V 2>/dev/null || echo rustc ?); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1 /proc/loadavg)."
-  echo "wsbench from commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'). Median of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup; MB = 10^6 bytes."
-  if [[ " ${KINDS[*]} " == *" ours "* ]]; then
-    src=$(git -C "$(dirname "$OURS")" rev-parse --short HEAD 2>/dev/null || echo "unknown commit")
-    echo "Ours: \`$OURS\` (built from $src). The plain relay uses 64 KiB buffers per direction and tokio's default worker threads."
-  fi
-  echo "Client, targets and proxy share the machine's cores; read ratios, not absolutes."
-  echo
-  header="| test | $(proxy_title plain) |"
-  rule="| --- | ---: |"
-  for kind in "${KINDS[@]}"; do
-    [ "$kind" = plain ] && continue
-    header+=" $(proxy_title "$kind") | $(proxy_title "$kind") / plain |"
-    rule+=" ---: | ---: |"
+# ---- resident memory per idle connection: growth of a fresh proxy over N idle ones ----
+# Proportional set size (Pss, /proc/PID/smaps_rollup): for one process it is its RSS less a
+# share of the libraries; summed over a forking proxy's processes (the reference) it counts
+# the pages they share once, where summed RSS would count them once per process.
+rss_tree() { # PID -> KiB of it and its descendants
+  local pid=$1 sum c
+  sum=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+  for c in $(pgrep -P "$pid" 2>/dev/null); do sum=$((sum + $(rss_tree "$c"))); done
+  echo "${sum:-0}"
+}
+established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+for kind in "${KINDS[@]}"; do
+  count=$IDLE
+  [ "$kind" = reference ] && count=$((IDLE / 16))
+  start_proxy "$kind" "$ECHO_PORT" "$kind-idle" || continue
+  pid=$PROXY_PID_OUT port=$PROXY_PORT_OUT
+  # A few sessions first, so threads and pools exist before the baseline.
+  # shellcheck disable=SC2046
+  "$WSBENCH" load $(addr_args "$kind" "$port") --mode echo --conns 4 --duration 1 --warmup 0 >/dev/null 2>&1 || true
+  sleep 1
+  l=$(load1)
+  before=$(rss_tree "$pid")
+  hold=$((10 + count / 500))
+  # shellcheck disable=SC2046
+  "$WSBENCH" load $(addr_args "$kind" "$port") --mode idle --conns "$count" --duration "$hold" \
+    --warmup 0 --timeout 60 --label "$kind" > "$REPORT_DIR/idle-$kind.json" 2>>"$REPORT_DIR/load.log" &
+  loadpid=$!
+  PIDS+=("$loadpid")
+  for _ in $(seq 600); do # at most 60 s for every connection to be up
+    [ "$(established "$port")" -ge "$count" ] && break
+    kill -0 "$loadpid" 2>/dev/null || break
+    sleep 0.1
   done
-  echo "$header"; echo "$rule"
-  for test in "${TESTS[@]}"; do
-    IFS='|' read -r id _target _args title <<<"$test"
-    [ "$id" = pingpong ] && continue
-    base=$(med plain "$id" mb_per_s)
-    row="| $title | $base |"
-    for kind in "${KINDS[@]}"; do
-      [ "$kind" = plain ] && continue
-      v=$(med "$kind" "$id" mb_per_s)
-      row+=" $v | $(ratio "$v" "$base") |"
-    done
-    echo "$row"
-  done
-  echo
-  echo "Round trip of one 64 B message (ping-pong, one in flight), p50 / p99 in µs, and messages/s:"
-  echo
-  header="| proxy | p50 µs | p99 µs | msg/s |"
-  echo "$header"; echo "| --- | ---: | ---: | ---: |"
-  for kind in "${KINDS[@]}"; do
-    echo "| $(proxy_title "$kind") | $(med "$kind" pingpong rtt_p50_us) | $(med "$kind" pingpong rtt_p99_us) | $(med "$kind" pingpong msgs_per_s) |"
-  done
-  echo
-  echo "Commands (ports are picked free at run time; targets: \`wsbench echo-server|sink-server|source-server --listen 127.0.0.1:PORT\`):"
-  echo
-  echo '```sh'
-  echo "scripts/bench.sh --runs $RUNS --duration $DURATION --warmup $WARMUP --size $SIZE --pipeline $PIPELINE$(printf ' --with-%s' "${EXTRA_KINDS[@]}" | sed 's/ --with-$//')"
-  for kind in "${KINDS[@]}"; do
-    proxy_cmd "$kind" LISTEN TARGET | sed "s#^$BIN/#target/release/#"
-  done
-  for test in "${TESTS[@]}"; do
-    IFS='|' read -r id target args _title <<<"$test"
-    echo "wsbench load --url ws://127.0.0.1:LISTEN/ $args --duration $DURATION --warmup $WARMUP   # $target target; --tcp 127.0.0.1:LISTEN for the plain relay"
-  done
-  echo '```'
-} > "$SECTION"
+  sleep 2
+  during=$(rss_tree "$pid")
+  up=$(established "$port")
+  wait "$loadpid" || true
+  line=$(cat "$REPORT_DIR/idle-$kind.json"); [ -n "$line" ] || line=null
+  kib=$(awk -v b="$before" -v d="$during" -v n="$count" 'BEGIN { printf "%.2f", (d - b) / n }')
+  record "\"kind\":\"$kind\",\"test\":\"idle\",\"run\":1,\"load1\":$l,\"conns\":$count,\"established\":$up,\"rss_before_kib\":$before,\"rss_during_kib\":$during,\"kib_per_conn\":$kib,\"result\":$line"
+  echo "  idle $kind: $count connections ($up established), Pss $before → $during KiB: $kib KiB each (load $l)" >&2
+  stop "$pid"
+done
 
-cat "$SECTION"
-if [ "$OUT" != - ]; then
-  BEGIN='<!-- bench.sh:begin (generated by scripts/bench.sh; edits inside are overwritten) -->'
-  END='<!-- bench.sh:end -->'
-  if [ ! -f "$OUT" ]; then
-    printf '# Benchmarks\n\nRun `scripts/bench.sh` from the repo root to refresh the section below.\n\n' > "$OUT"
-  fi
-  if grep -qF "$BEGIN" "$OUT"; then
-    awk -v b="$BEGIN" -v e="$END" -v f="$SECTION" '
-      $0 == b { print; while ((getline l < f) > 0) print l; skip = 1; next }
-      $0 == e { skip = 0 }
-      !skip { print }' "$OUT" > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
-  else
-    { echo "$BEGIN"; cat "$SECTION"; echo "$END"; } >> "$OUT"
-  fi
-  echo "== wrote $OUT (raw results: $RAW)" >&2
-fi
+# ---- the report ----
+export BENCH_COMMANDS
+BENCH_COMMANDS=$(
+  echo "scripts/bench.sh${ARGS:+ $ARGS}"
+  for kind in "${CPU_KINDS[@]}"; do proxy_cmd "$kind" LISTEN TARGET | sed "s#^$BIN/#target/release/#"; done
+  for test in "${TESTS[@]}"; do
+    IFS='|' read -r id args <<<"$test"
+    echo "wsbench load --url ws://127.0.0.1:LISTEN/ $args --duration $DURATION --warmup $WARMUP   # $id, echo target"
+  done
+  echo "wsbench load --url ws://127.0.0.1:LISTEN/ --mode upload --size 65536 --bytes $CPU_BYTES --duration 120   # cpu, sink target; proxy utime+stime (+ children) from /proc"
+  echo "wsbench load --url ws://127.0.0.1:LISTEN/ --mode idle --conns $IDLE --duration HOLD --warmup 0 --timeout 60   # idle, echo target; Pss (smaps_rollup, summed over the process tree) before and while held"
+  echo "# the plain relay and socat are loaded with --tcp 127.0.0.1:LISTEN instead of --url"
+)
+export BENCH_MACHINE BENCH_META
+BENCH_MACHINE="$(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr), $(rustc -V 2>/dev/null || echo rustc ?), websocat $(websocat --version 2>/dev/null | awk '{print $2}'), $("$REF" --help >/dev/null 2>&1 && /tmp/ref/bin/pip show websockify 2>/dev/null | awk '/^Version/ {print "reference " $2}'), $(socat -V 2>/dev/null | awk '/socat version/ {print "socat " $3; exit}')"
+BENCH_META="Measured $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $LOAD_BEFORE, after: $(load1). Commit $(git rev-parse --short HEAD 2>/dev/null || echo ?)$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'). Median of $RUNS runs of ${DURATION} s after ${WARMUP} s warmup (throughput, latency, churn) and of $RUNS CPU runs; one idle run; MB = 10^6 bytes."
+python3 scripts/bench_report.py "$RAW" "$REPORT_DIR" "$OUT" "$PLOT" "$WSBENCH"
+echo "== raw results: $RAW" >&2

@@ -86,6 +86,11 @@ pub struct LoadArgs {
     /// Free text copied into the JSON line (e.g. which proxy this was).
     #[arg(long)]
     pub label: Option<String>,
+    /// Fixed-work run (upload and download): each connection moves this many payload bytes
+    /// (split evenly), closes cleanly and waits for the proxy to close; no warmup, the whole
+    /// run is measured and --duration only bounds it. For CPU-per-byte and instruction counts.
+    #[arg(long)]
+    pub bytes: Option<u64>,
 }
 
 struct Target {
@@ -97,6 +102,8 @@ struct Target {
 
 struct Cfg {
     mode: Mode,
+    /// Per-connection byte budget (`--bytes`), if any.
+    budget: Option<u64>,
     size: usize,
     pipeline: usize,
     timeout: Duration,
@@ -296,18 +303,38 @@ async fn upload_conn(idx: u64, t: Arc<Target>, cfg: Arc<Cfg>, sh: Arc<Shared>) -
     let (s, left) = open(&t, &cfg, &mut rng).await?;
     sh.connected.fetch_add(1, Ordering::Relaxed);
     let (mut rd, mut wr) = s.into_split();
+    let closing = AtomicBool::new(false);
     let write = async {
         let mut tx = Sender::new(&cfg.payload, t.ws.is_some(), rng);
+        let mut sent = 0u64;
         loop {
+            if let Some(budget) = cfg.budget {
+                if sent >= budget {
+                    closing.store(true, Ordering::Relaxed);
+                    // Done: close cleanly; the drain below sees the proxy's close / EOF.
+                    if t.ws.is_some() {
+                        wr.write_all(&tx.close_frame()).await?;
+                    }
+                    wr.shutdown().await?;
+                    return std::future::pending().await;
+                }
+            }
             wr.write_all(tx.next_frame()).await?;
+            sent += cfg.size as u64;
             sh.tx.fetch_add(cfg.size as u64, Ordering::Relaxed);
         }
     };
     let drain = async {
         let mut rx = Receiver::with_capacity(t.ws.is_some(), left, 16 * 1024);
         loop {
-            if let Read::Eof = rx.read_some(&mut rd, |_| {}).await? {
-                return Err::<(), _>(eof());
+            match rx.read_some(&mut rd, |_| {}).await {
+                Ok(Read::Eof) if closing.load(Ordering::Relaxed) => return Ok(()),
+                Ok(Read::Eof) => return Err::<(), _>(eof()),
+                Ok(Read::Data(_)) => {}
+                // The proxy answers our close frame once it has written everything to the
+                // target: the orderly end of a fixed-work run.
+                Err(_) if closing.load(Ordering::Relaxed) => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
     };
@@ -323,12 +350,34 @@ async fn download_conn(idx: u64, t: Arc<Target>, cfg: Arc<Cfg>, sh: Arc<Shared>)
     let (mut s, left) = open(&t, &cfg, &mut rng).await?;
     sh.connected.fetch_add(1, Ordering::Relaxed);
     let mut rx = Receiver::new(t.ws.is_some(), left);
+    let mut got = 0u64;
     loop {
+        if let Some(budget) = cfg.budget {
+            if got >= budget {
+                break;
+            }
+        }
         match rx.read_some(&mut s, |_| {}).await? {
-            Read::Data(n) => sh.rx.fetch_add(n as u64, Ordering::Relaxed),
+            Read::Data(n) => {
+                got += n as u64;
+                sh.rx.fetch_add(n as u64, Ordering::Relaxed)
+            }
             Read::Eof => return Err(eof()),
         };
     }
+    // Budget reached: close cleanly and wait (bounded) for the proxy to let go.
+    let mut tx = Sender::new(&cfg.payload, t.ws.is_some(), rng);
+    let _ = timeout(cfg.timeout, async {
+        if t.ws.is_some() {
+            s.write_all(&tx.close_frame()).await?;
+        }
+        s.shutdown().await?;
+        let mut sink = vec![0u8; 64 * 1024];
+        while s.read(&mut sink).await? > 0 {}
+        Ok::<(), io::Error>(())
+    })
+    .await;
+    Ok(())
 }
 
 /// Sends one message on an open connection and waits (bounded) for all of it to come back.
@@ -443,8 +492,12 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     let warmup = secs(args.warmup, "--warmup")?;
     let duration = secs(args.duration, "--duration")?;
     let t = Arc::new(resolve(&args).await?);
+    if args.bytes.is_some() && !matches!(args.mode, Mode::Upload | Mode::Download) {
+        return Err("--bytes works with --mode upload or download".into());
+    }
     let cfg = Arc::new(Cfg {
         mode: args.mode,
+        budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
         size: args.size,
         pipeline: args.pipeline,
         timeout: secs(args.timeout, "--timeout")?,
@@ -505,6 +558,20 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
                     sh.fail(&e);
                 }
             });
+        }
+        if cfg.budget.is_some() {
+            // Fixed work: everything counts, --duration only bounds the run.
+            let t0 = Instant::now();
+            reap(&mut set, duration).await;
+            let elapsed = t0.elapsed();
+            let s1 = sh.snapshot();
+            if elapsed >= duration {
+                sh.fail(&io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "--bytes run not done within --duration",
+                ));
+            }
+            return report(&args, &t, &cfg, &sh, elapsed, s1, None);
         }
         tokio::time::sleep(warmup).await;
         let s0 = sh.snapshot();

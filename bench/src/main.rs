@@ -3,6 +3,7 @@
 //! relay as the yardstick), so a run needs nothing but this binary and the proxy.
 
 mod load;
+mod plot;
 mod servers;
 mod stats;
 mod ws;
@@ -36,6 +37,8 @@ enum Cmd {
     TcpRelay(RelayArgs),
     /// Generate load through a WebSocket proxy or TCP relay and report one JSON line.
     Load(load::LoadArgs),
+    /// Draw the benchmark charts (PNG) from scripts/bench.sh's results table.
+    Plot(plot::PlotArgs),
     /// Print a currently free loopback port.
     FreePort,
     /// Wait until ADDR accepts TCP connections (exit 1 after --timeout).
@@ -129,6 +132,7 @@ fn real_main(cli: Cli) -> Result<bool, String> {
             let rt = runtime(threads).map_err(|e| e.to_string())?;
             rt.block_on(load::run(a))
         }
+        Cmd::Plot(a) => plot::run(a),
         Cmd::FreePort => {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             println!("{}", l.local_addr().map_err(|e| e.to_string())?.port());
