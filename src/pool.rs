@@ -9,8 +9,9 @@ use std::ops::{Deref, DerefMut};
 /// what the reference reads too, so a 64 KiB message echoed by a target can come back whole.
 pub const READ_SIZE: usize = 64 * 1024;
 
-/// Size of one relay buffer: a read plus room in front of it for a frame header.
-pub const BUF_SIZE: usize = READ_SIZE + 16;
+/// Size of one relay buffer: a read plus room in front of it, for a frame header (target
+/// data) or so that a whole 64 KiB client frame, header included, fits one read.
+pub const BUF_SIZE: usize = READ_SIZE + 64;
 
 /// Buffers kept per worker thread; more are freed on return.
 const POOL_LIMIT: usize = 64;

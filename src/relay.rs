@@ -416,8 +416,12 @@ where
                 held: Some((start, end)),
                 ..
             }) => {
-                let held = if start != CLIENT_READ_OFFSET {
-                    // Make room for the rest: the held part moves to the front.
+                let rest = self
+                    .decoder
+                    .data_frame_progress()
+                    .map_or(0, |(_, remaining)| remaining as usize);
+                let held = if end + rest > BUF_SIZE {
+                    // No room behind it for the rest: the held part moves to the front.
                     buf.copy_within(start..end, CLIENT_READ_OFFSET);
                     (CLIENT_READ_OFFSET, CLIENT_READ_OFFSET + end - start)
                 } else {
