@@ -584,7 +584,7 @@ async fn clients_that_never_read_hold_back_flooding_targets_with_bounded_memory(
         "{SESSIONS} clients reading nothing: targets stalled after {} MiB in all \
          ({} KiB each); RSS {rss_before} -> {rss_during} KiB",
         stalled >> 20,
-        stalled / SESSIONS as u64 >> 10
+        (stalled / SESSIONS as u64) >> 10
     );
     assert!(
         stalled < SESSIONS as u64 * STALL_BOUND,
@@ -646,7 +646,7 @@ async fn targets_that_never_read_hold_back_flooding_clients_with_bounded_memory(
         "{SESSIONS} targets reading nothing: clients stalled after {} MiB in all \
          ({} KiB each); RSS {rss_before} -> {rss_during} KiB",
         stalled >> 20,
-        stalled / SESSIONS as u64 >> 10
+        (stalled / SESSIONS as u64) >> 10
     );
     assert!(
         stalled < SESSIONS as u64 * STALL_BOUND,
