@@ -663,6 +663,44 @@ async fn targets_that_never_read_hold_back_flooding_clients_with_bounded_memory(
     proxy.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_from_a_client_that_never_reads_is_held_back_with_bounded_memory() {
+    let _turn = SERIAL.lock().await;
+    let proxy = proxy_to(echo_server().await, Duration::from_secs(5)).await;
+    let rss_before = rss_kib();
+    let (client, _) = RawClient::connect(proxy.addr, Some("binary")).await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    // Pings with the largest payload allowed, 1,000 per write, never reading a pong.
+    let ping = masked_frame(true, 0x9, &[0x50; 125], [1, 2, 3, 4]);
+    let burst: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    let mut stream = client.stream;
+    let writer = tokio::spawn(async move {
+        while counter.load(Ordering::SeqCst) < FLOOD {
+            if stream.write_all(&burst).await.is_err() {
+                return;
+            }
+            counter.fetch_add(burst.len() as u64, Ordering::SeqCst);
+        }
+    });
+    let stalled = plateau(&sent).await;
+    let grew = rss_kib().saturating_sub(rss_before);
+    eprintln!(
+        "ping flood stalled after {} KiB of pings; RSS +{grew} KiB",
+        stalled >> 10
+    );
+    // Pongs wait in a backlog of at most 4 KiB; past it the proxy stops reading pings.
+    assert!(stalled < STALL_BOUND, "{stalled} bytes of pings taken");
+    assert!(grew < 8 * 1024, "RSS grew by {grew} KiB");
+    writer.abort();
+    proxy.stop().await;
+}
+
 /// A small deterministic generator for garbage.
 fn garbage(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
