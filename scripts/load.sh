@@ -6,7 +6,7 @@
 #
 # Usage: scripts/load.sh [--short] [--conns N] [--duration S] [--size BYTES]
 #   default: 8000 connections, 30 s measured (after a 15 s warm-up that opens them all)
-#   --short: 1000 connections, 10 s measured, 5 s warm-up (CI)
+#   --short: 1000 connections, 6 s measured, 4 s warm-up (CI)
 #   --emfile: instead, start the proxy with `ulimit -n 64`, hold more connections than it
 #             has descriptors for, and check that it neither spins (CPU < 1 s meanwhile)
 #             nor dies, and serves normally once they are gone (~15 s)
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 conns=8000 duration=30 warmup=15 size=1024 emfile=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) conns=1000 duration=10 warmup=5 ;;
+    --short) conns=1000 duration=6 warmup=4 ;;
     --emfile) emfile=1 ;;
     --conns) conns=$2; shift ;;
     --duration) duration=$2; shift ;;
