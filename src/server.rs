@@ -28,6 +28,7 @@ use crate::classify::{
 use crate::frame::close_code;
 use crate::handshake;
 use crate::listen::tune_tcp;
+use crate::logging::redact_target;
 use crate::relay::{self, Mode};
 use crate::settings::Settings;
 use crate::target;
@@ -311,7 +312,7 @@ where
     });
     let target_spec = &shared.settings.target;
     let scheme = if is_tls { "wss" } else { "ws" };
-    info!(%scheme, path = %accepted.path, target = %target_spec, "WebSocket connection");
+    info!(%scheme, path = %redact_target(&accepted.path), target = %target_spec, "WebSocket connection");
     let began = Instant::now();
     let mut target = match target::connect(target_spec).await {
         Ok(target) => target,
@@ -358,7 +359,7 @@ async fn answer(
             "GET",
         ),
     };
-    debug!(method = %req.method(), path = %req.uri(), "not a WebSocket request: 405");
+    debug!(method = %req.method(), path = %redact_target(&req.uri().to_string()), "not a WebSocket request: 405");
     let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, text);
     response
         .headers_mut()
@@ -371,7 +372,7 @@ fn upgrade(mut req: Request<Incoming>, slot: &Mutex<Option<Accepted>>) -> Respon
     let upgrade = match handshake::check(req.method(), req.headers()) {
         Ok(upgrade) => upgrade,
         Err(refusal) => {
-            info!(path = %req.uri(), "bad WebSocket request: {refusal}");
+            info!(path = %redact_target(&req.uri().to_string()), "bad WebSocket request: {refusal}");
             let mut response = plain(
                 StatusCode::BAD_REQUEST,
                 &format!("400 Bad Request: {refusal}\n"),

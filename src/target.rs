@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -28,8 +29,22 @@ pub enum Target {
     Unix(UnixStream),
 }
 
-/// Connects to `spec`, with TCP_NODELAY and keepalive on a TCP target.
+/// How long connecting to a target may take. Without a bound, a target that drops SYNs would
+/// hold each upgraded client for the kernel's retries (about two minutes).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `spec` within `CONNECT_TIMEOUT`, with TCP_NODELAY and keepalive on a TCP target.
 pub async fn connect(spec: &TargetSpec) -> io::Result<Target> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(spec)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {CONNECT_TIMEOUT:?}"),
+        )),
+    }
+}
+
+async fn connect_unbounded(spec: &TargetSpec) -> io::Result<Target> {
     match spec {
         TargetSpec::Tcp { host, port } => {
             let stream = TcpStream::connect((host.as_str(), *port)).await?;

@@ -565,7 +565,7 @@ pub async fn serve(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap)
     let response = respond(site, method, uri, headers).await;
     debug!(
         %method,
-        path = %uri,
+        path = %crate::logging::redact_target(&uri.to_string()),
         status = response.status().as_u16(),
         "web request"
     );

@@ -900,8 +900,6 @@ async fn unanswering_target() -> (SocketAddr, tokio::net::TcpListener, Vec<TcpSt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: no bound on the target connect (src/target.rs connect): a target that never \
-            answers holds an upgraded client for the kernel's SYN retries (~2 min)"]
 async fn a_target_that_never_answers_the_connect_gets_1011_within_ten_seconds() {
     let _turn = SERIAL.lock().await;
     let (target, _listener, _fillers) = unanswering_target().await;
