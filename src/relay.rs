@@ -218,9 +218,9 @@ impl Segments {
 struct Outgoing {
     buf: Buf,
     segments: Segments,
-    /// `buf[start..end]`: the first part of a frame that fits in a buffer, held back until the
-    /// rest arrives (read in right behind it), so that the target gets each small frame's
-    /// payload in one write, as it was sent. Larger frames stream.
+    /// `buf[start..end]`: the first part of a frame whose rest fits right behind it, held back
+    /// until the rest arrives (read in there), so that the target gets such a frame's payload
+    /// in one write, as it was sent. Other frames stream.
     held: Option<(usize, usize)>,
 }
 
@@ -412,23 +412,10 @@ where
         // Continue a held frame in its own buffer, right behind its first part; else borrow one.
         let (mut buf, held) = match self.up.take() {
             Some(Outgoing {
-                mut buf,
-                held: Some((start, end)),
+                buf,
+                held: Some(held),
                 ..
-            }) => {
-                let rest = self
-                    .decoder
-                    .data_frame_progress()
-                    .map_or(0, |(_, remaining)| remaining as usize);
-                let held = if end + rest > BUF_SIZE {
-                    // No room behind it for the rest: the held part moves to the front.
-                    buf.copy_within(start..end, CLIENT_READ_OFFSET);
-                    (CLIENT_READ_OFFSET, CLIENT_READ_OFFSET + end - start)
-                } else {
-                    (start, end)
-                };
-                (buf, Some(held))
-            }
+            }) => (buf, Some(held)),
             _ => (Buf::take(), None),
         };
         let at = held.map_or(CLIENT_READ_OFFSET, |(_, end)| end);
@@ -541,19 +528,15 @@ where
         if self.mode == Mode::Base64 {
             segments.push(data, 0, base64_out);
         }
+        // Hold back the first part of a frame whose rest fits right behind it in this buffer;
+        // anything else (a big frame, or one that starts too deep in the buffer) streams, so
+        // holding never costs a copy.
         let mut held = None;
         if ended.is_none() && self.mode == Mode::Binary {
-            if let Some((frame_len, remaining)) = self.decoder.data_frame_progress() {
-                let room = (BUF_SIZE - CLIENT_READ_OFFSET) as u64;
-                if frame_len <= room && remaining > 0 {
-                    if let Some((start, stop)) = segments.pop_last_ending_at(end) {
-                        if (stop - start) as u64 + remaining <= room {
-                            // Not counted yet: it is, with the rest of its frame.
-                            held = Some((start, stop));
-                        } else {
-                            segments.push(data, start, stop);
-                        }
-                    }
+            if let Some((_, remaining)) = self.decoder.data_frame_progress() {
+                if remaining > 0 && end as u64 + remaining <= BUF_SIZE as u64 {
+                    // Not counted yet: it is, with the rest of its frame.
+                    held = segments.pop_last_ending_at(end);
                 }
             }
         }
