@@ -481,23 +481,49 @@ fn given<T: AsRef<OsStr>>(opt: &Option<T>) -> bool {
     opt.as_ref().is_some_and(|v| !v.as_ref().is_empty())
 }
 
-/// Splits `host:port` on the LAST colon (so bare IPv6 works) and strips brackets, like the
-/// reference's `rsplit(':', 1)` and `strip('[]')`.
-fn split_host_port(arg: &str) -> Option<(String, &str)> {
-    let (host, port) = arg.rsplit_once(':')?;
-    Some((host.trim_matches(['[', ']']).to_owned(), port))
+/// Which positional an address is, for the error messages (the reference's wording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressKind {
+    /// `[source_addr:]source_port`: the host may be left out.
+    Listen,
+    /// `target_addr:target_port`: both parts are required.
+    Target,
 }
 
-/// The host of a `host:port` argument once its brackets are stripped. A bracket left inside
-/// (`[::1]6:080` gives `::1]6`) cannot be part of a name or an address: refuse it here, where
-/// the reference would only fail later, at bind or connect time.
-fn check_host(host: String, what: &str) -> Result<String, CliError> {
+impl AddressKind {
+    fn name(self) -> &'static str {
+        match self {
+            AddressKind::Listen => "listen",
+            AddressKind::Target => "target",
+        }
+    }
+}
+
+/// Reads a `host:port` positional as the reference does: split on the LAST colon (so a bare
+/// IPv6 address works), strip brackets from both ends of the host (`strip('[]')`), port an
+/// integer (surrounding whitespace allowed, as Python's `int()`). A listen address without a
+/// colon is a bare port on every interface (empty host). Stricter than the reference where it
+/// would only fail later at bind or connect time: the port must be 0-65535 and no bracket may
+/// stay inside the host. Pure, so the fuzzer can drive it millions of times a minute.
+pub fn parse_address(arg: &str, kind: AddressKind) -> Result<(String, u16), CliError> {
+    let what = kind.name();
+    let Some((host, port)) = arg.rsplit_once(':') else {
+        return match kind {
+            AddressKind::Listen => Ok((String::new(), parse_port(arg, what)?)),
+            AddressKind::Target => Err(CliError::usage(format!(
+                "Error parsing target: '{arg}' (expected target_addr:target_port)"
+            ))),
+        };
+    };
+    let port = parse_port(port, what)?;
+    let host = host.trim_matches(['[', ']']);
+    // `[::1]6:080` leaves `::1]6`: no name or address has a bracket inside.
     if host.contains(['[', ']']) {
         return Err(CliError::usage(format!(
             "Error parsing {what} address: '{host}' is not a host name or address"
         )));
     }
-    Ok(host)
+    Ok((host.to_owned(), port))
 }
 
 /// A port number; the reference's int() accepts anything, but only 0-65535 can be bound or
@@ -607,19 +633,8 @@ impl Cli {
                 .first()
                 .ok_or_else(|| CliError::usage("Too few arguments"))?;
             next = 1;
-            match split_host_port(arg) {
-                Some((host, port)) => {
-                    let port = parse_port(port, "listen")?;
-                    ListenArg::Tcp {
-                        host: check_host(host, "listen")?,
-                        port,
-                    }
-                }
-                None => ListenArg::Tcp {
-                    host: String::new(),
-                    port: parse_port(arg, "listen")?,
-                },
-            }
+            let (host, port) = parse_address(arg, AddressKind::Listen)?;
+            ListenArg::Tcp { host, port }
         };
 
         // A `--` followed by no command is no wrap at all (the reference: `wrap_cmd = []`).
@@ -646,13 +661,7 @@ impl Cli {
                 .get(next)
                 .ok_or_else(|| CliError::usage("Too few arguments"))?;
             next += 1;
-            let (host, port) = split_host_port(arg).ok_or_else(|| {
-                CliError::usage(format!(
-                    "Error parsing target: '{arg}' (expected target_addr:target_port)"
-                ))
-            })?;
-            let port = parse_port(port, "target")?;
-            Some((check_host(host, "target")?, port))
+            Some(parse_address(arg, AddressKind::Target)?)
         };
 
         if let Some(extra) = words.get(next) {
@@ -765,7 +774,27 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args)
+    parse_with(command(), args)
+}
+
+/// The clap command behind [`parse_from`].
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// [`parse_from`] with a given [`command`]: one built once (`Command::build`) and cloned per
+/// call skips clap's per-build checks, which is what lets the `cli_address` fuzz target run
+/// millions of command lines.
+pub fn parse_with<I, T>(cmd: clap::Command, args: I) -> Result<Settings, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let mut matches = cmd
+        .try_get_matches_from(args)
+        .map_err(CliError::from_clap)?;
+    Cli::from_arg_matches_mut(&mut matches)
         .map_err(CliError::from_clap)?
         .settings()
 }
@@ -776,6 +805,37 @@ mod tests {
 
     fn parse(words: &[&str]) -> Result<Settings, CliError> {
         parse_from(std::iter::once("websockify").chain(words.iter().copied()))
+    }
+
+    #[test]
+    fn addresses_are_read_like_the_reference() {
+        use AddressKind::{Listen, Target};
+        let ok = |arg: &str, kind, host: &str, port| {
+            assert_eq!(
+                parse_address(arg, kind),
+                Ok((host.to_owned(), port)),
+                "{arg:?}"
+            );
+        };
+        ok("6080", Listen, "", 6080);
+        ok(":6080", Listen, "", 6080);
+        ok(" +6080\t", Listen, "", 6080);
+        ok("[::1]:6080", Listen, "::1", 6080);
+        ok("::1:5900", Target, "::1", 5900);
+        ok("[fe80::1%eth0]:5900", Target, "fe80::1%eth0", 5900);
+        ok("localhost:0", Target, "localhost", 0);
+        for (arg, kind, start) in [
+            ("localhost", Target, "error: Error parsing target: "),
+            ("host:65536", Target, "error: Error parsing target port: "),
+            ("host:", Target, "error: Error parsing target port: "),
+            ("x6080", Listen, "error: Error parsing listen port: "),
+            ("host:1_0", Listen, "error: Error parsing listen port: "),
+        ] {
+            match parse_address(arg, kind) {
+                Err(CliError::Usage(msg)) => assert!(msg.starts_with(start), "{arg:?}: {msg}"),
+                other => panic!("{arg:?}: {other:?}"),
+            }
+        }
     }
 
     /// Found by the `cli_address` fuzz target: a bracket inside the host survived the

@@ -4,13 +4,17 @@
 //! hosts carry no brackets (they are stripped from `[::1]:6080`, and a host that still has one
 //! is no host at all) and the ports are what the words say; when it fails, the message is a
 //! usage error in clap's form (`error: ...`, exit status 2) or help (status 0).
+//!
+//! The clap command is built once and cloned per run (`cli::parse_with`): building it runs
+//! clap's consistency checks, which under debug assertions cost more than the parse itself.
 #![no_main]
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use websockify::cli::{parse_from, CliError};
+use websockify::cli::{command, parse_with, CliError};
 use websockify::settings::{Listen, TargetSpec};
 
 fn no_brackets(host: &str) -> bool {
@@ -26,7 +30,14 @@ fn some_word_has_port(words: &[Vec<u8>], port: u16) -> bool {
     })
 }
 
+static COMMAND: OnceLock<clap::Command> = OnceLock::new();
+
 fuzz_target!(|input: &[u8]| {
+    let built = COMMAND.get_or_init(|| {
+        let mut cmd = command();
+        cmd.build();
+        cmd
+    });
     let words: Vec<Vec<u8>> = input
         .split(|&b| b == 0)
         .take(6)
@@ -34,7 +45,7 @@ fuzz_target!(|input: &[u8]| {
         .collect();
     let argv = std::iter::once(OsString::from("websockify"))
         .chain(words.iter().cloned().map(OsString::from_vec));
-    match parse_from(argv) {
+    match parse_with(built.clone(), argv) {
         Ok(settings) => {
             let Listen::Tcp { host, port } = &settings.listen;
             assert!(no_brackets(host), "listen host {host:?}");
