@@ -171,6 +171,14 @@ async fn length_with_top_bit_set_closes_with_1002_without_allocating() {
 }
 
 #[tokio::test]
+async fn a_length_of_exactly_2_pow_63_closes_with_1002() {
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+    expect_protocol_error(frame).await;
+}
+
+#[tokio::test]
 async fn ping_is_answered_with_a_pong_carrying_the_same_payload() {
     let proxy = start_proxy(settings_to(echo_server().await)).await;
     let (mut client, _) = RawClient::connect(proxy.addr, None).await;
@@ -268,6 +276,97 @@ async fn client_close_is_echoed_and_the_target_socket_closed() {
     let received = bounded("target EOF", eof_rx).await.unwrap();
     assert_eq!(received, b"before close");
     assert!(target_saw_eof.load(Ordering::SeqCst));
+    proxy.stop().await;
+}
+
+/// A target that reads nothing until told to, then everything until end of stream; what it
+/// read comes back on the channel.
+async fn target_waiting_for(
+    go: tokio::sync::watch::Receiver<bool>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let target = tcp_server(move |mut stream| {
+        let (mut go, tx) = (go.clone(), tx.clone());
+        async move {
+            let _ = go.wait_for(|go| *go).await;
+            let mut all = Vec::new();
+            let _ = stream.read_to_end(&mut all).await;
+            let _ = tx.send(all);
+        }
+    })
+    .await;
+    (target, rx)
+}
+
+/// The close handshake never waits for the target: the client's close is answered while the
+/// target has not read a byte (the target only starts reading once the client has the
+/// answer, so a proxy that waited would deadlock, caught by the bounded wait). The data sent
+/// before the close still reaches the target, followed by end of stream.
+#[tokio::test]
+async fn a_client_close_is_answered_before_a_slow_target_reads_anything() {
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let (target, mut received) = target_waiting_for(go_rx).await;
+    let proxy = start_proxy(settings_to(target)).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, None).await;
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    client.send(true, BINARY, &data).await;
+    client.send(true, CLOSE, &close_payload(1000, "")).await;
+    assert_eq!(client.read_close().await.0, 1000);
+    client.expect_eof().await;
+    go_tx.send(true).unwrap();
+    let got = bounded("the target's data and EOF", received.recv()).await;
+    assert_eq!(got, Some(data));
+    proxy.stop().await;
+}
+
+/// A target that reads slowly (16 KiB every 2 ms, ~8 MB/s) holds the client back, and the
+/// client's close, queued behind 4 MiB of data, is answered; the target gets every byte
+/// before its end of stream.
+#[tokio::test]
+async fn a_slow_reading_target_gets_every_byte_before_the_close() {
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let target = tcp_server(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let mut all = Vec::new();
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => all.extend_from_slice(&chunk[..n]),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let _ = tx.send(all);
+        }
+    })
+    .await;
+    let proxy = start_proxy(settings_to(target)).await;
+    let (client, _) = RawClient::connect(proxy.addr, None).await;
+    let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
+    let (read_half, mut write_half) = client.stream.into_split();
+    let to_send = data.clone();
+    let writer = tokio::spawn(async move {
+        for piece in to_send.chunks(64 * 1024) {
+            let frame = masked_frame(true, BINARY, piece, [9, 8, 7, 6]);
+            write_half.write_all(&frame).await.unwrap();
+        }
+        let close = masked_frame(true, CLOSE, &close_payload(1000, "done"), [1, 2, 3, 4]);
+        write_half.write_all(&close).await.unwrap();
+        write_half
+    });
+    let mut client = RawClient::new(read_half);
+    assert_eq!(client.read_close().await, (1000, "done".into()));
+    client.expect_eof().await;
+    bounded("the writer", writer).await.unwrap();
+    let got = bounded("the target's data and EOF", received.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the target's bytes differ from what was sent");
     proxy.stop().await;
 }
 

@@ -198,60 +198,12 @@ impl RawClient<TcpStream> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+impl<S: AsyncRead + Unpin> RawClient<S> {
     pub fn new(stream: S) -> Self {
         RawClient {
             stream,
             buf: Vec::new(),
         }
-    }
-
-    pub async fn upgrade(stream: S, protocol: Option<&str>) -> (Self, String) {
-        let extra = protocol
-            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
-            .unwrap_or_default();
-        let mut client = RawClient::new(stream);
-        let head = client
-            .request(&upgrade_request("/websockify", &extra))
-            .await;
-        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
-        (client, head)
-    }
-
-    /// Sends raw request bytes and returns the response head (through the blank line).
-    pub async fn request(&mut self, raw: &str) -> String {
-        self.stream.write_all(raw.as_bytes()).await.unwrap();
-        self.read_head().await
-    }
-
-    /// Reads a response head; leaves anything after it buffered.
-    pub async fn read_head(&mut self) -> String {
-        bounded("response head", async {
-            loop {
-                if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head: Vec<u8> = self.buf.drain(..end + 4).collect();
-                    return String::from_utf8(head).unwrap();
-                }
-                let mut chunk = [0u8; 4096];
-                let n = self.stream.read(&mut chunk).await.unwrap();
-                assert!(
-                    n > 0,
-                    "connection closed before a response head; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
-                self.buf.extend_from_slice(&chunk[..n]);
-            }
-        })
-        .await
-    }
-
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-    }
-
-    pub async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        let frame = masked_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
-        self.send_raw(&frame).await;
     }
 
     async fn fill(&mut self, n: usize) -> bool {
@@ -341,6 +293,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
             }
         })
         .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+    pub async fn upgrade(stream: S, protocol: Option<&str>) -> (Self, String) {
+        let extra = protocol
+            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+            .unwrap_or_default();
+        let mut client = RawClient::new(stream);
+        let head = client
+            .request(&upgrade_request("/websockify", &extra))
+            .await;
+        assert!(head.starts_with("HTTP/1.1 101"), "not upgraded: {head}");
+        (client, head)
+    }
+
+    /// Sends raw request bytes and returns the response head (through the blank line).
+    pub async fn request(&mut self, raw: &str) -> String {
+        self.stream.write_all(raw.as_bytes()).await.unwrap();
+        self.read_head().await
+    }
+
+    /// Reads a response head; leaves anything after it buffered.
+    pub async fn read_head(&mut self) -> String {
+        bounded("response head", async {
+            loop {
+                if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = self.buf.drain(..end + 4).collect();
+                    return String::from_utf8(head).unwrap();
+                }
+                let mut chunk = [0u8; 4096];
+                let n = self.stream.read(&mut chunk).await.unwrap();
+                assert!(
+                    n > 0,
+                    "connection closed before a response head; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let frame = masked_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
+        self.send_raw(&frame).await;
     }
 }
 
