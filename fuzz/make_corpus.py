@@ -121,3 +121,20 @@ write("cli_address", {
     "help": b"--help",
     "wrap": b"6080\x00--\x00vncserver\x00:1",
 })
+# [kind] [argument]: an even kind byte reads a listen address, an odd one a target.
+write("address", {
+    "listen_port": b"\x006080",
+    "listen_colon_port": b"\x00:6080",
+    "listen_any": b"\x000.0.0.0:6080",
+    "listen_ipv6": b"\x00[::1]:6080",
+    "listen_spaced_sign": b"\x00 +80 \t",
+    "listen_arabic_digits": "\x00\u0668\u0660".encode(),
+    "target_host": b"\x01localhost:5900",
+    "target_ipv6_scoped": b"\x01[fe80::1%eth0]:5900",
+    "target_bare_ipv6": b"\x01::1:5900",
+    "target_big_port": b"\x01host:99999",
+    "target_no_port": b"\x01host",
+    "target_inner_bracket": b"\x01[::1]6:080",
+    "target_bracket_in_name": b"\x01a[b:5900",
+    "target_brackets_spaces": b"\x01]]h[[:  7\t",
+})
