@@ -6,6 +6,9 @@
 //! (a decoder must cope with an empty feed even if the relay never makes one).
 //!
 //! So a seed file that starts with a 0 byte is its stream, fed in one piece.
+#![allow(dead_code)]
+
+pub mod frames;
 
 /// Splits an input into (stream, piece boundaries as `start..end` ranges).
 pub fn split(input: &[u8]) -> (&[u8], Vec<(usize, usize)>) {
