@@ -283,8 +283,16 @@ fn expected(stream: &[u8], mode: Mode) -> Expected {
                         message.extend_from_slice(bytes);
                         if let Err(e) = std::str::from_utf8(message) {
                             if e.error_len().is_some() {
-                                // Pieces before the bad one may have gone to the target.
-                                let valid = e.valid_up_to().saturating_sub(before);
+                                // Pieces before the bad one may have gone to the target,
+                                // up to the longest prefix some continuation could repair.
+                                let viable = (e.valid_up_to()..=message.len())
+                                    .rev()
+                                    .find(|&n| match std::str::from_utf8(&message[..n]) {
+                                        Ok(_) => true,
+                                        Err(e) => e.error_len().is_none(),
+                                    })
+                                    .unwrap_or(e.valid_up_to());
+                                let valid = viable.saturating_sub(before);
                                 exp.to_target.extend_from_slice(&bytes[..valid]);
                                 exp.end = End::Violation(1007);
                                 return exp;
