@@ -15,7 +15,12 @@ use websockify::cli::{parse_address, AddressKind, CliError};
 /// No colon: a bare port for listen, an error for target. A bracket left inside the host is
 /// an error.
 fn model(arg: &str, listen: bool) -> Option<(String, u16)> {
-    let colon = arg.bytes().enumerate().filter(|&(_, b)| b == b':').map(|(i, _)| i).last();
+    let colon = arg
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b':')
+        .map(|(i, _)| i)
+        .last();
     let (host, port) = match colon {
         Some(i) => (&arg[..i], &arg[i + 1..]),
         None if listen => ("", arg),
@@ -78,7 +83,10 @@ fuzz_target!(|input: &[u8]| {
                 msg.starts_with(&format!("error: Error parsing {name}")),
                 "{arg:?}: {msg:?}"
             );
-            assert!(!msg.trim_end().contains('\n') || arg.contains('\n'), "{msg:?}");
+            assert!(
+                !msg.trim_end().contains('\n') || arg.contains('\n'),
+                "{msg:?}"
+            );
             assert_eq!(err.exit_code(), 2);
         }
         (got, expected) => panic!("{arg:?}: got {got:?}, model says {expected:?}"),

@@ -17,9 +17,9 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::frames::{close_verdict, model, push, Event, Outcome};
 use libfuzzer_sys::fuzz_target;
 use websockify::error::Kind;
-use common::frames::{model, push, Event, Outcome};
 use websockify::frame::{self, parse_close, Decoder, Item};
 
 /// Counts allocations, to check that the decoder makes none.
@@ -115,23 +115,9 @@ fn model_error_at(stream: &[u8]) -> (u16, usize) {
         .expect("the decoder failed where the model sees no error")
 }
 
-/// RFC 6455 §5.5.1 and §7.4: what a close payload must be.
+/// `parse_close` agrees with the RFC's rules for close payloads.
 fn check_close(payload: &[u8]) {
-    let expected = match payload.len() {
-        0 => Ok(None),
-        1 => Err(1002),
-        _ => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
-            if !valid {
-                Err(1002)
-            } else if std::str::from_utf8(&payload[2..]).is_err() {
-                Err(1007)
-            } else {
-                Ok(Some(code))
-            }
-        }
-    };
+    let expected = close_verdict(payload).map(|(code, _)| code);
     match (parse_close(payload), expected) {
         (Ok(info), Ok(code)) => {
             assert_eq!(info.code, code);

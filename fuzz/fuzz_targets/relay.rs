@@ -34,7 +34,7 @@ use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use common::frames::{model, Event};
+use common::frames::{close_verdict, model, Event};
 use websockify::error::{Kind, Side};
 use websockify::frame::DataKind;
 use websockify::relay::{self, Ended, Mode};
@@ -148,7 +148,13 @@ fn client_bytes(case: &Case) -> Vec<u8> {
                         (0, false) => 0x2,
                         _ => 0x0,
                     };
-                    frame(&mut out, opcode | if fin { 0x80 } else { 0 }, piece, mask(), 0);
+                    frame(
+                        &mut out,
+                        opcode | if fin { 0x80 } else { 0 },
+                        piece,
+                        mask(),
+                        0,
+                    );
                     if !fin && pings.get(i).copied().unwrap_or(false) {
                         frame(&mut out, 0x89, &[i as u8], mask(), 0);
                     }
@@ -284,8 +290,10 @@ fn expected(stream: &[u8], mode: Mode) -> Expected {
                         if let Err(e) = std::str::from_utf8(message) {
                             if e.error_len().is_some() {
                                 // Pieces before the bad one may have gone to the target,
-                                // up to the longest prefix some continuation could repair.
-                                let viable = (e.valid_up_to()..=message.len())
+                                // up to the longest prefix some continuation could repair
+                                // (an unfinished character is at most 3 bytes).
+                                let longest = message.len().min(e.valid_up_to() + 3);
+                                let viable = (e.valid_up_to()..=longest)
                                     .rev()
                                     .find(|&n| match std::str::from_utf8(&message[..n]) {
                                         Ok(_) => true,
@@ -322,20 +330,9 @@ fn expected(stream: &[u8], mode: Mode) -> Expected {
             }
             Event::Control(0x9, payload) => exp.pongs.push(payload.clone()),
             Event::Control(0x8, payload) => {
-                exp.end = match payload.len() {
-                    0 => End::Echo(1000, String::new()),
-                    1 => End::Violation(1002),
-                    _ => {
-                        let code = u16::from_be_bytes([payload[0], payload[1]]);
-                        if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
-                            End::Violation(1002)
-                        } else {
-                            match std::str::from_utf8(&payload[2..]) {
-                                Ok(reason) => End::Echo(code, reason.to_owned()),
-                                Err(_) => End::Violation(1007),
-                            }
-                        }
-                    }
+                exp.end = match close_verdict(payload) {
+                    Ok((code, reason)) => End::Echo(code.unwrap_or(1000), reason.to_owned()),
+                    Err(code) => End::Violation(code),
                 };
                 return exp;
             }
@@ -387,7 +384,11 @@ async fn read_client<R: AsyncRead + Unpin>(
         }
         let (b0, b1) = (buf[0], buf[1]);
         assert_eq!(b1 & 0x80, 0, "server frame masked");
-        assert_eq!(b0 & 0xF0, 0x80, "server frame without FIN or with RSV bits: {b0:#x}");
+        assert_eq!(
+            b0 & 0xF0,
+            0x80,
+            "server frame without FIN or with RSV bits: {b0:#x}"
+        );
         let (len, header) = match b1 & 0x7F {
             126 => {
                 assert!(fill(&mut r, &mut buf, 4).await, "cut in the length");
@@ -441,7 +442,11 @@ fn sizes(list: &[u16]) -> impl Iterator<Item = usize> + '_ {
 }
 
 async fn session(case: Case) {
-    let mode = if case.base64 { Mode::Base64 } else { Mode::Binary };
+    let mode = if case.base64 {
+        Mode::Base64
+    } else {
+        Mode::Binary
+    };
     let stream = client_bytes(&case);
     let exp = expected(&stream, mode);
     let target_bytes = case.target.repeat(1 + case.target_repeat as usize % 32);

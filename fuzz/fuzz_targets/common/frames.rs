@@ -115,3 +115,19 @@ pub fn model(stream: &[u8]) -> Outcome {
     }
 }
 
+/// RFC 6455 §5.5.1 and §7.4: what a close payload means. `Ok((code, reason))` for a valid one
+/// (no code when empty), `Err(close code)` for one that must fail the connection.
+pub fn close_verdict(payload: &[u8]) -> Result<(Option<u16>, &str), u16> {
+    match payload.len() {
+        0 => Ok((None, "")),
+        1 => Err(1002),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
+                return Err(1002);
+            }
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| 1007u16)?;
+            Ok((Some(code), reason))
+        }
+    }
+}
