@@ -1,9 +1,13 @@
-//! error: one error type for the data path that says which side failed and how. That one fact
-//! picks the close code, the log level and (later) the metric label; nothing re-derives it from
-//! a message string.
+//! error: one error type for a connection's failures, saying which side failed and what kind
+//! of failure it was. That pair alone decides the WebSocket close code and reason, the HTTP
+//! status of a refusal, the log level and the label (later: the metric label). Nothing else in
+//! the crate picks those, and nothing re-derives them from a message string.
 
 use std::fmt;
 use std::io;
+
+use crate::ws::close::close_code;
+use crate::ws::Violation;
 
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +20,19 @@ pub enum Side {
     Internal,
 }
 
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Side::Client => "client",
             Side::Target => "target",
             Side::Internal => "internal",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -37,16 +47,39 @@ pub enum Kind {
     Protocol(u16),
     /// The peer did not act within a time limit.
     Timeout,
-    /// Connecting to the target failed.
+    /// The client's HTTP request cannot become a WebSocket (malformed upgrade).
+    BadRequest,
+    /// Connecting to the target failed (refused, unreachable, no such name or socket).
     Connect,
-    /// The TLS handshake failed.
-    Tls,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Closed => "closed",
+            Kind::Io => "io",
+            Kind::Protocol(_) => "protocol",
+            Kind::Timeout => "timeout",
+            Kind::BadRequest => "bad_request",
+            Kind::Connect => "connect",
+        }
+    }
+}
+
+/// How loudly an event is logged; mapped onto `tracing` levels by the logger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
 }
 
 #[derive(Debug)]
 pub struct Error {
     pub side: Side,
     pub kind: Kind,
+    /// A short, fixed description (never attacker-controlled text).
     pub context: &'static str,
     pub source: Option<io::Error>,
 }
@@ -79,17 +112,77 @@ impl Error {
         }
     }
 
-    pub fn protocol(code: u16, context: &'static str) -> Self {
-        Error::new(Side::Client, Kind::Protocol(code), context)
+    /// Connecting to the target failed; a time-out stays a time-out (504, not 502).
+    pub fn connect(err: io::Error) -> Self {
+        let kind = match err.kind() {
+            io::ErrorKind::TimedOut => Kind::Timeout,
+            _ => Kind::Connect,
+        };
+        Error {
+            side: Side::Target,
+            kind,
+            context: "connecting to the target",
+            source: Some(err),
+        }
+    }
+
+    /// The target ended its side of a session: the normal end of most sessions.
+    pub fn target_closed() -> Self {
+        Error::new(Side::Target, Kind::Closed, "Target closed")
     }
 
     /// The WebSocket close code this failure is reported to the client with.
     pub fn close_code(&self) -> u16 {
         match (self.side, self.kind) {
             (_, Kind::Protocol(code)) => code,
-            (Side::Target, Kind::Closed) => crate::frame::close_code::NORMAL,
-            _ => crate::frame::close_code::INTERNAL_ERROR,
+            (Side::Target, Kind::Closed) => close_code::NORMAL,
+            _ => close_code::INTERNAL_ERROR,
         }
+    }
+
+    /// The reason sent with [`Error::close_code`]; the reference's wording where it has one.
+    pub fn close_reason(&self) -> &'static str {
+        match (self.side, self.kind) {
+            (_, Kind::Protocol(_)) => self.context,
+            (Side::Target, Kind::Closed) => "Target closed",
+            (Side::Target, _) => "Target error",
+            _ => "Internal error",
+        }
+    }
+
+    /// The HTTP status a request failing this way is answered with, before any upgrade.
+    pub fn status(&self) -> u16 {
+        match (self.side, self.kind) {
+            (Side::Client, Kind::BadRequest | Kind::Protocol(_)) => 400,
+            (Side::Client, Kind::Timeout) => 408,
+            (Side::Target, Kind::Timeout) => 504,
+            (Side::Target, _) => 502,
+            _ => 500,
+        }
+    }
+
+    /// How loudly this failure is logged. A client that goes away is routine; a client that
+    /// misbehaves is worth a line; a target that fails is the operator's business; our own
+    /// failures are errors.
+    pub fn level(&self) -> Level {
+        match (self.side, self.kind) {
+            (Side::Client, Kind::Closed | Kind::Timeout) => Level::Debug,
+            (Side::Client, _) => Level::Info,
+            (Side::Target, Kind::Closed) => Level::Info,
+            (Side::Target, _) => Level::Warn,
+            (Side::Internal, _) => Level::Error,
+        }
+    }
+
+    /// A stable `side_kind` label for logs and metrics, e.g. `target_connect`.
+    pub fn label(&self) -> String {
+        format!("{}_{}", self.side.as_str(), self.kind.as_str())
+    }
+}
+
+impl From<Violation> for Error {
+    fn from(v: Violation) -> Self {
+        Error::new(Side::Client, Kind::Protocol(v.code), v.reason)
     }
 }
 
@@ -108,5 +201,68 @@ impl std::error::Error for Error {
         self.source
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ending_has_one_close_code_and_reason() {
+        let closed = Error::target_closed();
+        assert_eq!(
+            (closed.close_code(), closed.close_reason()),
+            (1000, "Target closed")
+        );
+        let refused = Error::connect(io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(
+            (refused.close_code(), refused.close_reason()),
+            (1011, "Target error")
+        );
+        let violation = Error::from(Violation::new(1007, "text message is not UTF-8"));
+        assert_eq!(
+            (violation.close_code(), violation.close_reason()),
+            (1007, "text message is not UTF-8")
+        );
+        let ours = Error::new(Side::Internal, Kind::Io, "x");
+        assert_eq!(
+            (ours.close_code(), ours.close_reason()),
+            (1011, "Internal error")
+        );
+    }
+
+    #[test]
+    fn refusals_get_their_http_status_from_side_and_kind() {
+        assert_eq!(
+            Error::new(Side::Client, Kind::BadRequest, "x").status(),
+            400
+        );
+        assert_eq!(
+            Error::connect(io::ErrorKind::ConnectionRefused.into()).status(),
+            502
+        );
+        assert_eq!(Error::connect(io::ErrorKind::NotFound.into()).status(), 502);
+        assert_eq!(Error::connect(io::ErrorKind::TimedOut.into()).status(), 504);
+        assert_eq!(Error::new(Side::Internal, Kind::Io, "x").status(), 500);
+    }
+
+    #[test]
+    fn levels_and_labels() {
+        assert_eq!(
+            Error::new(Side::Client, Kind::Closed, "x").level(),
+            Level::Debug
+        );
+        assert_eq!(
+            Error::new(Side::Client, Kind::BadRequest, "x").level(),
+            Level::Info
+        );
+        let refused = Error::connect(io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(refused.level(), Level::Warn);
+        assert_eq!(refused.label(), "target_connect");
+        assert_eq!(
+            Error::new(Side::Internal, Kind::Io, "x").level(),
+            Level::Error
+        );
     }
 }

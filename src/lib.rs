@@ -1,41 +1,51 @@
 //! websockify: a WebSocket-to-TCP bridge, drop-in for the Python reference.
 //!
-//! A connection's path through the crate, in order: `listen` → `classify` (first bytes) →
-//! `tls` → `http` upgrade (`server`, `handshake`) → `target` → `relay` (frames ↔ bytes, with
-//! `frame`, `utf8`, `base64` and `pool`). Other GET/HEAD requests go to `web` (`--web DIR`);
-//! a Flash policy request is answered right after `classify`. `cli` turns the command line
-//! into `settings`.
+//! The rooms follow a connection's path; `docs/architecture.md` has the map, the seams and
+//! where each coming feature goes. Each room imports only the rooms below it in this list:
+//!
+//! `server` (accept loop; `conn`: one connection's walk) · `process` → `listen` → `sniff` →
+//! `tls` → `http` (routing, `upgrade`, `web`) → `gate` → `target` → `relay` → `config` →
+//! `observe` → `conninfo` → `error` → `ws` · `percent` · `net` (pure leaves).
+//!
+//! The public surface is what `main`, the tests, the fuzz targets and the benchmarks use.
 
-pub mod base64;
-pub mod classify;
-pub mod cli;
-pub mod error;
-pub mod frame;
-pub mod handshake;
-pub mod listen;
-pub mod logging;
-pub mod pool;
-pub mod relay;
-pub mod server;
-pub mod settings;
-pub mod target;
-pub mod tls;
-pub mod utf8;
-pub mod web;
+mod config;
+mod conninfo;
+mod error;
+mod gate;
+mod http;
+mod listen;
+mod net;
+mod observe;
+mod percent;
+mod process;
+mod relay;
+mod server;
+mod sniff;
+mod target;
+mod tls;
+mod ws;
 
-/// Completes on SIGINT or SIGTERM: both end the server and its sessions, as the reference.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let interrupt = signal(SignalKind::interrupt());
-    match (term, interrupt) {
-        (Ok(mut term), Ok(mut interrupt)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
-            }
-        }
-        // Without signal handlers the process still dies on the default action.
-        _ => std::future::pending().await,
-    }
+pub use config::cli::{self, CliError};
+pub use config::{Listen, Settings, TargetSpec, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use conninfo::{Addr, ConnInfo, TlsInfo};
+pub use error::{Error, Kind, Side};
+pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
+pub use listen::{bind, bind_addr, resolve, Listener, Tcp as TcpListener, Unix as UnixListener};
+pub use observe::log::init as init_logging;
+pub use observe::{Direction, Ended, Observer, Report};
+pub use process::shutdown_signal;
+pub use relay::CLOSE_TIMEOUT;
+pub use server::Server;
+pub use target::CONNECT_TIMEOUT;
+pub use tls::TlsError;
+
+/// The pure pieces, public for the fuzz targets and the tests that drive them directly.
+pub mod codec {
+    pub use crate::http::upgrade::{self, Refusal};
+    pub use crate::relay::run as relay;
+    pub use crate::sniff::{
+        check_policy_request, classify, PolicyCheck, Protocol, POLICY_REQUEST, POLICY_RESPONSE,
+    };
+    pub use crate::ws::{base64, close, frame, utf8, Mode, Violation};
 }

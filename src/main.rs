@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use websockify::{cli, listen, server::Server};
+use websockify::{cli, Server};
 
 fn main() -> ExitCode {
     let settings = match cli::parse_from(std::env::args_os()) {
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    websockify::logging::init(settings.verbose);
+    websockify::init_logging(settings.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,21 +29,21 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let listener = match listen::bind(&settings).await {
+        let listener = match websockify::bind(&settings.listen, settings.prefer_ipv6).await {
             Ok(listener) => listener,
             Err(err) => {
                 eprintln!("websockify: {err}");
                 return ExitCode::FAILURE;
             }
         };
-        let server = match Server::new(settings.clone()) {
+        let server = match Server::new(settings) {
             Ok(server) => server,
             Err(err) => {
                 eprintln!("websockify: {err}");
                 return ExitCode::FAILURE;
             }
         };
-        websockify::logging::announce(&settings, &listener);
+        server.announce(&listener);
         // On a worker thread, not the main thread (which is no worker): spawning each
         // connection from there would cost a cross-thread wake-up per connection.
         match tokio::spawn(server.run(listener, websockify::shutdown_signal())).await {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use websockify::cli::{parse_from, CliError};
-use websockify::settings::{Listen, Settings, TargetSpec, TlsMinVersion};
+use websockify::{Listen, Settings, TargetSpec, TlsMinVersion};
 
 fn parse(args: &[&str]) -> Result<Settings, CliError> {
     parse_from(std::iter::once("websockify").chain(args.iter().copied()))

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use support::{
-    bounded, echo_server, masked_frame, settings_to, start_proxy, upgrade_request, Proxy,
-    RawClient, ACCEPT, KEY,
+    bounded, closed_port, echo_server, masked_frame, settings_to, start_proxy, upgrade_request,
+    Proxy, RawClient, ACCEPT, KEY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use websockify::server::MAX_HEAD_BYTES;
+use websockify::MAX_HEAD_BYTES;
 
 /// Short enough for tests, far from the 5 s default so that the tests show it is honoured.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -284,7 +284,9 @@ async fn requests_without_upgrade_get_405_for_get_head_and_post() {
         let (head, body) = exchange(proxy.addr, raw.as_bytes()).await;
         let first_line = raw.lines().next().unwrap();
         assert_eq!(status(&head), 405, "{first_line}: {head}");
-        assert_eq!(header(&head, "allow"), Some("GET"), "{first_line}: {head}");
+        // No method alone reaches anything here (RFC 9110 §10.2.1: an empty Allow says so);
+        // `Allow: GET` would send a client round in a circle.
+        assert_eq!(header(&head, "allow"), Some(""), "{first_line}: {head}");
         if raw.starts_with("HEAD ") {
             assert!(body.is_empty());
         } else {
@@ -606,5 +608,24 @@ async fn upgrade_after_a_405_on_the_same_keep_alive_connection_works() {
     assert_eq!(status(&next), 101, "{next}");
     assert_eq!(header(&next, "sec-websocket-accept"), Some(ACCEPT));
     assert_binary_mode(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_target_is_a_502_before_any_upgrade_and_the_connection_ends() {
+    let proxy = start_proxy(settings_to(closed_port().await)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(upgrade_request("/websockify", "").as_bytes())
+        .await
+        .unwrap();
+    // Everything up to the server's end of the connection: it must close after the refusal.
+    let answer = read_until_dropped(&mut stream).await;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert_eq!(status(head), 502, "{head}");
+    assert_eq!(header(head, "connection"), Some("close"), "{head}");
+    assert_eq!(header(head, "upgrade"), None, "{head}");
+    assert_eq!(body, "502 Bad Gateway: Target connection failed\n");
     proxy.stop().await;
 }

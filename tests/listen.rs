@@ -5,8 +5,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::net::{TcpStream, UnixListener};
-use websockify::listen;
-use websockify::settings::{Listen, Settings, TargetSpec};
+use websockify::{Listen, Settings, TargetSpec};
 
 use support::*;
 
@@ -25,14 +24,18 @@ fn listen_on(host: &str, prefer_ipv6: bool) -> Settings {
     settings
 }
 
+async fn bind(settings: &Settings) -> std::io::Result<websockify::TcpListener> {
+    websockify::bind(&settings.listen, settings.prefer_ipv6).await
+}
+
 fn ipv6_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
 #[tokio::test]
 async fn empty_host_means_all_ipv4_interfaces() {
-    let listener = listen::bind(&listen_on("", false)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = bind(&listen_on("", false)).await.unwrap();
+    let addr = listener.socket_addr();
     assert_eq!(addr.ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     TcpStream::connect(("127.0.0.1", addr.port()))
         .await
@@ -45,8 +48,8 @@ async fn empty_host_with_prefer_ipv6_is_dual_stack() {
         eprintln!("no IPv6 on this machine; skipped");
         return;
     }
-    let listener = listen::bind(&listen_on("", true)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = bind(&listen_on("", true)).await.unwrap();
+    let addr = listener.socket_addr();
     assert_eq!(addr.ip(), IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     // Both families reach it.
     TcpStream::connect(("127.0.0.1", addr.port()))
@@ -61,18 +64,15 @@ async fn ipv6_literal_listens_on_ipv6() {
         eprintln!("no IPv6 on this machine; skipped");
         return;
     }
-    let listener = listen::bind(&listen_on("::1", false)).await.unwrap();
-    assert_eq!(
-        listener.local_addr().unwrap().ip(),
-        IpAddr::V6(Ipv6Addr::LOCALHOST)
-    );
+    let listener = bind(&listen_on("::1", false)).await.unwrap();
+    assert_eq!(listener.socket_addr().ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
 }
 
 #[tokio::test]
 async fn host_names_are_resolved_and_prefer_ipv6_picks_an_ipv6_address() {
-    let v4 = listen::resolve("localhost", 80, false).await.unwrap();
+    let v4 = websockify::resolve("localhost", 80, false).await.unwrap();
     assert!(v4.ip().is_loopback());
-    let any = listen::resolve("localhost", 80, true).await.unwrap();
+    let any = websockify::resolve("localhost", 80, true).await.unwrap();
     assert!(any.ip().is_loopback());
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(("localhost", 80))
         .await
@@ -88,7 +88,7 @@ async fn host_names_are_resolved_and_prefer_ipv6_picks_an_ipv6_address() {
 
 #[tokio::test]
 async fn unresolvable_host_is_an_error_naming_it() {
-    let err = listen::bind(&listen_on("no-such-host.invalid", false))
+    let err = bind(&listen_on("no-such-host.invalid", false))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
@@ -103,7 +103,7 @@ async fn address_in_use_is_an_error_naming_the_address() {
         host: "127.0.0.1".into(),
         port,
     };
-    let err = listen::bind(&settings).await.unwrap_err();
+    let err = websockify::bind(&settings.listen, false).await.unwrap_err();
     assert!(
         err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"

@@ -236,16 +236,6 @@ async fn target_close_sends_1000_target_closed_after_its_last_bytes() {
 }
 
 #[tokio::test]
-async fn target_connect_failure_closes_with_1011() {
-    let proxy = start_proxy(settings_to(closed_port().await)).await;
-    let (mut client, _) = RawClient::connect(proxy.addr, None).await;
-    assert_eq!(client.read_close().await.0, 1011);
-    client.send(true, CLOSE, &close_payload(1011, "")).await;
-    client.expect_eof().await;
-    proxy.stop().await;
-}
-
-#[tokio::test]
 async fn client_close_is_echoed_and_the_target_socket_closed() {
     let target_saw_eof = Arc::new(AtomicBool::new(false));
     let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();

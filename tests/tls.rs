@@ -22,8 +22,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use websockify::server::Server;
-use websockify::settings::{Settings, TlsMinVersion};
+use websockify::Server;
+use websockify::{Settings, TlsMinVersion};
 
 /// Short enough for tests, far from the 5 s default so that the tests show it is honoured.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(300);

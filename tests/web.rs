@@ -19,7 +19,7 @@ use support::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use websockify::settings::Settings;
+use websockify::Settings;
 
 const SECRET: &str = "TOP SECRET, outside the web root";
 

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, DecodeError, Engine as _};
 use libfuzzer_sys::fuzz_target;
-use websockify::base64::Base64Decoder;
+use websockify::codec::base64::Base64Decoder;
 
 const JUNK: u8 = b'!';
 

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use websockify::classify::{check_policy_request, classify, PolicyCheck, Protocol, POLICY_REQUEST};
+use websockify::codec::{check_policy_request, classify, PolicyCheck, Protocol, POLICY_REQUEST};
 
 fuzz_target!(|input: &[u8]| {
     let got = classify(input);

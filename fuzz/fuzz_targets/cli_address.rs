@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use websockify::cli::{command, parse_with, CliError};
-use websockify::settings::{Listen, TargetSpec};
+use websockify::{Listen, TargetSpec};
 
 fn no_brackets(host: &str) -> bool {
     !host.contains(['[', ']'])

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::frames::{close_verdict, model, push, Event, Outcome};
 use libfuzzer_sys::fuzz_target;
-use websockify::error::Kind;
-use websockify::frame::{self, parse_close, Decoder, Item};
+use websockify::codec::close::parse_close;
+use websockify::codec::frame::{self, Decoder, Item};
 
 /// Counts allocations, to check that the decoder makes none.
 struct Counting;
@@ -69,9 +69,7 @@ fn run(stream: &[u8], pieces: &[(usize, usize)]) -> Outcome {
             assert!(buf[..READ_OFFSET].iter().all(|&x| x == FILL));
             match result {
                 Err(err) => {
-                    let Kind::Protocol(code) = err.kind else {
-                        panic!("decoder error that is not a protocol error: {err:?}");
-                    };
+                    let code = err.code;
                     // Reported in this piece: the header's last byte is in [a, b).
                     let (_, at) = model_error_at(stream);
                     assert!(
@@ -123,7 +121,7 @@ fn check_close(payload: &[u8]) {
             assert_eq!(info.code, code);
             assert_eq!(info.reason.as_bytes(), &payload[payload.len().min(2)..]);
         }
-        (Err(err), Err(code)) => assert_eq!(err.kind, Kind::Protocol(code)),
+        (Err(err), Err(code)) => assert_eq!(err.code, code),
         (got, want) => panic!("parse_close({payload:x?}) = {got:?}, expected {want:?}"),
     }
 }

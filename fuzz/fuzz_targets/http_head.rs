@@ -1,12 +1,14 @@
 //! The upgrade decision on arbitrary request heads, parsed as the server's stack parses them
 //! (hyper reads the head with `httparse`, at most 100 headers, and builds an `http::HeaderMap`;
 //! a head it cannot parse or whose names/values `http` refuses is answered 400 before our
-//! code runs, so such inputs stop here). Then `handshake::wants_websocket` and
-//! `handshake::check` run. Properties: no panic, and `check` agrees with an independent reading
-//! of RFC 6455 §4.2.1 as this server applies it:
-//! - refused as NotGet exactly for methods other than GET, then BadVersion unless the first
-//!   `Sec-WebSocket-Version` is 13, 8 or 7, then BadKey unless the first `Sec-WebSocket-Key`
-//!   (trimmed) is 24 base64 characters of 16 bytes;
+//! code runs, so such inputs stop here). Then `upgrade::wants_websocket` and
+//! `upgrade::check` run. Properties: no panic, and `check` agrees with an independent reading
+//! of RFC 6455 §4.1/§4.2.1/§11.3 as this server applies it:
+//! - refused as NotGet exactly for methods other than GET, then OldHttp for HTTP/1.0, then
+//!   Body when a Content-Length other than 0 or a Transfer-Encoding is present, then
+//!   DuplicateVersion / BadVersion unless there is exactly one `Sec-WebSocket-Version` and it is
+//!   13, 8 or 7, then DuplicateKey / BadKey unless there is exactly one `Sec-WebSocket-Key` and
+//!   (trimmed) it is 24 base64 characters of 16 bytes;
 //! - when accepted, the accept key is 28 base64 characters (a 20-byte SHA-1) and equals
 //!   base64(SHA-1(key + GUID)) computed here with another SHA-1;
 //! - the protocol is `binary` if offered anywhere, else `base64` if offered, else none, and the
@@ -16,15 +18,15 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, Version};
 use libfuzzer_sys::fuzz_target;
-use websockify::handshake::{self, Refusal};
-use websockify::relay::Mode;
+use websockify::codec::upgrade::{self, Refusal};
+use websockify::codec::Mode;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The request as hyper would hand it to the service, or None when hyper would answer 400.
-fn parse(input: &[u8]) -> Option<(Method, HeaderMap)> {
+fn parse(input: &[u8]) -> Option<(Method, Version, HeaderMap)> {
     let mut headers = [httparse::EMPTY_HEADER; 100];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(input) {
@@ -32,13 +34,17 @@ fn parse(input: &[u8]) -> Option<(Method, HeaderMap)> {
         _ => return None,
     }
     let method = Method::from_bytes(req.method?.as_bytes()).ok()?;
+    let version = match req.version? {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
     let mut map = HeaderMap::new();
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(h.value).ok()?;
         map.append(name, value);
     }
-    Some((method, map))
+    Some((method, version, map))
 }
 
 fn expected_protocol(headers: &HeaderMap) -> (Option<&'static str>, Mode) {
@@ -59,10 +65,10 @@ fn expected_protocol(headers: &HeaderMap) -> (Option<&'static str>, Mode) {
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((method, headers)) = parse(input) else {
+    let Some((method, version, headers)) = parse(input) else {
         return;
     };
-    let wants = handshake::wants_websocket(&headers);
+    let wants = upgrade::wants_websocket(&headers);
     let any_websocket_token = headers.get_all("upgrade").iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',')
@@ -82,12 +88,26 @@ fuzz_target!(|input: &[u8]| {
         .as_ref()
         .is_some_and(|k| k.len() == 24 && STANDARD.decode(k).is_ok_and(|raw| raw.len() == 16));
 
-    match handshake::check(&method, &headers) {
+    let count = |name: &str| headers.get_all(name).iter().count();
+    let body = headers.contains_key("transfer-encoding")
+        || headers
+            .get_all("content-length")
+            .iter()
+            .any(|v| v.as_bytes().trim_ascii() != b"0");
+    match upgrade::check(&method, version, &headers) {
         Err(refusal) => {
             let want = if method != Method::GET {
                 Refusal::NotGet
+            } else if version == Version::HTTP_10 {
+                Refusal::OldHttp
+            } else if body {
+                Refusal::Body
+            } else if count("sec-websocket-version") > 1 {
+                Refusal::DuplicateVersion
             } else if !version_ok {
                 Refusal::BadVersion
+            } else if count("sec-websocket-key") > 1 {
+                Refusal::DuplicateKey
             } else {
                 assert!(!key_ok, "refused a good key");
                 Refusal::BadKey
@@ -95,7 +115,10 @@ fuzz_target!(|input: &[u8]| {
             assert_eq!(refusal, want);
         }
         Ok(upgrade) => {
-            assert_eq!(method, Method::GET);
+            assert_eq!((&method, version), (&Method::GET, Version::HTTP_11));
+            assert!(!body, "accepted a request with a body");
+            assert_eq!(count("sec-websocket-version"), 1);
+            assert_eq!(count("sec-websocket-key"), 1);
             assert!(version_ok && key_ok, "accepted a bad version or key");
             let key = key.expect("key_ok");
             assert_eq!(upgrade.accept.len(), 28);
@@ -111,7 +134,7 @@ fuzz_target!(|input: &[u8]| {
                 expected_protocol(&headers)
             );
             assert_eq!(
-                handshake::select_protocol(&headers),
+                upgrade::select_protocol(&headers),
                 expected_protocol(&headers)
             );
         }

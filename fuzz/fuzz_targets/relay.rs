@@ -35,9 +35,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use common::frames::{close_verdict, model, Event};
-use websockify::error::{Kind, Side};
-use websockify::frame::DataKind;
-use websockify::relay::{self, Ended, Mode};
+use websockify::codec::frame::DataKind;
+use websockify::codec::{self, Mode};
+use websockify::{Ended, Kind, Side};
 
 #[derive(Arbitrary, Debug)]
 struct Case {
@@ -456,7 +456,14 @@ async fn session(case: Case) {
     let (mut proxy_client, client) = tokio::io::duplex(1 + case.client_capacity as usize * 2);
     let (mut proxy_target, target) = tokio::io::duplex(1 + case.target_capacity as usize * 2);
     let relay = tokio::spawn(async move {
-        let report = relay::run(&mut proxy_client, &mut proxy_target, leftover, mode).await;
+        let report = codec::relay(
+            &mut proxy_client,
+            &mut proxy_target,
+            leftover,
+            mode,
+            &mut (),
+        )
+        .await;
         drop((proxy_client, proxy_target));
         report
     });

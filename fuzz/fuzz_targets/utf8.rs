@@ -8,7 +8,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use websockify::utf8::Utf8Validator;
+use websockify::codec::utf8::Utf8Validator;
 
 /// Whether `prefix` can no longer be the start of valid UTF-8.
 fn settled_invalid(prefix: &[u8]) -> bool {

@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use websockify::server::Server;
-use websockify::settings::{Listen, Settings, TargetSpec};
+use websockify::Server;
+use websockify::{Listen, Settings, TargetSpec};
 
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -69,8 +69,9 @@ pub fn settings_to(target: SocketAddr) -> Settings {
 /// Starts the real server with `settings` on 127.0.0.1, port 0.
 pub async fn start_proxy(settings: Settings) -> Proxy {
     let server = Server::new(settings).expect("server settings");
-    let listener = websockify::listen::bind_addr("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = websockify::bind_addr("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = websockify::TcpListener::new(listener).unwrap();
+    let addr = listener.socket_addr();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(server.run(listener, async {
         let _ = rx.await;

@@ -3,7 +3,7 @@
 //! its expectations on.
 #![allow(dead_code)]
 
-use websockify::frame::DataKind;
+use websockify::codec::frame::DataKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

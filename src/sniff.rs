@@ -1,5 +1,11 @@
-//! classify: looks at a connection's first bytes to tell TLS from plain HTTP and from the Flash
-//! socket-policy request of the seed, without consuming them.
+//! sniff: looks at a connection's first byte to tell TLS from plain HTTP and from the Flash
+//! socket-policy request of the seed, without consuming it; and answers that policy request
+//! (the one answer given before any TLS or HTTP).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::debug;
 
 /// What a connection speaks, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,44 @@ pub fn check_policy_request(got: &[u8]) -> PolicyCheck {
         PolicyCheck::Complete
     } else {
         PolicyCheck::Incomplete
+    }
+}
+
+/// The seed's Flash socket policy: reads at most the request's 23 bytes within `timeout`; the
+/// exact request gets the policy document, anything else is dropped. Either way the connection
+/// then closes.
+pub async fn answer_flash_policy<S>(mut stream: S, timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let read_request = async {
+        let mut got = [0u8; POLICY_REQUEST.len()];
+        let mut n = 0;
+        loop {
+            match check_policy_request(&got[..n]) {
+                PolicyCheck::Complete => return true,
+                PolicyCheck::Wrong => return false,
+                PolicyCheck::Incomplete => {}
+            }
+            match stream.read(&mut got[n..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => n += k,
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read_request).await {
+        Ok(true) => {}
+        Ok(false) => return debug!("dropped: starts with '<' but is no Flash policy request"),
+        Err(_) => return debug!("dropped: no complete Flash policy request within {timeout:?}"),
+    }
+    let write = async {
+        stream.write_all(POLICY_RESPONSE).await?;
+        stream.shutdown().await
+    };
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => debug!("Flash policy request answered"),
+        Ok(Err(err)) => debug!("Flash policy answer failed: {err}"),
+        Err(_) => debug!("Flash policy answer not taken within {timeout:?}"),
     }
 }
 

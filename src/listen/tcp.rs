@@ -1,22 +1,24 @@
-//! listen: binds the listening socket the command line asked for, and sets the per-connection
-//! socket options. Knows nothing of what travels on the connections.
+//! tcp: the TCP listener: binding it the way servers should, and accepting from it.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::settings::{Listen, Settings};
+use super::{Accepted, Listener, Stream};
+use crate::conninfo::Addr;
+use crate::net::tune_tcp;
 
 /// Pending connections the kernel queues for us; bursts of browsers reconnecting are common.
 const BACKLOG: i32 = 1024;
 
-/// Resolves and binds `settings.listen`. The error names the address.
-pub async fn bind(settings: &Settings) -> io::Result<TcpListener> {
-    let Listen::Tcp { host, port } = &settings.listen;
-    let addr = resolve(host, *port, settings.prefer_ipv6).await?;
-    bind_addr(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+/// Resolves and binds `host:port`. The error names the address.
+pub async fn bind(host: &str, port: u16, prefer_ipv6: bool) -> io::Result<Tcp> {
+    let addr = resolve(host, port, prefer_ipv6).await?;
+    bind_addr(addr)
+        .and_then(Tcp::new)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 /// The address to bind for `host:port`: all interfaces for an empty host (IPv6 and IPv4 with
@@ -58,11 +60,47 @@ pub fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// TCP_NODELAY (frames are small and interactive: VNC input, terminal keystrokes) and
-/// keepalive (notice peers that vanished) on a client or target socket. Failures are harmless
-/// and ignored: the connection works without them.
-pub fn tune_tcp(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let keepalive = TcpKeepalive::new().with_time(std::time::Duration::from_secs(60));
-    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+/// A bound TCP listener.
+#[derive(Debug)]
+pub struct Tcp {
+    listener: TcpListener,
+    /// The bound address; given as every connection's local end (a wildcard stays a wildcard),
+    /// which spares a `getsockname` per connection.
+    local: SocketAddr,
+}
+
+impl Tcp {
+    pub fn new(listener: TcpListener) -> io::Result<Tcp> {
+        let local = listener.local_addr()?;
+        Ok(Tcp { listener, local })
+    }
+
+    /// The bound address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Listener for Tcp {
+    type Stream = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<Accepted<TcpStream>> {
+        let (stream, peer) = self.listener.accept().await?;
+        tune_tcp(&stream);
+        Ok(Accepted {
+            stream,
+            peer: Addr::Tcp(peer),
+            local: Addr::Tcp(self.local),
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<Addr> {
+        Ok(Addr::Tcp(self.local))
+    }
+}
+
+impl Stream for TcpStream {
+    async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf).await
+    }
 }

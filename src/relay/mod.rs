@@ -17,11 +17,16 @@ use std::time::Duration;
 use bytes::{Buf as _, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::base64::{self, Base64Decoder};
 use crate::error::{Error, Kind, Side};
-use crate::frame::{self, close_code, opcode, CloseInfo, DataKind, Decoder, Item};
-use crate::pool::{Buf, BUF_SIZE, READ_SIZE};
-use crate::utf8::Utf8Validator;
+use crate::observe::{Direction, Ended, Observer, Report};
+use crate::ws::base64::{self, Base64Decoder};
+use crate::ws::close::{self, close_code};
+use crate::ws::frame::{self, opcode, DataKind, Decoder, Item};
+use crate::ws::utf8::Utf8Validator;
+pub use crate::ws::{Mode, Violation};
+use pool::{Buf, BUF_SIZE, READ_SIZE};
+
+pub mod pool;
 
 /// How long the close handshake may take: flushing what is left, waiting for the client's
 /// close frame after ours, shutting sockets down. A peer that stalls is dropped after it.
@@ -37,61 +42,28 @@ const CONTROL_BACKLOG_LIMIT: usize = 4096;
 /// The largest target read sent in base64 mode: its encoding must fit one buffer.
 const BASE64_READ_MAX: usize = (BUF_SIZE - frame::MAX_SERVER_HEADER) / 4 * 3;
 
-/// How messages are carried (the negotiated subprotocol).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Binary frames each way; text frames from the client are forwarded as their UTF-8 bytes.
-    Binary,
-    /// The seed's `base64` subprotocol: every message is base64 text, both ways.
-    Base64,
-}
-
-/// Why a relay ended.
-#[derive(Debug)]
-pub enum Ended {
-    /// The client sent a close frame (echoed back).
-    ClientClosed(CloseInfo),
-    /// The target ended its side; the client got 1000 "Target closed".
-    TargetClosed,
-    /// Either side failed; the error says which, and the close code the client got.
-    Failed(Error),
-}
-
-impl std::fmt::Display for Ended {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Ended::ClientClosed(info) => match info.code {
-                Some(code) => write!(f, "client closed ({code} {:?})", info.reason),
-                None => f.write_str("client closed"),
-            },
-            Ended::TargetClosed => f.write_str("target closed"),
-            Ended::Failed(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-/// What a relay did: for the log line at its end (and, later, metrics).
-#[derive(Debug)]
-pub struct Report {
-    /// Payload bytes forwarded from the client to the target.
-    pub client_to_target: u64,
-    /// Payload bytes forwarded from the target to the client.
-    pub target_to_client: u64,
-    pub ended: Ended,
-}
-
 /// Relays between `client` (an upgraded WebSocket; `leftover` is what the HTTP layer read past
 /// the request head) and `target`, then closes the WebSocket properly. Both streams are left
-/// shut down for writing; the caller drops them.
-pub async fn run<C, T>(client: &mut C, target: &mut T, leftover: Bytes, mode: Mode) -> Report
+/// shut down for writing; the caller drops them. `observer` sees the payload both ways, if
+/// it asks to (see [`crate::observe`]); `&mut ()` watches nothing.
+pub async fn run<C, T, O>(
+    client: &mut C,
+    target: &mut T,
+    leftover: Bytes,
+    mode: Mode,
+    observer: &mut O,
+) -> Report
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
+    O: Observer,
 {
     let mut relay = Relay {
         client,
         target,
         mode,
+        watch_bytes: observer.wants_bytes(),
+        observer,
         leftover,
         decoder: Decoder::new(),
         utf8: Utf8Validator::new(),
@@ -114,23 +86,6 @@ where
         target_to_client: relay.target_to_client,
         ended,
     }
-}
-
-/// Tells a client that was upgraded but cannot be served (e.g. the target refused the
-/// connection) with a close frame, then does the close handshake.
-pub async fn refuse<C>(client: &mut C, leftover: Bytes, code: u16, reason: &str)
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut frame = Vec::with_capacity(2 + frame::MAX_CONTROL_PAYLOAD);
-    frame::push_close_frame(&mut frame, code, reason);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        if client.write_all(&frame).await.is_ok() && client.flush().await.is_ok() {
-            await_client_close(client, Decoder::new(), leftover).await;
-        }
-        let _ = client.shutdown().await;
-    })
-    .await;
 }
 
 /// A frame for the client in a pooled buffer: `buf[pos..end]` is still to be written.
@@ -224,10 +179,13 @@ struct Outgoing {
     held: Option<(usize, usize)>,
 }
 
-struct Relay<'a, C, T> {
+struct Relay<'a, C, T, O> {
     client: &'a mut C,
     target: &'a mut T,
     mode: Mode,
+    /// Asked once: whether the observer looks at bytes at all.
+    watch_bytes: bool,
+    observer: &'a mut O,
     /// Client bytes the HTTP layer read past the request head; decoded before any read.
     leftover: Bytes,
 
@@ -249,10 +207,11 @@ struct Relay<'a, C, T> {
     target_to_client: u64,
 }
 
-impl<C, T> Relay<'_, C, T>
+impl<C, T, O> Relay<'_, C, T, O>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
+    O: Observer,
 {
     /// Whether client bytes are waiting to be written to the target.
     fn up_busy(&self) -> bool {
@@ -485,8 +444,8 @@ where
         loop {
             let item = match self.decoder.next(data, &mut pos) {
                 Ok(item) => item,
-                Err(err) => {
-                    ended = Some(Ended::Failed(err));
+                Err(violation) => {
+                    ended = Some(Ended::Failed(violation.into()));
                     break;
                 }
             };
@@ -515,9 +474,9 @@ where
                         frame::push_server_frame(&mut self.control, opcode::PONG, control.payload())
                     }
                     opcode::CLOSE => {
-                        ended = Some(match frame::parse_close(control.payload()) {
+                        ended = Some(match close::parse_close(control.payload()) {
                             Ok(info) => Ended::ClientClosed(info),
-                            Err(err) => Ended::Failed(err),
+                            Err(violation) => Ended::Failed(violation.into()),
                         });
                         break;
                     }
@@ -542,6 +501,12 @@ where
         }
         if !segments.is_empty() || held.is_some() {
             self.client_to_target += segments.total() as u64;
+            if self.watch_bytes {
+                for (start, end) in &segments.ranges[segments.first..segments.len] {
+                    self.observer
+                        .bytes(Direction::ClientToTarget, &buf[*start..*end]);
+                }
+            }
             self.up = Some(Outgoing {
                 buf,
                 segments,
@@ -573,17 +538,22 @@ where
                         }
                     });
                     if valid.is_err() {
-                        return Err(Error::protocol(
+                        return Err(Violation::new(
                             close_code::INVALID_PAYLOAD,
                             "text message is not UTF-8",
-                        ));
+                        )
+                        .into());
                     }
                 }
                 segments.push(data, start, end);
             }
             Mode::Base64 => {
-                let invalid =
-                    |_| Error::protocol(close_code::INVALID_PAYLOAD, "message is not valid base64");
+                let invalid = |_| {
+                    Error::from(Violation::new(
+                        close_code::INVALID_PAYLOAD,
+                        "message is not valid base64",
+                    ))
+                };
                 *base64_out = self
                     .b64
                     .decode_in_place(data, start, end, *base64_out)
@@ -620,6 +590,10 @@ where
             return Poll::Ready(Some(Ended::TargetClosed));
         }
         self.target_to_client += n as u64;
+        if self.watch_bytes {
+            self.observer
+                .bytes(Direction::TargetToClient, &buf[HEAD..HEAD + n]);
+        }
         let (buf, opcode, len) = match self.mode {
             Mode::Binary => (buf, opcode::BINARY, n),
             Mode::Base64 => {
@@ -732,14 +706,19 @@ impl ClosePlan {
                 deliver_to_target: true,
                 wait_for_reply: false,
             },
-            Ended::TargetClosed => ours(close_code::NORMAL, "Target closed".to_owned()),
+            Ended::TargetClosed => {
+                let closed = Error::target_closed();
+                ours(closed.close_code(), closed.close_reason().to_owned())
+            }
             Ended::Failed(err) => match (err.side, err.kind) {
-                (Side::Client, Kind::Protocol(code)) => ClosePlan {
-                    close_frame: Some((code, err.context.to_owned())),
+                // The client broke the protocol: tell it why, and do not wait for it.
+                (Side::Client, Kind::Protocol(_)) => ClosePlan {
+                    close_frame: Some((err.close_code(), err.close_reason().to_owned())),
                     deliver_to_client: false,
                     deliver_to_target: false,
                     wait_for_reply: false,
                 },
+                // The client is gone: nobody to tell.
                 (Side::Client, _) => ClosePlan {
                     close_frame: None,
                     deliver_to_client: false,
@@ -747,19 +726,10 @@ impl ClosePlan {
                     wait_for_reply: false,
                 },
                 (Side::Target, _) | (Side::Internal, _) => {
-                    ours(err.close_code(), close_reason(err))
+                    ours(err.close_code(), err.close_reason().to_owned())
                 }
             },
         }
-    }
-}
-
-/// The reason text sent with a close caused by `err`.
-fn close_reason(err: &Error) -> String {
-    match (err.side, err.kind) {
-        (Side::Target, Kind::Closed) => "Target closed".to_owned(),
-        (Side::Target, _) => "Target error".to_owned(),
-        _ => "Internal error".to_owned(),
     }
 }
 

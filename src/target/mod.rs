@@ -1,7 +1,7 @@
-//! target: the service each WebSocket is bridged to, and connecting to it. Chosen per request
-//! (token plugins will pick it from the request), before any byte is relayed.
+//! target: the service each WebSocket is bridged to, and connecting to it: one file per kind
+//! of target. The gate chooses the target per request; the connection is made before the 101,
+//! so a target that cannot be reached is an HTTP error, not a WebSocket opened and closed.
 
-use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,18 +10,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::listen::tune_tcp;
-use crate::settings::TargetSpec;
+use crate::config::TargetSpec;
 
-impl fmt::Display for TargetSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TargetSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            TargetSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
-            TargetSpec::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
+mod tcp;
+mod unix;
 
 /// A connected target.
 pub enum Target {
@@ -46,12 +38,8 @@ pub async fn connect(spec: &TargetSpec) -> io::Result<Target> {
 
 async fn connect_unbounded(spec: &TargetSpec) -> io::Result<Target> {
     match spec {
-        TargetSpec::Tcp { host, port } => {
-            let stream = TcpStream::connect((host.as_str(), *port)).await?;
-            tune_tcp(&stream);
-            Ok(Target::Tcp(stream))
-        }
-        TargetSpec::Unix(path) => Ok(Target::Unix(UnixStream::connect(path).await?)),
+        TargetSpec::Tcp { host, port } => tcp::connect(host, *port).await.map(Target::Tcp),
+        TargetSpec::Unix(path) => unix::connect(path).await.map(Target::Unix),
     }
 }
 

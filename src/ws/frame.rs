@@ -3,22 +3,8 @@
 //! never holds a whole message, so a 4 GiB message costs what a 1 KiB one does.
 //! No sockets here.
 
-use crate::error::Error;
-
-/// Close codes we send (RFC 6455 §7.4.1).
-pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// Not sent on the wire: the peer closed without a code.
-    pub const NO_STATUS: u16 = 1005;
-
-    /// Whether a peer may send `code` in a close frame.
-    pub fn is_valid_on_wire(code: u16) -> bool {
-        matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
-    }
-}
+use super::close::close_code;
+use super::Violation;
 
 pub mod opcode {
     pub const CONTINUATION: u8 = 0x0;
@@ -220,7 +206,7 @@ impl Decoder {
 
     /// Decodes the next item from `buf[*pos..]`, advancing `*pos` past what it consumed.
     /// Payload is unmasked in place. Call until it returns `Item::NeedMore`.
-    pub fn next(&mut self, buf: &mut [u8], pos: &mut usize) -> Result<Item, Error> {
+    pub fn next(&mut self, buf: &mut [u8], pos: &mut usize) -> Result<Item, Violation> {
         loop {
             match self.state {
                 State::Header => {
@@ -285,7 +271,7 @@ impl Decoder {
     }
 
     /// Collects header bytes; returns true once a whole header was parsed and checked.
-    fn take_header(&mut self, buf: &[u8], pos: &mut usize) -> Result<bool, Error> {
+    fn take_header(&mut self, buf: &[u8], pos: &mut usize) -> Result<bool, Violation> {
         let start = *pos;
         let (b0, b1, header_size);
         if self.header_len == 0 && buf.len() - start >= 2 {
@@ -324,16 +310,16 @@ impl Decoder {
         Ok(true)
     }
 
-    fn parse_header(&mut self, b0: u8, b1: u8, header: &[u8]) -> Result<(), Error> {
+    fn parse_header(&mut self, b0: u8, b1: u8, header: &[u8]) -> Result<(), Violation> {
         let fin = b0 & 0x80 != 0;
         if b0 & 0x70 != 0 {
-            return Err(Error::protocol(
+            return Err(Violation::new(
                 close_code::PROTOCOL_ERROR,
                 "reserved bits set without an extension",
             ));
         }
         if b1 & 0x80 == 0 {
-            return Err(Error::protocol(
+            return Err(Violation::new(
                 close_code::PROTOCOL_ERROR,
                 "unmasked client frame",
             ));
@@ -346,7 +332,7 @@ impl Decoder {
                 bytes.copy_from_slice(&header[2..10]);
                 let len = u64::from_be_bytes(bytes);
                 if len >> 63 != 0 {
-                    return Err(Error::protocol(
+                    return Err(Violation::new(
                         close_code::PROTOCOL_ERROR,
                         "frame length has its most significant bit set",
                     ));
@@ -365,7 +351,7 @@ impl Decoder {
         match opcode {
             opcode::CONTINUATION => {
                 if self.message.is_none() {
-                    return Err(Error::protocol(
+                    return Err(Violation::new(
                         close_code::PROTOCOL_ERROR,
                         "continuation frame outside a message",
                     ));
@@ -374,7 +360,7 @@ impl Decoder {
             }
             opcode::TEXT | opcode::BINARY => {
                 if self.message.is_some() {
-                    return Err(Error::protocol(
+                    return Err(Violation::new(
                         close_code::PROTOCOL_ERROR,
                         "new message before the previous one ended",
                     ));
@@ -388,13 +374,13 @@ impl Decoder {
             }
             opcode::CLOSE | opcode::PING | opcode::PONG => {
                 if !fin {
-                    return Err(Error::protocol(
+                    return Err(Violation::new(
                         close_code::PROTOCOL_ERROR,
                         "fragmented control frame",
                     ));
                 }
                 if len > MAX_CONTROL_PAYLOAD as u64 {
-                    return Err(Error::protocol(
+                    return Err(Violation::new(
                         close_code::PROTOCOL_ERROR,
                         "control frame longer than 125 bytes",
                     ));
@@ -404,7 +390,7 @@ impl Decoder {
                 self.state = State::Control;
             }
             _ => {
-                return Err(Error::protocol(
+                return Err(Violation::new(
                     close_code::PROTOCOL_ERROR,
                     "reserved opcode",
                 ))
@@ -425,48 +411,9 @@ fn header_size_of(b1: u8) -> usize {
         }
 }
 
-/// What a close frame from the client says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseInfo {
-    /// None when the frame had no payload.
-    pub code: Option<u16>,
-    pub reason: String,
-}
-
-/// Checks a client's close payload (RFC 6455 §5.5.1, §7.4).
-pub fn parse_close(payload: &[u8]) -> Result<CloseInfo, Error> {
-    match payload.len() {
-        0 => Ok(CloseInfo {
-            code: None,
-            reason: String::new(),
-        }),
-        1 => Err(Error::protocol(
-            close_code::PROTOCOL_ERROR,
-            "close frame with a one-byte payload",
-        )),
-        _ => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            if !close_code::is_valid_on_wire(code) {
-                return Err(Error::protocol(
-                    close_code::PROTOCOL_ERROR,
-                    "invalid close code",
-                ));
-            }
-            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| {
-                Error::protocol(close_code::INVALID_PAYLOAD, "close reason is not UTF-8")
-            })?;
-            Ok(CloseInfo {
-                code: Some(code),
-                reason: reason.to_owned(),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Kind;
 
     fn masked(opcode_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut out = vec![opcode_byte];
@@ -491,7 +438,7 @@ mod tests {
     type Decoded = (Vec<u8>, Vec<bool>, Vec<Control>);
 
     /// Feeds `wire` in pieces of `step` bytes and collects what the decoder reports.
-    fn decode_all(wire: &[u8], step: usize) -> Result<Decoded, Error> {
+    fn decode_all(wire: &[u8], step: usize) -> Result<Decoded, Violation> {
         let mut decoder = Decoder::new();
         let mut data = Vec::new();
         let mut ends = Vec::new();
@@ -564,10 +511,7 @@ mod tests {
 
     fn protocol_code(wire: &[u8]) -> u16 {
         match decode_all(wire, wire.len()) {
-            Err(Error {
-                kind: Kind::Protocol(code),
-                ..
-            }) => code,
+            Err(Violation { code, .. }) => code,
             other => panic!("expected a protocol error, got {:?}", other.map(|r| r.0)),
         }
     }
@@ -607,30 +551,6 @@ mod tests {
         let (data, ends, _) = decode_all(&wire, wire.len()).unwrap();
         assert_eq!(data.len(), 100);
         assert_eq!(ends, vec![false]);
-    }
-
-    #[test]
-    fn close_payload_rules() {
-        assert_eq!(parse_close(&[]).unwrap().code, None);
-        assert!(parse_close(&[3]).is_err());
-        assert_eq!(
-            parse_close(&[0x03, 0xE8, b'o', b'k']).unwrap().code,
-            Some(1000)
-        );
-        assert!(parse_close(&1005u16.to_be_bytes()).is_err());
-        assert!(parse_close(&999u16.to_be_bytes()).is_err());
-        assert_eq!(
-            parse_close(&3000u16.to_be_bytes()).unwrap().code,
-            Some(3000)
-        );
-        let bad_reason = [0x03, 0xE8, 0xFF];
-        assert!(matches!(
-            parse_close(&bad_reason),
-            Err(Error {
-                kind: Kind::Protocol(1007),
-                ..
-            })
-        ));
     }
 
     #[test]

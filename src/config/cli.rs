@@ -19,7 +19,7 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
-use crate::settings::{Listen, Settings, TargetSpec, TlsMinVersion};
+use super::{Listen, Settings, TargetSpec, TlsMinVersion};
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
 /// [`CliError::exit_code`].
@@ -752,7 +752,7 @@ impl Cli {
             idle_timeout: seconds(self.idle_timeout),
             web,
             file_only: self.file_only,
-            handshake_timeout: crate::settings::DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! tls: turns `--cert`/`--key`/`--ssl-version` into a rustls server configuration. Errors name
-//! the flag and the file, and say what to do.
+//! tls: turns `--cert`/`--key`/`--ssl-version` into a rustls server configuration (errors
+//! name the flag and the file, and say what to do), and reads what a handshake told us.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::settings::{Settings, TlsMinVersion};
+use crate::config::{Settings, TlsMinVersion};
+use crate::conninfo::TlsInfo;
 
 /// A start-up error about TLS settings: one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -80,4 +81,11 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         )));
     }
     Ok(certs)
+}
+
+/// What a finished handshake says about the client, for the connection's [`TlsInfo`].
+pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
+    TlsInfo {
+        sni: conn.server_name().map(str::to_owned),
+    }
 }

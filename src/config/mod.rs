@@ -1,6 +1,9 @@
-//! settings: what the command line decided, validated and typed. The server reads only this;
-//! it never sees raw arguments. Parsing lives in `cli`.
+//! config: what the command line decided, validated and typed. Plain data that flows down to
+//! every room; no room sees raw arguments. Parsing the command line lives in `cli`.
 
+pub mod cli;
+
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +23,16 @@ pub enum TargetSpec {
     Tcp { host: String, port: u16 },
     /// `--unix-target FILE`.
     Unix(PathBuf),
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            TargetSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
+            TargetSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 /// `--ssl-version`: the minimum TLS version accepted.

@@ -1,11 +1,13 @@
-//! handshake: the RFC 6455 server handshake as pure functions over request headers: is this an
-//! upgrade, is it well-formed, which subprotocol do we answer, what is the accept key.
+//! upgrade: the RFC 6455 server handshake as pure functions over a request head: is this an
+//! upgrade, is it well-formed, which subprotocol do we answer, what is the accept key; and the
+//! 101 answer itself.
 
 use base64::Engine as _;
-use hyper::header::{HeaderMap, HeaderValue};
-use hyper::Method;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode, Version};
 
-use crate::relay::Mode;
+use super::web::Body;
+use crate::ws::Mode;
 
 /// The GUID every accept key is derived with (RFC 6455 §1.3).
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -20,15 +22,42 @@ pub struct Upgrade {
     pub mode: Mode,
 }
 
-/// Why an upgrade request is refused: answered with HTTP 400 and this text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why an upgrade request is refused: answered with HTTP 400 and [`Refusal::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    #[error("WebSocket upgrade needs a GET request")]
     NotGet,
-    #[error("Missing or invalid Sec-WebSocket-Key header")]
+    /// HTTP/1.0 (or 0.9) has no upgrade mechanism (RFC 6455 §4.1 asks for 1.1 or higher).
+    OldHttp,
+    /// A body (`Content-Length` other than 0, or `Transfer-Encoding`): its bytes would be taken
+    /// for WebSocket frames after the 101.
+    Body,
     BadKey,
-    #[error("Unsupported WebSocket version (supported: 13, 8, 7)")]
+    /// More than one `Sec-WebSocket-Key` (RFC 6455 §11.3.1).
+    DuplicateKey,
     BadVersion,
+    /// More than one `Sec-WebSocket-Version` (RFC 6455 §11.3.5).
+    DuplicateVersion,
+}
+
+impl Refusal {
+    /// The one-line reason, sent in the answer's body and logged.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotGet => "WebSocket upgrade needs a GET request",
+            Refusal::OldHttp => "WebSocket upgrade needs HTTP/1.1",
+            Refusal::Body => "WebSocket upgrade request must not carry a body",
+            Refusal::BadKey => "Missing or invalid Sec-WebSocket-Key header",
+            Refusal::DuplicateKey => "More than one Sec-WebSocket-Key header",
+            Refusal::BadVersion => "Unsupported WebSocket version (supported: 13, 8, 7)",
+            Refusal::DuplicateVersion => "More than one Sec-WebSocket-Version header",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
 }
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`, case-insensitive, as the
@@ -41,19 +70,29 @@ pub fn wants_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Checks an upgrade request and decides the answer.
-pub fn check(method: &Method, headers: &HeaderMap) -> Result<Upgrade, Refusal> {
+pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<Upgrade, Refusal> {
     if method != Method::GET {
         return Err(Refusal::NotGet);
     }
-    let version_ok = headers
-        .get("sec-websocket-version")
+    if version < Version::HTTP_11 {
+        return Err(Refusal::OldHttp);
+    }
+    let empty_body = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .all(|v| v.as_bytes().trim_ascii() == b"0");
+    if !empty_body || headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(Refusal::Body);
+    }
+    let version = single(headers, "sec-websocket-version").ok_or(Refusal::DuplicateVersion)?;
+    let version_ok = version
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| matches!(v.trim(), "13" | "8" | "7"));
     if !version_ok {
         return Err(Refusal::BadVersion);
     }
-    let key = headers
-        .get("sec-websocket-key")
+    let key = single(headers, "sec-websocket-key")
+        .ok_or(Refusal::DuplicateKey)?
         .map(|v| v.as_bytes().trim_ascii())
         .filter(|k| is_valid_key(k))
         .ok_or(Refusal::BadKey)?;
@@ -63,6 +102,33 @@ pub fn check(method: &Method, headers: &HeaderMap) -> Result<Upgrade, Refusal> {
         protocol,
         mode,
     })
+}
+
+/// The value of a header that may appear at most once: `None` when it appears more often,
+/// `Some(None)` when absent.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<Option<&'a HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => None,
+        None => Some(first),
+    }
+}
+
+/// The 101 answer for a checked upgrade.
+pub fn switching_protocols(upgrade: &Upgrade) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&upgrade.accept) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    if let Some(protocol) = upgrade.protocol {
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+    }
+    response
 }
 
 /// `binary` anywhere in the offered list wins; else `base64`; else no protocol header, binary.
@@ -154,20 +220,23 @@ mod tests {
             ("sec-websocket-version", "13"),
             ("sec-websocket-key", "DKURYVK9cRFul1vOZVA56Q=="),
         ];
-        assert!(check(&Method::GET, &headers(&good)).is_ok());
-        assert_eq!(check(&Method::POST, &headers(&good)), Err(Refusal::NotGet));
+        assert!(check(&Method::GET, Version::HTTP_11, &headers(&good)).is_ok());
         assert_eq!(
-            check(&Method::GET, &headers(&good[..2])),
+            check(&Method::POST, Version::HTTP_11, &headers(&good)),
+            Err(Refusal::NotGet)
+        );
+        assert_eq!(
+            check(&Method::GET, Version::HTTP_11, &headers(&good[..2])),
             Err(Refusal::BadKey)
         );
         let bad_version = [good[0], ("sec-websocket-version", "12"), good[2]];
         assert_eq!(
-            check(&Method::GET, &headers(&bad_version)),
+            check(&Method::GET, Version::HTTP_11, &headers(&bad_version)),
             Err(Refusal::BadVersion)
         );
         let short_key = [good[0], good[1], ("sec-websocket-key", "c2hvcnQ=")];
         assert_eq!(
-            check(&Method::GET, &headers(&short_key)),
+            check(&Method::GET, Version::HTTP_11, &headers(&short_key)),
             Err(Refusal::BadKey)
         );
         assert!(wants_websocket(&headers(&[("upgrade", "WebSocket")])));

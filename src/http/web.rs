@@ -26,6 +26,8 @@ use hyper::{Method, Response, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 use tracing::{debug, info};
 
+use crate::percent::{percent_decode, percent_encode};
+
 /// How much of a file is read per chunk (and so held per download, twice: here and in tokio's
 /// blocking-read buffer).
 const CHUNK: usize = 64 * 1024;
@@ -140,37 +142,6 @@ pub struct RequestPath {
     pub segments: Vec<OsString>,
     /// The path ends with `/` (or is `/`): a directory is asked for as one.
     pub trailing_slash: bool,
-}
-
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is (as Python's
-/// `unquote`).
-pub fn percent_decode(s: &str) -> Vec<u8> {
-    fn hex(b: u8) -> Option<u8> {
-        match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            b'A'..=b'F' => Some(b - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
 }
 
 /// Splits and decodes a request path (without its query). `None` means refused: a `..`
@@ -467,19 +438,6 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-/// Percent-encodes every byte but the unreserved ones (for a link to a name).
-pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -554,10 +512,6 @@ impl Site {
         let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         Site { root, file_only }
     }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
 }
 
 /// Answers a GET or HEAD for a file under the site. Logs one line at debug level.
@@ -565,7 +519,7 @@ pub async fn serve(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap)
     let response = respond(site, method, uri, headers).await;
     debug!(
         %method,
-        path = %crate::logging::redact_target(&uri.to_string()),
+        path = %crate::observe::redact::request_target(&uri.to_string()),
         status = response.status().as_u16(),
         "web request"
     );

@@ -1,0 +1,56 @@
+//! conninfo: what is known about a connection before its first HTTP byte: where it comes from,
+//! where it arrived, and what its TLS handshake said. Made by the accept side (`listen`, `tls`);
+//! read by the gate, the logs and the observers. Plain data: no sockets, no I/O.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// One end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    Tcp(SocketAddr),
+    /// A Unix socket's path; `None` for an unnamed end (a connecting client's, usually).
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(addr) => write!(f, "{addr}"),
+            Addr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Addr::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// What the TLS handshake told us about the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<String>,
+}
+
+/// What is known about a connection before HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Counts connections from 1 in the order they were accepted; names them in the logs.
+    pub id: u64,
+    /// The client (later: the real client behind a PROXY header).
+    pub peer: Addr,
+    /// Where the connection arrived.
+    pub local: Addr,
+    /// Set once a TLS handshake completed; `None` for a plain connection.
+    pub tls: Option<TlsInfo>,
+}
+
+impl ConnInfo {
+    /// `wss` when the connection is TLS, `ws` otherwise.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+}

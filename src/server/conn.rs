@@ -1,0 +1,86 @@
+//! conn: one connection's walk down the pipeline: sniff its first byte (a Flash policy request
+//! is answered there), TLS if it starts with a handshake, HTTP until a request becomes a
+//! WebSocket (the gate and the target connect happen inside, before the 101), then the relay
+//! with the session's observers beside it.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info};
+
+use super::Shared;
+use crate::conninfo::ConnInfo;
+use crate::http::{self, Upgraded};
+use crate::listen::Stream;
+use crate::observe::{Observer, Observers, Session};
+use crate::relay;
+use crate::sniff::{self, Protocol};
+use crate::tls;
+
+pub(super) async fn serve<S: Stream>(mut stream: S, mut info: ConnInfo, shared: &Arc<Shared>) {
+    let timeout = shared.settings.handshake_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+        Err(_) => return debug!("dropped: sent nothing within {timeout:?}"),
+        Ok(Err(err)) => return debug!("dropped: {err}"),
+        Ok(Ok(0)) => return debug!("closed before sending anything"),
+        Ok(Ok(_)) => {}
+    }
+    match sniff::classify(&first) {
+        Protocol::Tls => {
+            let Some(acceptor) = &shared.tls else {
+                return info!("TLS client refused: no certificate");
+            };
+            // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
+            let handshake = Box::pin(acceptor.accept(stream));
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(tls_stream)) => {
+                    info.tls = Some(tls::info(tls_stream.get_ref().1));
+                    // Boxed so that plain connections' tasks are not sized for a TLS session.
+                    Box::pin(serve_http(tls_stream, info, shared)).await;
+                }
+                Ok(Err(err)) => info!("TLS handshake failed: {err}"),
+                Err(_) => info!("TLS handshake not done within {timeout:?}"),
+            }
+        }
+        Protocol::Http | Protocol::FlashPolicy if shared.settings.ssl_only => {
+            info!("plain client refused (--ssl-only)");
+        }
+        Protocol::FlashPolicy => sniff::answer_flash_policy(stream, timeout).await,
+        Protocol::Http => serve_http(stream, info, shared).await,
+    }
+}
+
+async fn serve_http<IO>(io: IO, info: ConnInfo, shared: &Arc<Shared>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let Some(upgraded) = http::serve(io, &info, &shared.http).await else {
+        return;
+    };
+    let Upgraded {
+        mut client,
+        leftover,
+        mut target,
+        target_name,
+        mode,
+        path,
+    } = upgraded;
+    let run_once = shared.settings.run_once;
+    shared.activity.send_if_modified(|a| {
+        a.websockets += 1;
+        run_once
+    });
+    let mut observers = Observers::default();
+    observers.open(&Session {
+        info: &info,
+        path: &path,
+        target: &target_name,
+        mode,
+    });
+    // The session's strings are not needed while it runs.
+    drop((path, target_name));
+    let report = relay::run(&mut client, &mut target, leftover, mode, &mut observers).await;
+    observers.close(&report);
+}

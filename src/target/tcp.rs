@@ -1,0 +1,14 @@
+//! tcp: a target reached over TCP, by name or address.
+
+use std::io;
+
+use tokio::net::TcpStream;
+
+use crate::net::tune_tcp;
+
+/// Connects to `host:port` (the first address that answers), with TCP_NODELAY and keepalive.
+pub(super) async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((host, port)).await?;
+    tune_tcp(&stream);
+    Ok(stream)
+}
