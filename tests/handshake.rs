@@ -629,3 +629,126 @@ async fn an_unreachable_target_is_a_502_before_any_upgrade_and_the_connection_en
     assert_eq!(body, "502 Bad Gateway: Target connection failed\n");
     proxy.stop().await;
 }
+
+/// A target that counts the connections made to it (and reads nothing).
+async fn counting_target() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let addr = support::tcp_server(move |stream| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(stream);
+        }
+    })
+    .await;
+    (addr, count)
+}
+
+/// Sends `raw` on a new connection; returns everything the server sent before it ended the
+/// connection.
+async fn answer_to(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    String::from_utf8_lossy(&read_until_dropped(&mut stream).await).into_owned()
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_ends_the_connection_and_nothing_pipelined_behind_it_is_served() {
+    let proxy = proxy().await;
+    let bad = request_with("GET", Some("12"), Some(KEY), "");
+    let good = upgrade_request("/websockify", "");
+    let answer = answer_to(proxy.addr, format!("{bad}{good}").as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let (head, _) = answer.split_once("\r\n\r\n").unwrap();
+    assert_eq!(header(head, "connection"), Some("close"), "{head}");
+    assert!(!answer.contains(" 101 "), "{answer}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_request_carrying_a_body_is_refused_and_never_reaches_the_target() {
+    let (target, connections) = counting_target().await;
+    let proxy = start_proxy(settings_to(target)).await;
+    // The body is a well-formed masked frame: accepted, it would be relayed after the 101.
+    let frame = masked_frame(true, 0x2, b"EVIL", [1, 2, 3, 4]);
+    let with_length = format!(
+        "{}Content-Length: {}\r\n\r\n",
+        request_with("GET", Some("13"), Some(KEY), "")
+            .strip_suffix("\r\n")
+            .unwrap(),
+        frame.len()
+    );
+    let chunked = format!(
+        "{}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        request_with("GET", Some("13"), Some(KEY), "")
+            .strip_suffix("\r\n")
+            .unwrap(),
+        frame.len()
+    );
+    for head in [with_length, chunked] {
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(&frame);
+        let answer = answer_to(proxy.addr, &raw).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains("must not carry a body"), "{answer}");
+    }
+    // A Content-Length of 0 is no body.
+    let zero = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        request_with("GET", Some("13"), Some(KEY), "")
+            .strip_suffix("\r\n")
+            .unwrap()
+    );
+    let mut client = RawClient::new(TcpStream::connect(proxy.addr).await.unwrap());
+    assert_eq!(status(&client.request(&zero).await), 101);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the upgrade without a body may reach the target"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_http_1_0_upgrade_request_gets_400_not_101() {
+    let proxy = proxy().await;
+    let raw = upgrade_request("/websockify", "").replacen("HTTP/1.1", "HTTP/1.0", 1);
+    let answer = answer_to(proxy.addr, raw.as_bytes()).await;
+    // hyper answers in the request's version.
+    assert!(answer.starts_with("HTTP/1.0 400 "), "{answer}");
+    assert!(answer.contains("needs HTTP/1.1"), "{answer}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_key_or_version_headers_get_400() {
+    let proxy = proxy().await;
+    let base = request_with("GET", Some("13"), Some(KEY), "");
+    let base = base.trim_end_matches("\r\n");
+    for (extra, reason) in [
+        (
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            "More than one Sec-WebSocket-Key",
+        ),
+        (
+            format!("Sec-WebSocket-Key: {KEY}\r\n").leak() as &str,
+            "More than one Sec-WebSocket-Key",
+        ),
+        (
+            "Sec-WebSocket-Version: 13\r\n",
+            "More than one Sec-WebSocket-Version",
+        ),
+        (
+            "Sec-WebSocket-Version: 8\r\n",
+            "More than one Sec-WebSocket-Version",
+        ),
+    ] {
+        let raw = format!("{base}\r\n{extra}\r\n");
+        let answer = answer_to(proxy.addr, raw.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{extra}: {answer}");
+        assert!(answer.contains(reason), "{extra}: {answer}");
+    }
+    proxy.stop().await;
+}

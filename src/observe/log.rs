@@ -33,7 +33,7 @@ impl Observer for SessionLog {
     fn open(&mut self, session: &Session<'_>) {
         self.began = Some(Instant::now());
         info!(
-            scheme = session.info.scheme(),
+            scheme = %session.info.scheme(),
             path = %request_target(session.path),
             target = %session.target,
             "WebSocket connection"

@@ -1,0 +1,213 @@
+//! What the real server writes to its log: the per-session lines (written by the log
+//! observer), secrets redacted, peer text escaped, and a bound on what one connection can make
+//! it write. Runs the `websockify` binary and reads its stderr.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_websockify");
+
+/// The binary, running, with its log lines collected as they come.
+struct Server {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `websockify ARGS 127.0.0.1:0 TARGET` (plain, no colours) and waits for its
+    /// start-up lines to learn the port.
+    async fn start(args: &[&str], target: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .args(["127.0.0.1:0", target])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).split(b'\n') {
+                let Ok(line) = line else { break };
+                // Kept byte for byte (lossy only where it is not UTF-8): the tests look for raw
+                // bytes that must not be there.
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&line).into_owned());
+            }
+        });
+        let mut server = Server {
+            child,
+            port: 0,
+            lines,
+        };
+        let line = server.wait_for("Listen on").await;
+        server.port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        server
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// The first line containing `needle`, waiting (bounded) for it.
+    async fn wait_for(&self, needle: &str) -> String {
+        bounded(&format!("a log line with {needle:?}"), async {
+            loop {
+                if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                    return line;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `raw` and reads until the server ends the connection (bounded).
+async fn send_and_read_all(addr: std::net::SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    let mut got = Vec::new();
+    bounded("the server to end the connection", async {
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn a_session_logs_one_line_at_open_and_one_at_close_with_its_token_redacted() {
+    let target = echo_server().await;
+    let server = Server::start(&[], &target.to_string()).await;
+    let stream = TcpStream::connect(server.addr()).await.unwrap();
+    let mut client = RawClient::new(stream);
+    let head = client
+        .request(&upgrade_request("/websockify?token=s3cret&x=1", ""))
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client.send(true, 0x2, b"hello").await;
+    assert_eq!(client.read_data(5).await, b"hello");
+    client.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(client.read_close().await.0, 1000);
+
+    let open = server.wait_for("WebSocket connection").await;
+    assert!(open.contains("scheme=ws "), "{open}");
+    assert!(
+        open.contains(r#"path="/websockify?token=REDACTED&x=1""#),
+        "{open}"
+    );
+    assert!(open.contains(&format!("target={target}")), "{open}");
+    assert!(open.contains("conn{id=1 peer=127.0.0.1:"), "{open}");
+    let closed = server.wait_for("closed: client closed (1000").await;
+    assert!(closed.contains("client_to_target=5"), "{closed}");
+    assert!(closed.contains("target_to_client=5"), "{closed}");
+    assert_eq!(server.count("WebSocket connection"), 1);
+    assert!(
+        server.lines().iter().all(|l| !l.contains("s3cret")),
+        "the token leaked: {:#?}",
+        server.lines()
+    );
+}
+
+#[tokio::test]
+async fn peer_text_is_escaped_so_it_cannot_split_a_line_or_forge_a_field() {
+    let server = Server::start(&["-v"], "127.0.0.1:1").await;
+    // U+2028 (a line separator to many log viewers), a quote, a backslash, a fake field.
+    let refused = b"GET /a\xe2\x80\xa8b\"c\\d%20status=101?token=x HTTP/1.1\r\nHost: x\r\n\
+                    Upgrade: websocket\r\n\r\n";
+    let answer = send_and_read_all(server.addr(), refused).await;
+    assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
+    let line = server.wait_for("refused:").await;
+    assert!(
+        line.contains(r#"path="/a\u{2028}b\"c\\d%20status=101?token=REDACTED""#),
+        "{line}"
+    );
+    // A 405 (logged at debug) goes through the same escaping.
+    let answer = send_and_read_all(
+        server.addr(),
+        b"GET /x\"\xe2\x80\xa9y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 405 "), "{answer:?}");
+    let line = server.wait_for("not a WebSocket request").await;
+    assert!(line.contains(r#"path="/x\"\u{2029}y""#), "{line}");
+    for line in server.lines() {
+        assert!(
+            !line.contains(['\u{2028}', '\u{2029}']),
+            "raw separator: {line}"
+        );
+    }
+}
+
+/// Waits until every line written before now is collected: a request on a new connection
+/// logs a marker line, and stderr is one ordered stream.
+async fn sync_log(server: &Server, marker: &str) {
+    let request = format!("GET /{marker} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    send_and_read_all(server.addr(), request.as_bytes()).await;
+    server.wait_for(marker).await;
+}
+
+#[tokio::test]
+async fn one_connection_cannot_write_unbounded_lines_to_the_log() {
+    let server = Server::start(&["-v"], "127.0.0.1:1").await;
+    // Pipelined refused upgrades: the first refusal ends the connection, so one line. (The
+    // client may not even see that answer: closing with unread requests resets the
+    // connection; what counts is the log.)
+    let bad_upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+    let answer = send_and_read_all(server.addr(), bad_upgrade.repeat(500).as_bytes()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.matches("HTTP/1.1 400 ").count() <= 1, "{answer}");
+    sync_log(&server, "marker-1").await;
+    assert_eq!(server.count("refused:"), 1);
+
+    // Pipelined plain requests (405, one debug line each): at most MAX_REQUESTS are
+    // answered, then the connection ends.
+    let get = "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = send_and_read_all(server.addr(), get.repeat(1000).as_bytes()).await;
+    let answered = String::from_utf8_lossy(&answer)
+        .matches("HTTP/1.1 405 ")
+        .count();
+    assert!(answered <= websockify::MAX_REQUESTS as usize, "{answered}");
+    sync_log(&server, "marker-2").await;
+    assert_eq!(
+        server.count(r#"path="/flood""#),
+        websockify::MAX_REQUESTS as usize
+    );
+}
