@@ -132,3 +132,37 @@ async fn unix_socket_target_is_relayed() {
     proxy.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_server_serves_a_unix_listener_like_a_tcp_one() {
+    let dir = temp_dir("unix-listen");
+    let path = dir.join("ws.sock");
+    let listener = websockify::UnixListener::bind(&path).unwrap();
+    assert_eq!(
+        websockify::Listener::local_addr(&listener).unwrap(),
+        websockify::Addr::Unix(Some(path.clone()))
+    );
+    let server = websockify::Server::new(settings_to(echo_server().await)).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(listener, async {
+        let _ = stopped.await;
+    }));
+    let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let (mut client, head) = RawClient::upgrade(stream, Some("binary")).await;
+    assert!(head.contains("sec-websocket-protocol: binary"), "{head}");
+    client.send(true, 0x2, b"through a unix listener").await;
+    assert_eq!(client.read_data(23).await, b"through a unix listener");
+    // A Flash policy request is sniffed from the first byte here too (it is read, not
+    // peeked, on a Unix socket, and must still reach the policy check).
+    let mut policy = tokio::net::UnixStream::connect(&path).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    policy.write_all(b"<policy-file-request/>\0").await.unwrap();
+    let mut answer = Vec::new();
+    bounded("the policy answer", policy.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"<cross-domain-policy>"), "{answer:?}");
+    let _ = stop.send(());
+    bounded("server shutdown", task).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -812,4 +812,117 @@ mod tests {
         segments.advance(6);
         assert!(segments.is_empty());
     }
+
+    /// Collects what it is shown, per direction.
+    #[derive(Default)]
+    struct Recorder {
+        wants: bool,
+        up: Vec<u8>,
+        down: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Observer for Recorder {
+        fn wants_bytes(&self) -> bool {
+            self.wants
+        }
+
+        fn bytes(&mut self, direction: Direction, data: &[u8]) {
+            self.calls += 1;
+            match direction {
+                Direction::ClientToTarget => self.up.extend_from_slice(data),
+                Direction::TargetToClient => self.down.extend_from_slice(data),
+            }
+        }
+    }
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [7, 1, 3, 9];
+        let mut out = vec![first, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&mask);
+        let mut body = payload.to_vec();
+        frame::apply_mask(&mut body, mask, 0);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// One session over in-memory streams: the client sends `frames` then a close after the
+    /// target's bytes came back; the target sends `from_target` and reads until EOF.
+    async fn session(mode: Mode, frames: Vec<u8>, from_target: &[u8], observer: &mut Recorder) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, mut proxy_client) = tokio::io::duplex(1 << 16);
+        let (mut target, mut proxy_target) = tokio::io::duplex(1 << 16);
+        let from_target = from_target.to_vec();
+        let peers = async move {
+            // Split in two writes: the proxy sees the frames across reads.
+            let (a, b) = frames.split_at(frames.len() / 2);
+            client.write_all(a).await.unwrap();
+            client.write_all(b).await.unwrap();
+            target.write_all(&from_target).await.unwrap();
+            let mut got = vec![0u8; 2 + from_target.len() * 2];
+            let mut n = 0;
+            while n < 2 {
+                n += client.read(&mut got[n..]).await.unwrap();
+            }
+            client
+                .write_all(&masked(0x88, &[0x03, 0xE8]))
+                .await
+                .unwrap();
+            let mut rest = Vec::new();
+            let _ = client.read_to_end(&mut rest).await;
+            let mut at_target = Vec::new();
+            let _ = target.read_to_end(&mut at_target).await;
+            at_target
+        };
+        let relay = run(
+            &mut proxy_client,
+            &mut proxy_target,
+            Bytes::new(),
+            mode,
+            observer,
+        );
+        // The relay shuts both streams down at the end: the peers then read EOF.
+        let (at_target, report) = tokio::join!(peers, relay);
+        assert!(
+            matches!(report.ended, Ended::ClientClosed(_)),
+            "{}",
+            report.ended
+        );
+        assert_eq!(report.client_to_target, at_target.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn an_observer_sees_every_payload_byte_each_way_as_relayed() {
+        let mut frames = masked(0x82, b"ab");
+        frames.extend(masked(0x01, b"cd"));
+        frames.extend(masked(0x89, b"ping"));
+        frames.extend(masked(0x80, b"ef"));
+        let mut recorder = Recorder {
+            wants: true,
+            ..Recorder::default()
+        };
+        session(Mode::Binary, frames, b"xyz", &mut recorder).await;
+        assert_eq!(recorder.up, b"abcdef");
+        assert_eq!(recorder.down, b"xyz");
+    }
+
+    #[tokio::test]
+    async fn an_observer_sees_base64_payload_decoded() {
+        let mut frames = masked(0x81, b"aGVs");
+        frames.extend(masked(0x81, b"bG8="));
+        let mut recorder = Recorder {
+            wants: true,
+            ..Recorder::default()
+        };
+        session(Mode::Base64, frames, b"hi", &mut recorder).await;
+        assert_eq!(recorder.up, b"hello");
+        assert_eq!(recorder.down, b"hi");
+    }
+
+    #[tokio::test]
+    async fn an_observer_that_does_not_want_bytes_is_never_called() {
+        let mut recorder = Recorder::default();
+        session(Mode::Binary, masked(0x82, b"ab"), b"xyz", &mut recorder).await;
+        assert_eq!(recorder.calls, 0);
+    }
 }
