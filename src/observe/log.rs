@@ -65,3 +65,14 @@ pub fn refusal(err: &Error, status: u16, path: &str, detail: &str) {
         Level::Error => error!(status, %path, %label, "refused: {detail}"),
     }
 }
+
+/// A connection that failed before it became a session, at the level the error decides.
+pub fn failure(err: &Error) {
+    let label = err.label();
+    match err.level() {
+        Level::Debug => debug!(%label, "{err}"),
+        Level::Info => info!(%label, "{err}"),
+        Level::Warn => warn!(%label, "{err}"),
+        Level::Error => error!(%label, "{err}"),
+    }
+}

@@ -10,9 +10,10 @@ use tracing::{debug, info};
 
 use super::Shared;
 use crate::conninfo::ConnInfo;
+use crate::error::{Error, Kind, Side};
 use crate::http::{self, Upgraded};
 use crate::listen::Stream;
-use crate::observe::{Observer, Observers, Session};
+use crate::observe::{log, Observer, Observers, Session};
 use crate::relay;
 use crate::sniff::{self, Protocol};
 use crate::tls;
@@ -39,8 +40,12 @@ pub(super) async fn serve<S: Stream>(mut stream: S, mut info: ConnInfo, shared: 
                     // Boxed so that plain connections' tasks are not sized for a TLS session.
                     Box::pin(serve_http(tls_stream, info, shared)).await;
                 }
-                Ok(Err(err)) => info!("TLS handshake failed: {err}"),
-                Err(_) => info!("TLS handshake not done within {timeout:?}"),
+                Ok(Err(err)) => log::failure(&Error::io(Side::Client, "TLS handshake", err)),
+                Err(_) => log::failure(&Error::new(
+                    Side::Client,
+                    Kind::Timeout,
+                    "TLS handshake not done in time",
+                )),
             }
         }
         Protocol::Http | Protocol::FlashPolicy if shared.settings.ssl_only => {
