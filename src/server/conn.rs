@@ -18,7 +18,9 @@ use crate::relay;
 use crate::sniff::{self, Protocol};
 use crate::tls;
 
-pub(super) async fn serve<S: Stream>(mut stream: S, mut info: ConnInfo, shared: &Arc<Shared>) {
+/// `info` is boxed: every async fn on the way keeps its arguments for its whole life, and a
+/// `ConnInfo` by value would sit in every idle session's task several times over.
+pub(super) async fn serve<S: Stream>(mut stream: S, mut info: Box<ConnInfo>, shared: &Arc<Shared>) {
     let timeout = shared.settings.handshake_timeout;
     let mut first = [0u8; 1];
     match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
@@ -56,12 +58,14 @@ pub(super) async fn serve<S: Stream>(mut stream: S, mut info: ConnInfo, shared: 
     }
 }
 
-async fn serve_http<IO>(io: IO, info: ConnInfo, shared: &Arc<Shared>)
+async fn serve_http<IO>(io: IO, info: Box<ConnInfo>, shared: &Arc<Shared>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let info = Arc::new(info);
-    let Some(upgraded) = http::serve(io, &info, &shared.http).await else {
+    let info: Arc<ConnInfo> = Arc::from(info);
+    // Boxed: the HTTP side's state is not needed once the session runs; inline, the task of
+    // every idle session would be sized for it.
+    let Some(upgraded) = Box::pin(http::serve(io, &info, &shared.http)).await else {
         return;
     };
     let Upgraded {

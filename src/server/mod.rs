@@ -138,7 +138,7 @@ impl Server {
                         let mut stop = stop_rx.clone();
                         let shared = shared.clone();
                         let span = tracing::info_span!("conn", id, %peer);
-                        let info = ConnInfo { id, peer, local, tls: None };
+                        let info = Box::new(ConnInfo { id, peer, local, tls: None });
                         tokio::spawn(async move {
                             tokio::select! {
                                 () = conn::serve(stream, info, &shared) => {}
