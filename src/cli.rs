@@ -153,6 +153,8 @@ websockify [options] [source_addr:]source_port target_addr:target_port
     infer_long_args = true,
     // optparse lets an option repeat (`-v -v`); the last value wins.
     args_override_self = true,
+    // `--version` only (below): optparse would add no `-V`, and `-V` is too close to `-v`.
+    version,
     disable_version_flag = true,
     max_term_width = 100
 )]
@@ -440,6 +442,10 @@ pub struct Cli {
     /// Accepted for compatibility; ignored (there is only one server engine)
     #[arg(long, help_heading = "Process")]
     pub libserver: bool,
+
+    /// Print the version and exit
+    #[arg(long, action = clap::ArgAction::Version)]
+    pub version: (),
 
     // ---- Positionals ----
     #[arg(

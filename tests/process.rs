@@ -28,6 +28,19 @@ fn help_prints_the_usage_forms_and_exits_0() {
 }
 
 #[test]
+fn version_prints_the_package_version_on_stdout_and_exits_0() {
+    let (code, stdout, stderr) = run(&["--version"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("websockify {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(stderr, "");
+    // Like any long option, a unique prefix works; options after it do not matter.
+    assert_eq!(run(&["--vers", "6080"]).1, stdout);
+}
+
+#[test]
 fn usage_errors_exit_2_with_one_line_naming_the_problem() {
     let (code, _, stderr) = run(&["6080"]);
     assert_eq!(code, 2);
