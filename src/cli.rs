@@ -28,8 +28,9 @@ pub enum CliError {
     /// `-h/--help` was asked for: the text to show, then exit successfully.
     #[error("{0}")]
     Help(String),
-    /// Bad command line: the complete message to print (starts with `error: `).
-    #[error("{0}")]
+    /// Bad command line: the complete message to print (starts with `error: `). Shown after
+    /// the usage forms when it is [`TOO_FEW`].
+    #[error("{}", with_usage(.0))]
     Usage(String),
 }
 
@@ -61,6 +62,20 @@ impl CliError {
                 None => CliError::Usage(err.render().to_string().trim_end().to_owned()),
             },
         }
+    }
+}
+
+/// The error for a command line without its source or target.
+const TOO_FEW: &str = "error: Too few arguments";
+
+/// As optparse does, "Too few arguments" comes after the usage forms: whoever runs
+/// `websockify` bare, or with the port alone, is told what the command line looks like. Other
+/// errors name their problem and stay one line.
+fn with_usage(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg == TOO_FEW {
+        format!("Usage: {USAGE}\n\n{msg}").into()
+    } else {
+        msg.into()
     }
 }
 
@@ -686,7 +701,7 @@ impl Cli {
         } else {
             let arg = words
                 .first()
-                .ok_or_else(|| CliError::usage("Too few arguments"))?;
+                .ok_or_else(|| CliError::Usage(TOO_FEW.to_owned()))?;
             next = 1;
             let (host, port) = parse_address(arg, AddressKind::Listen)?;
             ListenArg::Tcp { host, port }
@@ -714,7 +729,7 @@ impl Cli {
         } else {
             let arg = words
                 .get(next)
-                .ok_or_else(|| CliError::usage("Too few arguments"))?;
+                .ok_or_else(|| CliError::Usage(TOO_FEW.to_owned()))?;
             next += 1;
             Some(parse_address(arg, AddressKind::Target)?)
         };

@@ -40,6 +40,34 @@ fn version_prints_the_package_version_on_stdout_and_exits_0() {
     assert_eq!(run(&["--vers", "6080"]).1, stdout);
 }
 
+/// As the reference (optparse): the usage forms on stderr, a blank line, then the error.
+#[test]
+fn too_few_arguments_prints_the_usage_forms_then_the_error() {
+    for args in [&[][..], &["6080"], &["-v", "127.0.0.1:6080"]] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Usage: websockify [options] [source_addr:]source_port target_addr:target_port",
+            "{args:?}: {stderr}"
+        );
+        for form in [
+            "websockify [options] --token-plugin=CLASS [source_addr:]source_port",
+            "websockify [options] --unix-target=FILE [source_addr:]source_port",
+            "websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE",
+        ] {
+            assert!(lines.iter().any(|l| l.trim() == form), "{form}: {stderr}");
+        }
+        assert_eq!(
+            lines[lines.len() - 2..],
+            ["", "error: Too few arguments"],
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_with_one_line_naming_the_problem() {
     let (code, _, stderr) = run(&["6080"]);
