@@ -203,16 +203,15 @@ pub struct Cli {
     pub prefer_ipv6: bool,
 
     // ---- TLS ----
-    /// SSL certificate file
+    /// SSL certificate file [default: self.pem, if there is one]
     #[arg(
         long,
         value_parser = path_value(),
         value_name = "FILE",
-        default_value = "self.pem",
         allow_hyphen_values = true,
         help_heading = "TLS"
     )]
-    pub cert: PathBuf,
+    pub cert: Option<PathBuf>,
 
     /// SSL key file (if separate from cert)
     #[arg(
@@ -777,6 +776,10 @@ impl Cli {
             _ => return Err(CliError::not_supported("--token-plugin")),
         };
 
+        // An empty `--cert=` is no `--cert`, as for the other paths.
+        let cert = self.cert.clone().filter(|c| !c.as_os_str().is_empty());
+        let cert_given = cert.is_some();
+
         let web = match self.web.as_ref().filter(|w| !w.as_os_str().is_empty()) {
             Some(dir) => Some(web_root(dir)?),
             None => None,
@@ -787,7 +790,8 @@ impl Cli {
             target,
             prefer_ipv6: self.prefer_ipv6,
             verbose: self.verbose,
-            cert: self.cert.clone(),
+            cert: cert.unwrap_or_else(|| crate::settings::DEFAULT_CERT.into()),
+            cert_given,
             key: self.key.clone().filter(|k| !k.as_os_str().is_empty()),
             ssl_only: self.ssl_only,
             ssl_min_version: self.ssl_version.into(),

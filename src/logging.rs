@@ -51,10 +51,8 @@ pub fn announce(settings: &Settings, listener: &TcpListener) {
             settings.cert.display()
         );
     } else {
-        info!(
-            "  - No SSL/TLS support (no cert file {})",
-            settings.cert.display()
-        );
+        // As the reference: no file name (the default self.pem was never asked for).
+        info!("  - No SSL/TLS support (no cert file)");
     }
 }
 

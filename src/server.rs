@@ -50,7 +50,7 @@ impl Server {
     pub fn new(settings: Settings) -> Result<Server, TlsError> {
         let tls = tls::load(&settings)?.map(TlsAcceptor::from);
         if tls.is_none() {
-            debug!(cert = %settings.cert.display(), "no certificate: TLS clients will be refused");
+            debug!("no certificate: TLS clients will be refused");
         }
         let site = settings
             .web
@@ -201,10 +201,7 @@ async fn serve_connection(stream: TcpStream, shared: &Arc<Shared>) {
     match classify(&first) {
         Protocol::Tls => {
             let Some(acceptor) = &shared.tls else {
-                return info!(
-                    "TLS client refused: certificate {} not found",
-                    shared.settings.cert.display()
-                );
+                return info!("TLS client refused: no certificate (give one with --cert FILE)");
             };
             // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
             let handshake = Box::pin(acceptor.accept(stream));

@@ -837,3 +837,19 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
         assert!(entries.iter().any(|(n, _)| n == name), "{name} in {help}");
     }
 }
+
+#[test]
+fn cert_is_given_only_when_named_on_the_command_line() {
+    let s = ok(&["6080", "h:5900"]);
+    assert_eq!((s.cert, s.cert_given), (PathBuf::from("self.pem"), false));
+    // An empty value is no value, as for the other paths.
+    let s = ok(&["--cert=", "6080", "h:5900"]);
+    assert_eq!((s.cert, s.cert_given), (PathBuf::from("self.pem"), false));
+    for args in [
+        &["--cert", "self.pem", "6080", "h:5900"][..],
+        &["--cert=/etc/ws.pem", "6080", "h:5900"],
+        &["6080", "h:5900", "--ce", "/etc/ws.pem"],
+    ] {
+        assert!(ok(args).cert_given, "{args:?}");
+    }
+}

@@ -159,3 +159,74 @@ async fn relays_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?}");
     client.expect_eof().await;
 }
+
+#[test]
+fn a_missing_cert_named_by_the_user_fails_at_start_naming_it() {
+    // --timeout: should it start, it stops by itself.
+    let (code, _, stderr) = run(&[
+        "--timeout=1",
+        "--cert",
+        "/nonexistent/mine.pem",
+        "127.0.0.1:0",
+        "127.0.0.1:5900",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "websockify: --cert /nonexistent/mine.pem: no such file"
+    );
+}
+
+/// Without `--cert` and without `self.pem` the server serves plain clients only, as the
+/// reference, and its log lines (even with `-v`, even when a TLS client comes) name no
+/// certificate file: the user never named one.
+#[test]
+fn without_cert_or_self_pem_the_logs_name_no_certificate_file() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(BIN)
+        .current_dir(temp_dir("no-self-pem"))
+        .args(["-v", &format!("127.0.0.1:{port}"), "127.0.0.1:5900"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+    let started = Instant::now();
+    let mut tls_client = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(_) if started.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(20)),
+            Err(err) => panic!("proxy never listened: {err}"),
+        }
+    };
+    // The start of a TLS ClientHello: the server refuses it and closes.
+    tls_client
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05])
+        .unwrap();
+    tls_client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    let _ = tls_client.read_to_end(&mut rest);
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut stderr = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("No SSL/TLS support"), "{stderr}");
+    assert!(stderr.contains("TLS client refused"), "{stderr}");
+    assert!(!stderr.contains("self.pem"), "{stderr}");
+    assert!(!stderr.contains(".pem"), "{stderr}");
+}
