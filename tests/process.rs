@@ -230,3 +230,106 @@ fn without_cert_or_self_pem_the_logs_name_no_certificate_file() {
     assert!(!stderr.contains("self.pem"), "{stderr}");
     assert!(!stderr.contains(".pem"), "{stderr}");
 }
+
+// ---- demo/run: its command line, checked without starting anything ----
+
+/// Runs `bash demo/run ARGS` from the checkout's root.
+fn demo(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("bash")
+        .arg("demo/run")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn demo_help_prints_the_whole_comment_header_and_no_code() {
+    let (code, stdout, stderr) = demo(&["--help"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.starts_with("One-command demo"), "{stdout}");
+    for option in [
+        "--port N",
+        "--console-port N",
+        "--listen ADDR",
+        "--tls",
+        "--no-build",
+    ] {
+        assert!(stdout.contains(option), "{option} in {stdout}");
+    }
+    // The header's last line is there, and nothing after it.
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.contains("which it names"), "last line: {last:?}");
+    assert!(!stdout.contains("set -euo"), "{stdout}");
+    assert!(!stdout.contains("#!"), "{stdout}");
+    // From another directory too.
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/run"))
+        .arg("-h")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
+}
+
+#[test]
+fn demo_options_without_a_value_or_with_a_bad_port_fail_in_one_line_naming_the_option() {
+    for (args, want) in [
+        (&["--port"][..], "--port needs a value"),
+        (&["--console-port"], "--console-port needs a value"),
+        (&["--listen"], "--listen needs a value"),
+        (&["--tls", "--port"], "--port needs a value"),
+        (&["--port", "abc"], "--port: 'abc' is not a port number"),
+        (&["--port", "70000"], "--port: '70000' is not a port number"),
+        (&["--port", "0"], "--port: '0' is not a port number"),
+        (
+            &["--console-port", "-1"],
+            "--console-port: '-1' is not a port number",
+        ),
+        (
+            &["--port", "6080", "--console-port", "x"],
+            "--console-port: 'x'",
+        ),
+    ] {
+        let (code, stdout, stderr) = demo(args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: expected {want:?} in {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn demo_cleanup_keeps_the_logs_and_says_where_they_are() {
+    let keep = |dir: &std::path::Path| {
+        let out = Command::new("bash")
+            .args(["-c", ". demo/lib.sh && keep_logs \"$1\"", "-"])
+            .arg(dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let dir = temp_dir("demo-logs");
+    std::fs::write(dir.join("proxy-novnc.log"), "served\n").unwrap();
+    std::fs::write(dir.join("key.pem"), "secret\n").unwrap();
+    let said = keep(&dir);
+    assert!(said.contains(&dir.display().to_string()), "{said}");
+    assert!(dir.join("proxy-novnc.log").exists(), "the log is gone");
+    assert!(!dir.join("key.pem").exists(), "the key is kept");
+
+    // Nothing logged yet (an early error): nothing kept, nothing said.
+    let empty = temp_dir("demo-nologs");
+    assert_eq!(keep(&empty), "");
+    assert!(!empty.exists());
+}
