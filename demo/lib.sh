@@ -26,6 +26,18 @@ stop_all() {
 log() { printf '%s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
 
+# keep_logs DIR : at exit, keep DIR's logs and say where they are; the rest goes (the TLS key
+# and certificate with it). A DIR with no log in it is removed.
+keep_logs() {
+  local dir=$1
+  rm -f "$dir"/*.pem
+  if compgen -G "$dir/*.log" >/dev/null; then
+    log "logs kept in $dir"
+  else
+    rm -rf "$dir"
+  fi
+}
+
 # ---- Debian packages: install only the missing ones ----
 # need_debs PKG... ; apt-get update runs once, only if something is missing.
 need_debs() {

@@ -714,3 +714,142 @@ fn help_wins_over_other_errors() {
     let e = parse(&["--token-source=x", "--help"]).expect_err("help");
     assert_eq!(e.exit_code(), 0);
 }
+
+/// `--help`'s option entries: the first word of each (the long name, or the positional's
+/// placeholder) and the entry's whole text, continuation lines included.
+fn help_entries(help: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if text.is_empty() || indent == 0 {
+            continue; // headings, usage, blank lines
+        }
+        if indent <= 6 && (text.starts_with('-') || text.starts_with('[')) {
+            let name = text
+                .split([' ', ','])
+                .find(|w| w.starts_with("--") || w.starts_with('['))
+                .unwrap_or(text)
+                .to_owned();
+            entries.push((name, text.to_owned()));
+        } else if let Some((_, entry)) = entries.last_mut() {
+            entry.push(' ');
+            entry.push_str(text);
+        }
+    }
+    entries
+}
+
+#[test]
+fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
+    const MARK: &str = "[not yet supported]";
+    // How --help lists each refused option, and a command line that uses it.
+    let refused: &[(&str, &[&str])] = &[
+        ("--traffic", &["--traffic", "6080", "h:5900"]),
+        ("--record", &["--record=/tmp/r", "6080", "h:5900"]),
+        ("--log-file", &["--log-file=/tmp/l", "6080", "h:5900"]),
+        ("--syslog", &["--syslog=/dev/log", "6080", "h:5900"]),
+        (
+            "--legacy-syslog",
+            &["--syslog=/dev/log", "--legacy-syslog", "6080", "h:5900"],
+        ),
+        ("--daemon", &["-D", "6080", "h:5900"]),
+        ("--wrap-mode", &["--wrap-mode=exit", "6080", "h:5900"]),
+        ("[WRAP_COMMAND_LINE]...", &["6080", "--", "vncserver"]),
+        ("--key-password", &["--key-password=pw", "6080", "h:5900"]),
+        ("--ssl-target", &["--ssl-target", "6080", "h:5900"]),
+        ("--verify-client", &["--verify-client", "6080", "h:5900"]),
+        ("--cafile", &["--cafile=ca.pem", "6080", "h:5900"]),
+        ("--ssl-ciphers", &["--ssl-ciphers=HIGH", "6080", "h:5900"]),
+        ("--inetd", &["--inetd", "h:5900"]),
+        ("--unix-listen", &["--unix-listen=/tmp/s", "h:5900"]),
+        (
+            "--unix-listen-mode",
+            &["--unix-listen-mode=0600", "6080", "h:5900"],
+        ),
+        ("--target-config", &["--target-config=/etc/t", "6080"]),
+        ("--token-plugin", &["--token-plugin=TokenFile", "6080"]),
+        (
+            "--token-source",
+            &["--token-plugin=TokenFile", "--token-source=/t", "6080"],
+        ),
+        (
+            "--host-token",
+            &["--token-plugin=TokenFile", "--host-token", "6080"],
+        ),
+        ("--heartbeat", &["--heartbeat=30", "6080", "h:5900"]),
+        (
+            "--auth-plugin",
+            &["--auth-plugin=BasicHTTPAuth", "6080", "h:5900"],
+        ),
+        (
+            "--auth-source",
+            &[
+                "--auth-plugin=BasicHTTPAuth",
+                "--auth-source=u:p",
+                "6080",
+                "h:5900",
+            ],
+        ),
+        (
+            "--web-auth",
+            &[
+                "--web=.",
+                "--auth-plugin=BasicHTTPAuth",
+                "--web-auth",
+                "6080",
+                "h:5900",
+            ],
+        ),
+    ];
+    for (_, args) in refused {
+        assert_err_contains(args, "not supported yet");
+    }
+
+    let CliError::Help(help) = parse(&["--help"]).expect_err("help") else {
+        panic!("--help is not help");
+    };
+    let entries = help_entries(&help);
+    for (name, _) in refused {
+        assert!(
+            entries.iter().any(|(n, _)| n == name),
+            "{name} not listed in --help:\n{help}"
+        );
+    }
+    for (name, entry) in &entries {
+        let is_refused = refused.iter().any(|(r, _)| r == name);
+        assert_eq!(
+            entry.contains(MARK),
+            is_refused,
+            "{name}: {}marked in --help: {entry:?}",
+            if is_refused { "not " } else { "" }
+        );
+    }
+    // The implemented options are there, unmarked.
+    for name in [
+        "--cert",
+        "--web",
+        "--unix-target",
+        "--verbose",
+        "--timeout",
+        "[ARGS]...",
+    ] {
+        assert!(entries.iter().any(|(n, _)| n == name), "{name} in {help}");
+    }
+}
+
+#[test]
+fn cert_is_given_only_when_named_on_the_command_line() {
+    let s = ok(&["6080", "h:5900"]);
+    assert_eq!((s.cert, s.cert_given), (PathBuf::from("self.pem"), false));
+    // An empty value is no value, as for the other paths.
+    let s = ok(&["--cert=", "6080", "h:5900"]);
+    assert_eq!((s.cert, s.cert_given), (PathBuf::from("self.pem"), false));
+    for args in [
+        &["--cert", "self.pem", "6080", "h:5900"][..],
+        &["--cert=/etc/ws.pem", "6080", "h:5900"],
+        &["6080", "h:5900", "--ce", "/etc/ws.pem"],
+    ] {
+        assert!(ok(args).cert_given, "{args:?}");
+    }
+}

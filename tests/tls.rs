@@ -59,11 +59,13 @@ fn certs() -> Certs {
     }
 }
 
-/// Settings for a proxy to `target` with the short handshake timeout and the given files.
+/// Settings for a proxy to `target` with the short handshake timeout and the given files, as
+/// `--cert CERT [--key KEY]` would give them.
 fn tls_settings(target: SocketAddr, cert: &Path, key: Option<&Path>) -> Settings {
     let mut settings = settings_to(target);
     settings.handshake_timeout = HANDSHAKE_TIMEOUT;
     settings.cert = cert.to_path_buf();
+    settings.cert_given = true;
     settings.key = key.map(Path::to_path_buf);
     settings
 }
@@ -423,6 +425,53 @@ async fn certificate_without_a_key_is_a_start_up_error() {
 }
 
 #[tokio::test]
+async fn a_cert_named_by_the_user_that_is_missing_is_a_start_up_error_naming_it() {
+    let missing = temp_dir("tls-missing").join("mine.pem");
+    for ssl_only in [false, true] {
+        let mut settings = tls_settings(support::closed_port().await, &missing, None);
+        settings.ssl_only = ssl_only;
+        let message = startup_error(settings);
+        assert_eq!(
+            message,
+            format!("--cert {}: no such file", missing.display()),
+            "ssl_only {ssl_only}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_without_a_certificate_is_a_start_up_error_naming_the_key() {
+    let certs = certs();
+    // --key given, no --cert and no default self.pem.
+    let mut settings = tls_settings(
+        support::closed_port().await,
+        &temp_dir("tls-keyonly").join("self.pem"),
+        Some(&certs.key),
+    );
+    settings.cert_given = false;
+    let message = startup_error(settings);
+    assert!(
+        message.starts_with(&format!("--key {}: ", certs.key.display())),
+        "{message}"
+    );
+    assert!(message.contains("--cert FILE"), "{message}");
+}
+
+#[tokio::test]
+async fn ssl_only_without_any_certificate_is_a_start_up_error_pointing_at_cert() {
+    let mut settings = tls_settings(
+        support::closed_port().await,
+        &temp_dir("tls-sslonly").join("self.pem"),
+        None,
+    );
+    settings.cert_given = false;
+    settings.ssl_only = true;
+    let message = startup_error(settings);
+    assert!(message.starts_with("--ssl-only: "), "{message}");
+    assert!(message.contains("--cert FILE"), "{message}");
+}
+
+#[tokio::test]
 async fn key_that_does_not_match_the_certificate_is_a_start_up_error() {
     let certs = certs();
     let other = self::certs();
@@ -441,8 +490,14 @@ async fn key_that_does_not_match_the_certificate_is_a_start_up_error() {
 #[tokio::test]
 async fn without_a_certificate_plain_works_and_tls_clients_are_dropped() {
     let certs = certs(); // only for a client trust store; the server has no certificate
-    let missing = temp_dir("tls-none").join("self.pem");
-    let proxy = start_proxy(tls_settings(echo_server().await, &missing, None)).await;
+                         // No --cert, and no default self.pem (here: in a fresh directory).
+    let mut settings = tls_settings(
+        echo_server().await,
+        &temp_dir("tls-none").join("self.pem"),
+        None,
+    );
+    settings.cert_given = false;
+    let proxy = start_proxy(settings).await;
 
     let (mut plain, _) = RawClient::connect(proxy.addr, None).await;
     assert_echo(&mut plain).await;

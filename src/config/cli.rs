@@ -28,8 +28,9 @@ pub enum CliError {
     /// `-h/--help` was asked for: the text to show, then exit successfully.
     #[error("{0}")]
     Help(String),
-    /// Bad command line: the complete message to print (starts with `error: `).
-    #[error("{0}")]
+    /// Bad command line: the complete message to print (starts with `error: `). Shown after
+    /// the usage forms when it is [`TOO_FEW`].
+    #[error("{}", with_usage(.0))]
     Usage(String),
 }
 
@@ -61,6 +62,20 @@ impl CliError {
                 None => CliError::Usage(err.render().to_string().trim_end().to_owned()),
             },
         }
+    }
+}
+
+/// The error for a command line without its source or target.
+const TOO_FEW: &str = "error: Too few arguments";
+
+/// As optparse does, "Too few arguments" comes after the usage forms: whoever runs
+/// `websockify` bare, or with the port alone, is told what the command line looks like. Other
+/// errors name their problem and stay one line.
+fn with_usage(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg == TOO_FEW {
+        format!("Usage: {USAGE}\n\n{msg}").into()
+    } else {
+        msg.into()
     }
 }
 
@@ -153,6 +168,8 @@ websockify [options] [source_addr:]source_port target_addr:target_port
     infer_long_args = true,
     // optparse lets an option repeat (`-v -v`); the last value wins.
     args_override_self = true,
+    // `--version` only (below): optparse would add no `-V`, and `-V` is too close to `-v`.
+    version,
     disable_version_flag = true,
     max_term_width = 100
 )]
@@ -186,16 +203,15 @@ pub struct Cli {
     pub prefer_ipv6: bool,
 
     // ---- TLS ----
-    /// SSL certificate file
+    /// SSL certificate file [default: self.pem, if there is one]
     #[arg(
         long,
         value_parser = path_value(),
         value_name = "FILE",
-        default_value = "self.pem",
         allow_hyphen_values = true,
         help_heading = "TLS"
     )]
-    pub cert: PathBuf,
+    pub cert: Option<PathBuf>,
 
     /// SSL key file (if separate from cert)
     #[arg(
@@ -441,6 +457,10 @@ pub struct Cli {
     #[arg(long, help_heading = "Process")]
     pub libserver: bool,
 
+    /// Print the version and exit
+    #[arg(long, action = clap::ArgAction::Version)]
+    pub version: (),
+
     // ---- Positionals ----
     #[arg(
         value_name = "ARGS",
@@ -561,6 +581,55 @@ fn seconds(n: u64) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n))
 }
 
+/// An option refused at start-up until it is implemented: its clap id (the field name), how
+/// errors name it, and whether a command line uses it.
+type NotYet = (&'static str, &'static str, fn(&Cli, &Positionals) -> bool);
+
+/// The options this websockify does not implement yet, in the order they are reported: the one
+/// list behind both the start-up refusal ([`Cli::not_supported_yet`]) and the mark in `--help`
+/// ([`command`]). Implementing one means deleting its line (and mapping it into `Settings`).
+const NOT_SUPPORTED_YET: &[NotYet] = &[
+    ("traffic", "--traffic", |c, _| c.traffic),
+    ("record", "--record", |c, _| given(&c.record)),
+    ("log_file", "--log-file", |c, _| given(&c.log_file)),
+    ("syslog", "--syslog", |c, _| given(&c.syslog)),
+    ("legacy_syslog", "--legacy-syslog", |c, _| c.legacy_syslog),
+    ("daemon", "-D/--daemon", |c, _| c.daemon),
+    ("wrap_mode", "--wrap-mode", |c, _| c.wrap_mode.is_some()),
+    ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
+        p.wrap_cmd.is_some()
+    }),
+    ("key_password", "--key-password", |c, _| {
+        given(&c.key_password)
+    }),
+    ("ssl_target", "--ssl-target", |c, _| c.ssl_target),
+    ("verify_client", "--verify-client", |c, _| c.verify_client),
+    ("cafile", "--cafile", |c, _| given(&c.cafile)),
+    ("ssl_ciphers", "--ssl-ciphers", |c, _| given(&c.ssl_ciphers)),
+    ("inetd", "--inetd", |c, _| c.inetd),
+    ("unix_listen", "--unix-listen", |c, _| given(&c.unix_listen)),
+    ("unix_listen_mode", "--unix-listen-mode", |c, _| {
+        given(&c.unix_listen_mode)
+    }),
+    ("target_config", "--target-config", |c, _| {
+        given(&c.target_config)
+    }),
+    ("token_plugin", "--token-plugin", |c, _| {
+        given(&c.token_plugin)
+    }),
+    ("token_source", "--token-source", |c, _| {
+        given(&c.token_source)
+    }),
+    ("host_token", "--host-token", |c, _| c.host_token),
+    ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
+    ("auth_plugin", "--auth-plugin", |c, _| given(&c.auth_plugin)),
+    ("auth_source", "--auth-source", |c, _| given(&c.auth_source)),
+    ("web_auth", "--web-auth", |c, _| c.web_auth),
+];
+
+/// What `--help` puts before the help of each option in [`NOT_SUPPORTED_YET`].
+pub const NOT_YET_MARK: &str = "[not yet supported]";
+
 impl Cli {
     /// The reference's cross-option rules, checked before anything else (as it does).
     pub fn validate(&self) -> Result<(), CliError> {
@@ -631,7 +700,7 @@ impl Cli {
         } else {
             let arg = words
                 .first()
-                .ok_or_else(|| CliError::usage("Too few arguments"))?;
+                .ok_or_else(|| CliError::Usage(TOO_FEW.to_owned()))?;
             next = 1;
             let (host, port) = parse_address(arg, AddressKind::Listen)?;
             ListenArg::Tcp { host, port }
@@ -659,7 +728,7 @@ impl Cli {
         } else {
             let arg = words
                 .get(next)
-                .ok_or_else(|| CliError::usage("Too few arguments"))?;
+                .ok_or_else(|| CliError::Usage(TOO_FEW.to_owned()))?;
             next += 1;
             Some(parse_address(arg, AddressKind::Target)?)
         };
@@ -674,39 +743,13 @@ impl Cli {
         })
     }
 
-    /// The first option given that this websockify cannot honour yet. One line per feature:
-    /// implementing one means deleting its line (and mapping it into `Settings`).
+    /// The first option given that this websockify cannot honour yet (see
+    /// [`NOT_SUPPORTED_YET`]), as errors name it.
     pub fn not_supported_yet(&self, pos: &Positionals) -> Option<&'static str> {
-        let not_yet = [
-            (self.traffic, "--traffic"),
-            (given(&self.record), "--record"),
-            (given(&self.log_file), "--log-file"),
-            (given(&self.syslog), "--syslog"),
-            (self.legacy_syslog, "--legacy-syslog"),
-            (self.daemon, "-D/--daemon"),
-            (self.wrap_mode.is_some(), "--wrap-mode"),
-            (pos.wrap_cmd.is_some(), "-- WRAP_COMMAND_LINE"),
-            (given(&self.key_password), "--key-password"),
-            (self.ssl_target, "--ssl-target"),
-            (self.verify_client, "--verify-client"),
-            (given(&self.cafile), "--cafile"),
-            (given(&self.ssl_ciphers), "--ssl-ciphers"),
-            (self.inetd, "--inetd"),
-            (given(&self.unix_listen), "--unix-listen"),
-            (given(&self.unix_listen_mode), "--unix-listen-mode"),
-            (given(&self.target_config), "--target-config"),
-            (given(&self.token_plugin), "--token-plugin"),
-            (given(&self.token_source), "--token-source"),
-            (self.host_token, "--host-token"),
-            (self.heartbeat != 0, "--heartbeat"),
-            (given(&self.auth_plugin), "--auth-plugin"),
-            (given(&self.auth_source), "--auth-source"),
-            (self.web_auth, "--web-auth"),
-        ];
-        not_yet
-            .into_iter()
-            .find(|(used, _)| *used)
-            .map(|(_, name)| name)
+        NOT_SUPPORTED_YET
+            .iter()
+            .find(|(_, _, used)| used(self, pos))
+            .map(|(_, name, _)| *name)
     }
 
     /// Validates and converts to the server's `Settings`.
@@ -733,6 +776,10 @@ impl Cli {
             _ => return Err(CliError::not_supported("--token-plugin")),
         };
 
+        // An empty `--cert=` is no `--cert`, as for the other paths.
+        let cert = self.cert.clone().filter(|c| !c.as_os_str().is_empty());
+        let cert_given = cert.is_some();
+
         let web = match self.web.as_ref().filter(|w| !w.as_os_str().is_empty()) {
             Some(dir) => Some(web_root(dir)?),
             None => None,
@@ -743,7 +790,8 @@ impl Cli {
             target,
             prefer_ipv6: self.prefer_ipv6,
             verbose: self.verbose,
-            cert: self.cert.clone(),
+            cert: cert.unwrap_or_else(|| super::DEFAULT_CERT.into()),
+            cert_given,
             key: self.key.clone().filter(|k| !k.as_os_str().is_empty()),
             ssl_only: self.ssl_only,
             ssl_min_version: self.ssl_version.into(),
@@ -777,9 +825,17 @@ where
     parse_with(command(), args)
 }
 
-/// The clap command behind [`parse_from`].
+/// The clap command behind [`parse_from`]: [`Cli`]'s, with [`NOT_YET_MARK`] leading the help of
+/// every option in [`NOT_SUPPORTED_YET`] (leading, so it lines up and is never wrapped).
 pub fn command() -> clap::Command {
-    Cli::command()
+    NOT_SUPPORTED_YET
+        .iter()
+        .fold(Cli::command(), |cmd, (id, _, _)| {
+            cmd.mut_arg(*id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{NOT_YET_MARK} {help}"))
+            })
+        })
 }
 
 /// [`parse_from`] with a given [`command`]: one built once (`Command::build`) and cloned per
@@ -835,6 +891,24 @@ mod tests {
                 Err(CliError::Usage(msg)) => assert!(msg.starts_with(start), "{arg:?}: {msg}"),
                 other => panic!("{arg:?}: {other:?}"),
             }
+        }
+    }
+
+    /// Each line of the not-supported list names, in errors, the option its id is.
+    #[test]
+    fn not_supported_names_match_their_options() {
+        let cmd = Cli::command();
+        for (id, name, _) in NOT_SUPPORTED_YET {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == *id)
+                .unwrap_or_else(|| panic!("no option {id}"));
+            let shown = match (arg.get_short(), arg.get_long()) {
+                (Some(short), Some(long)) => format!("-{short}/--{long}"),
+                (None, Some(long)) => format!("--{long}"),
+                _ => format!("-- {}", arg.get_value_names().unwrap()[0]),
+            };
+            assert_eq!(shown, *name, "{id}");
         }
     }
 

@@ -53,8 +53,11 @@ pub struct Settings {
     pub prefer_ipv6: bool,
     /// `-v/--verbose`.
     pub verbose: bool,
-    /// `--cert` (default `self.pem`, as the reference).
+    /// `--cert`, or the reference's default `self.pem`.
     pub cert: PathBuf,
+    /// Whether `--cert` named `cert`: then it must exist. The default `self.pem` may be missing
+    /// (the server then serves plain clients only, and names no file it was never given).
+    pub cert_given: bool,
     /// `--key`, when the key is not in the certificate file.
     pub key: Option<PathBuf>,
     /// `--ssl-only`: drop clients that do not start with a TLS handshake.
@@ -78,6 +81,9 @@ pub struct Settings {
     pub handshake_timeout: Duration,
 }
 
+/// The certificate file used when `--cert` is not given (the reference's default).
+pub const DEFAULT_CERT: &str = "self.pem";
+
 /// The default `handshake_timeout`: generous for a slow mobile link, short enough that
 /// connections that never speak do not pile up.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,7 +97,8 @@ impl Settings {
             target,
             prefer_ipv6: false,
             verbose: false,
-            cert: PathBuf::from("self.pem"),
+            cert: PathBuf::from(DEFAULT_CERT),
+            cert_given: false,
             key: None,
             ssl_only: false,
             ssl_min_version: TlsMinVersion::Default,

@@ -32,7 +32,7 @@ pub(super) async fn serve<S: Stream>(mut stream: S, mut info: Box<ConnInfo>, sha
     match sniff::classify(&first) {
         Protocol::Tls => {
             let Some(acceptor) = &shared.tls else {
-                return info!("TLS client refused: no certificate");
+                return info!("TLS client refused: no certificate (give one with --cert FILE)");
             };
             // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
             let handshake = Box::pin(acceptor.accept(stream));

@@ -80,10 +80,8 @@ impl Server {
                 settings.cert.display()
             );
         } else {
-            info!(
-                "  - No SSL/TLS support (no cert file {})",
-                settings.cert.display()
-            );
+            // As the reference: no file name (the default self.pem was never asked for).
+            info!("  - No SSL/TLS support (no cert file)");
         }
     }
 

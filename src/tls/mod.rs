@@ -16,15 +16,28 @@ use crate::conninfo::TlsInfo;
 #[error("{0}")]
 pub struct TlsError(pub String);
 
-/// Loads the server's TLS configuration. `Ok(None)` when the certificate file does not exist
-/// and TLS is optional (no `--ssl-only`): the server then serves plain clients only and drops
-/// TLS ones with a log line, as the reference does.
+/// Loads the server's TLS configuration. `Ok(None)` when `--cert` was not given, the default
+/// `self.pem` does not exist and TLS is optional (no `--ssl-only`, no `--key`): the server then
+/// serves plain clients only and drops TLS ones with a log line, as the reference does. A
+/// certificate named by `--cert` must exist.
 pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let cert_path = &settings.cert;
     if !cert_path.exists() {
+        if settings.cert_given {
+            return Err(TlsError(format!(
+                "--cert {}: no such file",
+                cert_path.display()
+            )));
+        }
+        if let Some(key) = &settings.key {
+            return Err(TlsError(format!(
+                "--key {}: no certificate to go with it (give it with --cert FILE)",
+                key.display()
+            )));
+        }
         if settings.ssl_only {
             return Err(TlsError(format!(
-                "--cert {}: no such file (use --cert PATH, or drop --ssl-only)",
+                "--ssl-only: no certificate to serve with (give it with --cert FILE; no {} here)",
                 cert_path.display()
             )));
         }
