@@ -34,7 +34,7 @@ pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
 pub use listen::{bind, bind_addr, resolve, Listener, Tcp as TcpListener, Unix as UnixListener};
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
-pub use process::shutdown_signal;
+pub use process::{exit, shutdown_signal, StartError};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;

@@ -1,57 +1,34 @@
-//! The `websockify` binary: parse the reference's command line, set up logging, serve.
+//! The `websockify` binary: parse the reference's command line, set up logging, serve. Every
+//! way of failing to start goes out through `websockify::exit`.
 
 use std::process::ExitCode;
 
-use websockify::{cli, Server};
+use websockify::{cli, Server, StartError};
 
 fn main() -> ExitCode {
-    let settings = match cli::parse_from(std::env::args_os()) {
-        Ok(settings) => settings,
-        Err(err) => {
-            let code = err.exit_code();
-            if code == 0 {
-                print!("{err}");
-            } else {
-                eprintln!("{err}");
-            }
-            return ExitCode::from(code as u8);
-        }
-    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => websockify::exit(&err),
+    }
+}
+
+fn run() -> Result<(), StartError> {
+    let settings = cli::parse_from(std::env::args_os())?;
     websockify::init_logging(settings.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("websockify: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+        .map_err(StartError::Runtime)?;
     runtime.block_on(async {
-        let listener = match websockify::bind(&settings.listen, settings.prefer_ipv6).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                eprintln!("websockify: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let server = match Server::new(settings) {
-            Ok(server) => server,
-            Err(err) => {
-                eprintln!("websockify: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let listener = websockify::bind(&settings.listen, settings.prefer_ipv6)
+            .await
+            .map_err(StartError::Listen)?;
+        let server = Server::new(settings)?;
         server.announce(&listener);
         // On a worker thread, not the main thread (which is no worker): spawning each
         // connection from there would cost a cross-thread wake-up per connection.
-        match tokio::spawn(server.run(listener, websockify::shutdown_signal())).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("websockify: server task failed: {err}");
-                ExitCode::FAILURE
-            }
-        }
+        tokio::spawn(server.run(listener, websockify::shutdown_signal()))
+            .await
+            .map_err(|err| StartError::Server(err.to_string()))
     })
 }
