@@ -88,8 +88,9 @@ where
         target: &target_name,
         mode,
     });
-    // The session's strings are not needed while it runs.
-    drop((path, target_name));
+    // Not needed while the session runs: an idle session keeps only what the relay uses
+    // (observers copy at `open` what they want to keep).
+    drop((path, target_name, info));
     let report = relay::run(&mut client, &mut target, leftover, mode, &mut observers).await;
     observers.close(&report);
 }
