@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use support::{
-    bounded, closed_port, echo_server, masked_frame, settings_to, start_proxy, upgrade_request,
-    Proxy, RawClient, ACCEPT, KEY,
+    bounded, closed_port, echo_server, masked_frame, read_until_dropped, send_and_read_all,
+    settings_to, start_proxy, upgrade_request, Proxy, RawClient, ACCEPT, KEY,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -85,22 +85,6 @@ async fn exchange(addr: SocketAddr, raw: &[u8]) -> (String, Vec<u8>) {
                 String::from_utf8_lossy(&buf)
             );
             buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-}
-
-/// Reads until the server ends the connection; returns everything it sent before that.
-/// A reset counts as an end (the server may close with our bytes still unread).
-async fn read_until_dropped(stream: &mut TcpStream) -> Vec<u8> {
-    bounded("the server to drop the connection", async {
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-            }
         }
     })
     .await
@@ -646,14 +630,6 @@ async fn counting_target() -> (SocketAddr, std::sync::Arc<std::sync::atomic::Ato
     (addr, count)
 }
 
-/// Sends `raw` on a new connection; returns everything the server sent before it ended the
-/// connection.
-async fn answer_to(addr: SocketAddr, raw: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(raw).await.unwrap();
-    String::from_utf8_lossy(&read_until_dropped(&mut stream).await).into_owned()
-}
-
 #[tokio::test]
 async fn a_refused_upgrade_ends_the_connection_and_nothing_pipelined_behind_it_is_served() {
     let proxy = proxy().await;
@@ -751,4 +727,10 @@ async fn duplicate_key_or_version_headers_get_400() {
         assert!(answer.contains(reason), "{extra}: {answer}");
     }
     proxy.stop().await;
+}
+
+/// Sends `raw` on a new connection; returns everything the server sent before it ended the
+/// connection.
+async fn answer_to(addr: SocketAddr, raw: &[u8]) -> String {
+    String::from_utf8_lossy(&send_and_read_all(addr, raw).await).into_owned()
 }

@@ -171,21 +171,6 @@ async fn assert_session_works(addr: SocketAddr) {
     assert_eq!(client.read_data(12).await, b"still served");
 }
 
-/// Reads until the server ends the connection (a reset counts); returns what it sent.
-async fn read_until_dropped<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
-    bounded("the server to drop the connection", async {
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await
-}
-
 /// Connects `n` clients, yielding now and then so the accept loop keeps up.
 async fn connect_many(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut streams = Vec::with_capacity(n);

@@ -370,3 +370,27 @@ pub fn self_signed() -> (String, String, Vec<u8>) {
         cert.cert.der().to_vec(),
     )
 }
+
+/// Reads until the server ends the connection (a reset counts: the server may close with our
+/// bytes still unread); returns everything it sent before that. Bounded by `WAIT`.
+pub async fn read_until_dropped<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    bounded("the server to drop the connection", async {
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+}
+
+/// Sends `raw` on a new connection and returns everything the server sends before it ends
+/// the connection.
+pub async fn send_and_read_all(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw).await.unwrap();
+    read_until_dropped(&mut stream).await
+}
