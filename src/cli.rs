@@ -753,6 +753,7 @@ impl Cli {
             web,
             file_only: self.file_only,
             handshake_timeout: crate::settings::DEFAULT_HANDSHAKE_TIMEOUT,
+            send_timeout: crate::settings::DEFAULT_SEND_TIMEOUT,
         })
     }
 }

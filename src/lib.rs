@@ -1,7 +1,7 @@
 //! websockify: a WebSocket-to-TCP bridge, drop-in for the Python reference.
 //!
 //! A connection's path through the crate, in order: `listen` → `classify` (first bytes) →
-//! `tls` → `http` upgrade (`server`, `handshake`) → `target` → `relay` (frames ↔ bytes, with
+//! `tls` → `http` upgrade (`server`, `handshake`; responses under `stall`'s send timeout) → `target` → `relay` (frames ↔ bytes, with
 //! `frame`, `utf8`, `base64` and `pool`). Other GET/HEAD requests go to `web` (`--web DIR`);
 //! a Flash policy request is answered right after `classify`. `cli` turns the command line
 //! into `settings`.
@@ -18,6 +18,7 @@ pub mod pool;
 pub mod relay;
 pub mod server;
 pub mod settings;
+pub mod stall;
 pub mod target;
 pub mod tls;
 pub mod utf8;

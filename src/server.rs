@@ -31,6 +31,7 @@ use crate::listen::tune_tcp;
 use crate::logging::redact_target;
 use crate::relay::{self, Mode};
 use crate::settings::Settings;
+use crate::stall::SendTimeout;
 use crate::target;
 use crate::tls::{self, TlsError};
 use crate::web::{self, Body, Site};
@@ -288,7 +289,10 @@ where
     // in the connection's task for the whole session.
     let conn = Box::pin(
         builder
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection(
+                TokioIo::new(SendTimeout::new(io, shared.settings.send_timeout)),
+                service,
+            )
             .with_upgrades(),
     );
     if let Err(err) = conn.await {
@@ -301,10 +305,11 @@ where
         Ok(upgraded) => upgraded,
         Err(err) => return debug!("upgrade failed: {err}"),
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<IO>>() else {
+    // The relay gets the raw stream: no send timeout on a WebSocket session.
+    let Ok(parts) = upgraded.downcast::<TokioIo<SendTimeout<IO>>>() else {
         return warn!("upgraded connection of an unexpected type");
     };
-    let mut client = parts.io.into_inner();
+    let mut client = parts.io.into_inner().into_inner();
     let run_once = shared.settings.run_once;
     shared.activity.send_if_modified(|a| {
         a.websockets += 1;
