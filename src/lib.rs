@@ -1,10 +1,10 @@
 //! websockify: a WebSocket-to-TCP bridge, drop-in for the Python reference.
 //!
 //! A connection's path through the crate, in order: `listen` → `classify` (first bytes) →
-//! `tls` → `http` upgrade (`server`, `handshake`; responses under `stall`'s send timeout) → `target` → `relay` (frames ↔ bytes, with
+//! `tls` → `http` upgrade (`server`, `handshake`) → `target` → `relay` (frames ↔ bytes, with
 //! `frame`, `utf8`, `base64` and `pool`). Other GET/HEAD requests go to `web` (`--web DIR`);
-//! a Flash policy request is answered right after `classify`. `cli` turns the command line
-//! into `settings`.
+//! HTTP responses are written under `stall`'s send timeout; a Flash policy request is answered
+//! right after `classify`. `cli` turns the command line into `settings`.
 
 pub mod base64;
 pub mod classify;
