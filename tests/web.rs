@@ -961,3 +961,105 @@ async fn an_idle_keep_alive_connection_is_not_cut_by_the_send_timeout() {
     }
     proxy.stop().await;
 }
+
+/// The real binary, killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process's resident memory (VmRSS), KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn stalled_downloads_each_hold_at_most_about_one_chunk_in_the_server() {
+    // The real binary (its own process, so this test's memory does not count), serving a
+    // 64 MiB file to N clients that never read. Each stalled download may hold: its connection
+    // (hyper's state and buffers, ~30 KiB) and one chunk (64 KiB) queued in hyper, sometimes
+    // the unsent tail of the chunk before it. The old body held up to three chunks (hyper's,
+    // tokio's file buffer, and its own): ~158 KiB each, measured.
+    const N: usize = 100;
+    const LIMIT_KIB: u64 = 136;
+    let site = site();
+    big_file(&site, "big.bin", 64 * 1024 * 1024);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_websockify"))
+            .arg("--web")
+            .arg(&site.root)
+            .args([&format!("127.0.0.1:{port}"), "127.0.0.1:9"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = child.0.id();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    bounded("the binary to listen", async {
+        while TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Warm up (threads, pools, allocator arenas): a few whole downloads at once.
+    let mut warm = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        warm.spawn(async move {
+            let reply = get(addr, "/big.bin").await;
+            assert!(reply.body.ends_with(b"LAST"));
+        });
+    }
+    while let Some(done) = warm.join_next().await {
+        done.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        let mut client = small_window_client(addr, 16 * 1024).await;
+        client
+            .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    // Stalled once the server's memory stops moving (well within the 30 s send timeout).
+    let during = bounded("the downloads to stall", async {
+        let mut last = 0;
+        let mut same = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = rss_kib(pid);
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+            if same == 3 {
+                return now;
+            }
+        }
+    })
+    .await;
+    let per_download = during.saturating_sub(before) / N as u64;
+    println!("RSS {before} KiB, {during} KiB with {N} stalled downloads: {per_download} KiB each");
+    assert!(
+        per_download < LIMIT_KIB,
+        "{per_download} KiB per stalled download (RSS {before} -> {during} KiB)"
+    );
+    drop(clients);
+}
