@@ -3,6 +3,8 @@
 # clients send a GET and never read. Reports the proxy's RSS and Pss before and while the N
 # downloads are stalled, and the difference per download.
 # Usage: scripts/stalled-downloads.sh [N] [PROXY_BINARY]   (default 200, target/release/websockify)
+# MALLOC_ARENA_MAX=1 in the environment (passed to the proxy) leaves out glibc's per-thread
+# arenas, as tests/web.rs does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
@@ -47,6 +49,7 @@ for _ in range(n):
     s.connect(("127.0.0.1", port))
     s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     socks.append(s)
+    time.sleep(0.005)  # one at a time: no burst of blocking-pool threads in the measurement
 print(f"{n} downloads requested", flush=True)
 time.sleep(3600)
 EOF
