@@ -801,6 +801,7 @@ impl Cli {
             web,
             file_only: self.file_only,
             handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
+            send_timeout: super::DEFAULT_SEND_TIMEOUT,
         })
     }
 }

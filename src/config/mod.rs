@@ -79,6 +79,11 @@ pub struct Settings {
     /// whole request head, each. Not a command-line option (the reference has a fixed one);
     /// tests shorten it.
     pub handshake_timeout: Duration,
+    /// How long a response (a `--web` download, an error page) may wait on a client that reads
+    /// nothing before the connection is dropped, as nginx's `send_timeout`. Only writes that
+    /// cannot proceed are timed: an idle keep-alive connection is not, nor a WebSocket session.
+    /// Not a command-line option; tests shorten it.
+    pub send_timeout: Duration,
 }
 
 /// The certificate file used when `--cert` is not given (the reference's default).
@@ -87,6 +92,13 @@ pub const DEFAULT_CERT: &str = "self.pem";
 /// The default `handshake_timeout`: generous for a slow mobile link, short enough that
 /// connections that never speak do not pile up.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default `send_timeout`. A write stalls only once the kernel's send buffer (up to a few
+/// MiB) is full and the client's window is shut, so any client still reading, however slowly,
+/// makes progress well within it; 30 s of none means the client is gone or never meant to read.
+/// Half nginx's 60 s: a stalled download holds a file descriptor and a chunk of memory, and a
+/// real browser retries a dropped download with a range request anyway.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Settings {
     /// Settings for a plain proxy from `listen` to `target`, everything else at the reference's
@@ -108,6 +120,7 @@ impl Settings {
             web: None,
             file_only: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }

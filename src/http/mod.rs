@@ -15,6 +15,7 @@
 //! reference); a keep-alive connection serves at most
 //! `MAX_REQUESTS` requests. Together they bound what one connection can write to the log.
 
+pub mod stall;
 pub mod upgrade;
 pub mod web;
 
@@ -39,6 +40,7 @@ use crate::gate::Gate;
 use crate::observe::redact::request_target;
 use crate::target::{self, Target};
 use crate::ws::Mode;
+use stall::SendTimeout;
 use web::{Body, Site};
 
 /// The largest request head we read (hyper's smallest buffer limit is 8 KiB).
@@ -54,6 +56,8 @@ pub const MAX_REQUESTS: u32 = 100;
 pub struct Http {
     /// Time for a whole request head.
     pub handshake_timeout: Duration,
+    /// How long a response may stall on a client that does not read (see `stall`).
+    pub send_timeout: Duration,
     /// `--web`: the static files, if any.
     pub site: Option<Arc<Site>>,
     pub gate: Gate,
@@ -117,7 +121,10 @@ where
     // in the connection's task for the whole session.
     let conn = Box::pin(
         builder
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection(
+                TokioIo::new(SendTimeout::new(io, http.send_timeout)),
+                service,
+            )
             .with_upgrades(),
     );
     if let Err(err) = conn.await {
@@ -131,12 +138,13 @@ where
             return None;
         }
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<IO>>() else {
+    let Ok(parts) = upgraded.downcast::<TokioIo<SendTimeout<IO>>>() else {
         warn!("upgraded connection of an unexpected type");
         return None;
     };
     Some(Upgraded {
-        client: parts.io.into_inner(),
+        // The relay gets the raw stream: no send timeout on a WebSocket session.
+        client: parts.io.into_inner().into_inner(),
         leftover: parts.read_buf,
         target: accepted.target,
         target_name: accepted.target_name,

@@ -6,16 +6,20 @@
 //! 2. [`resolve`] maps the segments into DIR, canonicalizes, and refuses a result outside DIR
 //!    (a symlink leading out); a directory becomes its `index.html`, a listing, or a redirect;
 //! 3. [`not_modified`] and [`choose_range`] (pure) decide 304, 206 and 416;
-//! 4. the file is streamed in chunks by [`Body`]: never read whole into memory.
+//! 4. the file is streamed in chunks by [`Body`]: never read whole into memory, and never more
+//!    than one chunk in the body's hands (see [`FileBody`]).
 //!
 //! [`Body`] is also the body type of every other response the server sends.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,14 +27,13 @@ use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Response, StatusCode, Uri};
-use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::percent::{percent_decode, percent_encode};
 
-/// How much of a file is read per chunk (and so held per download, twice: here and in tokio's
-/// blocking-read buffer).
-const CHUNK: usize = 64 * 1024;
+/// How much of a file is read per chunk: the memory a download holds (see [`FileBody`]).
+pub const CHUNK: usize = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // The response body
@@ -84,15 +87,33 @@ impl hyper::body::Body for Body {
     }
 }
 
-/// `remaining` bytes of an open file, from its current position, read on demand.
+/// `remaining` bytes of an open file from `offset`, read on demand, one chunk at a time.
+///
+/// Each chunk is read with `pread` on the blocking pool into a buffer of its own, which is then
+/// handed to hyper whole (frozen, not copied): between chunks the body holds no buffer, and
+/// hyper polls it only when its write queue is nearly empty (`MAX_HEAD_BYTES`). So a download
+/// whose client stops reading holds one chunk in hyper's queue, plus at most the chunk before
+/// it if fewer than 16 KiB of that one were left unsent (a chunk is freed only once all of it
+/// is written), and nothing here.
 pub struct FileBody {
-    file: tokio::fs::File,
+    /// Shared with the read in flight (`pread` needs no file position).
+    file: Arc<std::fs::File>,
+    offset: u64,
     remaining: u64,
-    /// The chunk being read; kept across `Pending` so it is allocated once per chunk.
-    buf: BytesMut,
+    /// The chunk being read, if any: its buffer belongs to the blocking task until it is done.
+    read: Option<JoinHandle<io::Result<BytesMut>>>,
 }
 
 impl FileBody {
+    fn new(file: std::fs::File, offset: u64, len: u64) -> FileBody {
+        FileBody {
+            file: Arc::new(file),
+            offset,
+            remaining: len,
+            read: None,
+        }
+    }
+
     fn poll_chunk(
         &mut self,
         cx: &mut Context<'_>,
@@ -100,35 +121,57 @@ impl FileBody {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
-        let want = self.remaining.min(CHUNK as u64) as usize;
-        if self.buf.len() != want {
-            self.buf.resize(want, 0);
-        }
-        let mut read_buf = ReadBuf::new(&mut self.buf);
-        match Pin::new(&mut self.file).poll_read(cx, &mut read_buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(err)) => {
+        let read = self.read.get_or_insert_with(|| {
+            let file = self.file.clone();
+            let offset = self.offset;
+            let want = self.remaining.min(CHUNK as u64) as usize;
+            tokio::task::spawn_blocking(move || read_chunk(&file, offset, want))
+        });
+        let result = match Pin::new(read).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(result)) => result,
+            Poll::Ready(Err(join)) => Err(io::Error::other(join)),
+        };
+        self.read = None;
+        match result {
+            Ok(chunk) if !chunk.is_empty() => {
+                let n = chunk.len() as u64;
+                self.offset += n;
+                self.remaining = self.remaining.saturating_sub(n);
+                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
+            }
+            Ok(_) => {
+                self.remaining = 0;
+                info!("web: a file shrank while being served");
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being served",
+                ))))
+            }
+            Err(err) => {
                 self.remaining = 0;
                 info!("web: reading a file failed: {err}");
                 Poll::Ready(Some(Err(err)))
             }
-            Poll::Ready(Ok(())) => {
-                let n = read_buf.filled().len();
-                if n == 0 {
-                    self.remaining = 0;
-                    info!("web: a file shrank while being served");
-                    return Poll::Ready(Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being served",
-                    ))));
-                }
-                self.remaining -= n as u64;
-                let mut chunk = std::mem::take(&mut self.buf);
-                chunk.truncate(n);
-                Poll::Ready(Some(Ok(Frame::data(chunk.freeze()))))
-            }
         }
     }
+}
+
+/// Reads up to `want` bytes at `offset` (fewer only at the end of the file), on the blocking
+/// pool. The buffer is allocated here, for this chunk only.
+fn read_chunk(file: &std::fs::File, offset: u64, want: usize) -> io::Result<BytesMut> {
+    let mut buf = BytesMut::zeroed(want);
+    let mut filled = 0;
+    while filled < want {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +605,7 @@ async fn respond(site: &Site, method: &Method, uri: &Uri, headers: &HeaderMap) -
 }
 
 async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Response<Body> {
-    let mut file = match tokio::fs::File::open(path).await {
+    let file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(err) => {
             if !matches!(
@@ -582,6 +625,7 @@ async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Respon
             return error(StatusCode::INTERNAL_SERVER_ERROR, head_only);
         }
     };
+    let file = file.into_std().await;
     let len = meta.len();
     let v = Validators::new(len, meta.modified().unwrap_or(UNIX_EPOCH));
     let get = |name: header::HeaderName| headers.get(name).and_then(|h| h.to_str().ok());
@@ -597,18 +641,15 @@ async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Respon
     } else {
         match choose_range(get(header::RANGE), get(header::IF_RANGE), len, &v) {
             RangeChoice::Full => {
-                let mut response = file_response(file, StatusCode::OK, len, head_only);
+                let mut response = file_response(file, StatusCode::OK, 0, len, head_only);
                 set(&mut response, header::CONTENT_TYPE, content_type(path));
                 response
             }
             RangeChoice::Partial { start, end } => {
-                if let Err(err) = file.seek(io::SeekFrom::Start(start)).await {
-                    info!(file = %path.display(), "web: seek failed: {err}");
-                    return error(StatusCode::INTERNAL_SERVER_ERROR, head_only);
-                }
                 let mut response = file_response(
                     file,
                     StatusCode::PARTIAL_CONTENT,
+                    start,
                     end - start + 1,
                     head_only,
                 );
@@ -641,21 +682,18 @@ async fn serve_file(path: &Path, head_only: bool, headers: &HeaderMap) -> Respon
     response
 }
 
-/// A response carrying `len` bytes of `file` from its position (none for HEAD, but the length).
+/// A response carrying `len` bytes of `file` from `start` (none for HEAD, but the length).
 fn file_response(
-    file: tokio::fs::File,
+    file: std::fs::File,
     status: StatusCode,
+    start: u64,
     len: u64,
     head_only: bool,
 ) -> Response<Body> {
     let body = if head_only {
         Body::empty()
     } else {
-        Body::File(FileBody {
-            file,
-            remaining: len,
-            buf: BytesMut::new(),
-        })
+        Body::File(FileBody::new(file, start, len))
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -718,6 +756,63 @@ fn set(response: &mut Response<Body>, name: header::HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file of `len` bytes numbered `i % 251`, in a fresh directory.
+    fn numbered_file(len: usize) -> (PathBuf, Vec<u8>) {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "websockify-web-unit-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let path = dir.join("f.bin");
+        std::fs::write(&path, &data).unwrap();
+        (path, data)
+    }
+
+    /// Polls `body` to its end: the data, or the first error.
+    async fn drain(mut body: FileBody) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            match std::future::poll_fn(|cx| body.poll_chunk(cx)).await {
+                None => return Ok(out),
+                Some(Err(err)) => return Err(err),
+                Some(Ok(frame)) => {
+                    let chunk = frame.into_data().unwrap_or_default();
+                    assert!(chunk.len() <= CHUNK);
+                    // Between chunks the body holds no buffer (nor a read in flight).
+                    assert!(body.read.is_none());
+                    out.extend_from_slice(&chunk);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn file_bodies_stream_a_region_in_chunks_holding_nothing_between_them() {
+        let (path, data) = numbered_file(3 * CHUNK + 123);
+        let whole = FileBody::new(std::fs::File::open(&path).unwrap(), 0, data.len() as u64);
+        assert_eq!(drain(whole).await.unwrap(), data);
+        let part = FileBody::new(std::fs::File::open(&path).unwrap(), 1000, 2 * CHUNK as u64);
+        assert_eq!(drain(part).await.unwrap(), &data[1000..1000 + 2 * CHUNK]);
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrank_ends_its_body_with_an_error() {
+        let (path, data) = numbered_file(CHUNK + 10);
+        let body = FileBody::new(std::fs::File::open(&path).unwrap(), 0, 5 * CHUNK as u64);
+        let err = drain(body).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        // A region starting past the end: an error at once, no panic.
+        let body = FileBody::new(
+            std::fs::File::open(&path).unwrap(),
+            data.len() as u64 + 5,
+            1,
+        );
+        assert!(drain(body).await.is_err());
+    }
 
     fn segs(path: &str) -> Vec<String> {
         parse_request_path(path)

@@ -38,6 +38,7 @@ impl Server {
             .map(|dir| Arc::new(Site::new(dir, settings.file_only)));
         let http = Arc::new(Http {
             handshake_timeout: settings.handshake_timeout,
+            send_timeout: settings.send_timeout,
             site,
             gate: Gate::fixed(settings.target.clone()),
         });
