@@ -204,6 +204,34 @@ impl std::error::Error for Error {
     }
 }
 
+/// Why the process cannot start: the whole message for the user (one line naming the flag or
+/// file, or the help text that was asked for) and the exit status. Every start-up failure
+/// becomes one of these, and `main` has one way out for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    pub message: String,
+    /// 0 after help, 2 for a usage error (as optparse), 1 otherwise.
+    pub code: u8,
+}
+
+impl StartError {
+    /// A failure to start (exit status 1); `message` is prefixed with the program's name.
+    pub fn new(message: impl fmt::Display) -> Self {
+        StartError {
+            message: format!("websockify: {message}"),
+            code: 1,
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StartError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,16 +29,15 @@ mod ws;
 pub use config::cli::{self, CliError};
 pub use config::{Listen, Settings, TargetSpec, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
-pub use error::{Error, Kind, Side};
+pub use error::{Error, Kind, Side, StartError};
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
 pub use listen::{bind, bind_addr, resolve, Listener, Tcp as TcpListener, Unix as UnixListener};
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
-pub use process::{exit, shutdown_signal, StartError};
+pub use process::{exit, shutdown_signal};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;
-pub use tls::TlsError;
 
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {

@@ -18,17 +18,17 @@ fn run() -> Result<(), StartError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(StartError::Runtime)?;
+        .map_err(|err| StartError::new(format!("cannot start the runtime: {err}")))?;
     runtime.block_on(async {
         let listener = websockify::bind(&settings.listen, settings.prefer_ipv6)
             .await
-            .map_err(StartError::Listen)?;
+            .map_err(StartError::new)?;
         let server = Server::new(settings)?;
         server.announce(&listener);
         // On a worker thread, not the main thread (which is no worker): spawning each
         // connection from there would cost a cross-thread wake-up per connection.
         tokio::spawn(server.run(listener, websockify::shutdown_signal()))
             .await
-            .map_err(|err| StartError::Server(err.to_string()))
+            .map_err(|err| StartError::new(format!("server task failed: {err}")))
     })
 }

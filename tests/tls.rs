@@ -136,7 +136,12 @@ fn startup_error(settings: Settings) -> String {
         Err(err) => {
             let message = err.to_string();
             assert!(!message.contains('\n'), "not one line: {message:?}");
-            message
+            assert_eq!(err.code, 1, "{message}");
+            // What follows the program's name.
+            match message.strip_prefix("websockify: ") {
+                Some(rest) => rest.to_owned(),
+                None => panic!("not prefixed with the program's name: {message:?}"),
+            }
         }
     }
 }

@@ -79,6 +79,15 @@ fn with_usage(msg: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+impl From<CliError> for crate::error::StartError {
+    fn from(err: CliError) -> Self {
+        crate::error::StartError {
+            code: err.exit_code() as u8,
+            message: err.to_string(),
+        }
+    }
+}
+
 /// Rewords clap's unknown-option error the way optparse does. clap reports an ambiguous
 /// abbreviation (`--ssl`) as unknown with a tip naming one candidate, and suggests `-- --opt`,
 /// which here would start a wrapped command; optparse lists every candidate instead.

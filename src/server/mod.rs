@@ -15,11 +15,12 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::config::Settings;
 use crate::conninfo::ConnInfo;
+use crate::error::StartError;
 use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::{Accepted, Listener};
-use crate::tls::{self, TlsError};
+use crate::tls;
 
 /// A configured proxy, ready to serve a listener.
 pub struct Server {
@@ -30,7 +31,7 @@ pub struct Server {
 
 impl Server {
     /// Checks what can be checked before serving (the certificate, mainly).
-    pub fn new(settings: Settings) -> Result<Server, TlsError> {
+    pub fn new(settings: Settings) -> Result<Server, StartError> {
         let tls = tls::load(&settings)?.map(TlsAcceptor::from);
         let site = settings
             .web

@@ -16,6 +16,12 @@ use crate::conninfo::TlsInfo;
 #[error("{0}")]
 pub struct TlsError(pub String);
 
+impl From<TlsError> for crate::error::StartError {
+    fn from(err: TlsError) -> Self {
+        crate::error::StartError::new(err)
+    }
+}
+
 /// Loads the server's TLS configuration. `Ok(None)` when `--cert` was not given, the default
 /// `self.pem` does not exist and TLS is optional (no `--ssl-only`, no `--key`): the server then
 /// serves plain clients only and drops TLS ones with a log line, as the reference does. A
