@@ -51,6 +51,10 @@ pub enum Kind {
     BadRequest,
     /// Connecting to the target failed (refused, unreachable, no such name or socket).
     Connect,
+    /// The request names no target we know (a missing or unknown token).
+    NotFound,
+    /// What decides targets cannot answer now (a token source that cannot be read).
+    Unavailable,
 }
 
 impl Kind {
@@ -62,6 +66,8 @@ impl Kind {
             Kind::Timeout => "timeout",
             Kind::BadRequest => "bad_request",
             Kind::Connect => "connect",
+            Kind::NotFound => "not_found",
+            Kind::Unavailable => "unavailable",
         }
     }
 }
@@ -155,6 +161,8 @@ impl Error {
         match (self.side, self.kind) {
             (Side::Client, Kind::BadRequest | Kind::Protocol(_)) => 400,
             (Side::Client, Kind::Timeout) => 408,
+            (Side::Client, Kind::NotFound) => 404,
+            (_, Kind::Unavailable) => 503,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
             _ => 500,
@@ -273,6 +281,11 @@ mod tests {
         assert_eq!(Error::connect(io::ErrorKind::NotFound.into()).status(), 502);
         assert_eq!(Error::connect(io::ErrorKind::TimedOut.into()).status(), 504);
         assert_eq!(Error::new(Side::Internal, Kind::Io, "x").status(), 500);
+        assert_eq!(Error::new(Side::Client, Kind::NotFound, "x").status(), 404);
+        assert_eq!(
+            Error::new(Side::Internal, Kind::Unavailable, "x").status(),
+            503
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ mod tls;
 mod ws;
 
 pub use config::cli::{self, CliError};
-pub use config::{Listen, Settings, TargetSpec, TlsMinVersion, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use config::{
+    Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use websockify::cli::{parse_from, CliError};
-use websockify::{Listen, Settings, TargetSpec, TlsMinVersion};
+use websockify::{Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig};
 
 fn parse(args: &[&str]) -> Result<Settings, CliError> {
     parse_from(std::iter::once("websockify").chain(args.iter().copied()))
@@ -44,11 +44,11 @@ fn tcp_listen(host: &str, port: u16) -> Listen {
     }
 }
 
-fn tcp_target(host: &str, port: u16) -> TargetSpec {
-    TargetSpec::Tcp {
+fn tcp_target(host: &str, port: u16) -> Targets {
+    Targets::Fixed(TargetSpec::Tcp {
         host: host.into(),
         port,
-    }
+    })
 }
 
 // ---- positional forms ----
@@ -58,7 +58,13 @@ fn source_and_target_give_plain_proxy_with_reference_defaults() {
     let s = ok(&["127.0.0.1:6080", "localhost:5900"]);
     assert_eq!(
         s,
-        Settings::new(tcp_listen("127.0.0.1", 6080), tcp_target("localhost", 5900))
+        Settings::new(
+            tcp_listen("127.0.0.1", 6080),
+            TargetSpec::Tcp {
+                host: "localhost".into(),
+                port: 5900
+            }
+        )
     );
     assert_eq!(s.cert, PathBuf::from("self.pem"));
 }
@@ -94,7 +100,7 @@ fn unix_target_replaces_the_target_argument() {
         assert_eq!(s.listen, tcp_listen("", 6080), "{args:?}");
         assert_eq!(
             s.target,
-            TargetSpec::Unix("/tmp/vnc.sock".into()),
+            Targets::Fixed(TargetSpec::Unix("/tmp/vnc.sock".into())),
             "{args:?}"
         );
     }
@@ -108,22 +114,52 @@ fn unix_target_with_a_target_argument_too_is_too_many_arguments() {
     );
 }
 
+fn tokens(plugin: &str, source: Option<&str>, host_token: bool) -> Targets {
+    Targets::Tokens(TokenConfig {
+        plugin: plugin.into(),
+        source: source.map(str::to_owned),
+        host_token,
+    })
+}
+
 #[test]
-fn token_plugin_form_needs_no_target_but_is_not_supported_yet() {
-    let msg = err(&[
+fn token_plugin_form_needs_no_target() {
+    let s = ok(&[
         "--token-plugin=TokenFile",
         "--token-source=/etc/tokens",
         "6080",
     ]);
-    assert!(msg.contains("--token-plugin: not supported yet"), "{msg}");
+    assert_eq!(s.target, tokens("TokenFile", Some("/etc/tokens"), false));
+    let s = ok(&[
+        "--token-plugin",
+        "websockify.token_plugins.ReadOnlyTokenFile",
+        "--token-source",
+        "/t",
+        "--host-token",
+        "6080",
+    ]);
+    assert_eq!(
+        s.target,
+        tokens(
+            "websockify.token_plugins.ReadOnlyTokenFile",
+            Some("/t"),
+            true
+        )
+    );
 }
 
 #[test]
-fn target_config_form_needs_no_target_but_is_not_supported_yet() {
-    assert_err_contains(
-        &["--target-config", "/etc/tokens", "6080"],
-        "--target-config: not supported yet",
-    );
+fn target_config_is_token_file_with_that_source() {
+    let s = ok(&["--target-config", "/etc/tokens", "6080"]);
+    assert_eq!(s.target, tokens("TokenFile", Some("/etc/tokens"), false));
+    // As the reference: --target-config wins over --token-plugin/--token-source.
+    let s = ok(&[
+        "--target-config=/a",
+        "--token-plugin=ReadOnlyTokenFile",
+        "--token-source=/b",
+        "6080",
+    ]);
+    assert_eq!(s.target, tokens("TokenFile", Some("/a"), false));
 }
 
 #[test]
@@ -576,12 +612,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--unix-listen-mode=0600"], "--unix-listen-mode"),
         (&["--wrap-mode=exit"], "--wrap-mode"),
         (&["--wrap-mode", "respawn"], "--wrap-mode"),
-        (&["--token-plugin=TokenFile"], "--token-plugin"),
-        (
-            &["--token-plugin=TokenFile", "--token-source=/etc/t"],
-            "--token-plugin",
-        ),
-        (&["--target-config=/etc/t"], "--target-config"),
         (&["--auth-plugin=BasicHTTPAuth"], "--auth-plugin"),
         (&["--heartbeat=30"], "--heartbeat"),
         (&["--heartbeat", "30"], "--heartbeat"),
@@ -612,10 +642,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
 
 #[test]
 fn options_only_valid_with_plugins_fail_naming_an_option_once_valid() {
-    assert_err_contains(
-        &["--token-plugin=TokenFile", "--host-token", "6080"],
-        "not supported yet",
-    );
     assert_err_contains(
         &[
             "--auth-plugin=BasicHTTPAuth",
@@ -766,16 +792,6 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
         (
             "--unix-listen-mode",
             &["--unix-listen-mode=0600", "6080", "h:5900"],
-        ),
-        ("--target-config", &["--target-config=/etc/t", "6080"]),
-        ("--token-plugin", &["--token-plugin=TokenFile", "6080"]),
-        (
-            "--token-source",
-            &["--token-plugin=TokenFile", "--token-source=/t", "6080"],
-        ),
-        (
-            "--host-token",
-            &["--token-plugin=TokenFile", "--host-token", "6080"],
         ),
         ("--heartbeat", &["--heartbeat=30", "6080", "h:5900"]),
         (

@@ -124,7 +124,7 @@ async fn unix_socket_target_is_relayed() {
         }
     });
     let mut settings = settings_to("127.0.0.1:1".parse().unwrap());
-    settings.target = TargetSpec::Unix(path);
+    settings.target = websockify::Targets::Fixed(TargetSpec::Unix(path));
     let proxy = start_proxy(settings).await;
     let (mut client, _) = RawClient::connect(proxy.addr, Some("binary")).await;
     client.send(true, 0x2, b"over a unix socket").await;

@@ -22,12 +22,13 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `websockify ARGS 127.0.0.1:0 TARGET` (plain, no colours) and waits for its
-    /// start-up lines to learn the port.
+    /// Starts `websockify ARGS 127.0.0.1:0 TARGET` (plain, no colours; no TARGET when it is
+    /// empty) and waits for its start-up lines to learn the port.
     async fn start(args: &[&str], target: &str) -> Server {
         let mut child = Command::new(BIN)
             .args(args)
-            .args(["127.0.0.1:0", target])
+            .arg("127.0.0.1:0")
+            .args((!target.is_empty()).then_some(target))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -191,4 +192,52 @@ async fn one_connection_cannot_write_unbounded_lines_to_the_log() {
         server.count(r#"path="/flood""#),
         websockify::MAX_REQUESTS as usize
     );
+}
+
+#[tokio::test]
+async fn a_malformed_token_file_line_is_a_warning_naming_file_and_line_and_tokens_are_not_logged() {
+    let target = echo_server().await;
+    let dir = temp_dir("logs-tokens");
+    let file = dir.join("tokens");
+    std::fs::write(
+        &file,
+        format!("# desks\ngood-s3cret: {target}\nbad line\n\nworse: host:port\n"),
+    )
+    .unwrap();
+    let source = format!("--token-source={}", file.display());
+    let server = Server::start(&["--token-plugin=TokenFile", &source], "").await;
+    let lines = server.lines();
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("token file:")).collect();
+    assert_eq!(warnings.len(), 2, "{lines:#?}");
+    assert!(
+        warnings[0].contains(&format!("file={}", file.display())),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("line=3"), "{}", warnings[0]);
+    assert!(warnings[1].contains("line=5"), "{}", warnings[1]);
+    server
+        .wait_for("Proxying to targets by token (?token=) from TokenFile")
+        .await;
+
+    // A good token and an unknown one: neither value is written to the log.
+    let stream = TcpStream::connect(server.addr()).await.unwrap();
+    let mut client = RawClient::new(stream);
+    let head = client
+        .request(&upgrade_request("/?token=good-s3cret", ""))
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    drop(client);
+    let answer = send_and_read_all(
+        server.addr(),
+        upgrade_request("/?token=wrong-s3cret", "").as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 404 "), "{answer:?}");
+    let refused = server.wait_for("refused:").await;
+    assert!(refused.contains("Token not found"), "{refused}");
+    assert!(refused.contains("label=client_not_found"), "{refused}");
+    for line in server.lines() {
+        assert!(!line.contains("s3cret"), "a token in the log: {line}");
+    }
 }

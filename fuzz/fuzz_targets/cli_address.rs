@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use websockify::cli::{command, parse_with, CliError};
-use websockify::{Listen, TargetSpec};
+use websockify::{Listen, TargetSpec, Targets};
 
 fn no_brackets(host: &str) -> bool {
     !host.contains(['[', ']'])
@@ -50,7 +50,7 @@ fuzz_target!(|input: &[u8]| {
             let Listen::Tcp { host, port } = &settings.listen;
             assert!(no_brackets(host), "listen host {host:?}");
             assert!(some_word_has_port(&words, *port), "listen port {port}");
-            if let TargetSpec::Tcp { host, port } = &settings.target {
+            if let Targets::Fixed(TargetSpec::Tcp { host, port }) = &settings.target {
                 assert!(no_brackets(host), "target host {host:?}");
                 assert!(some_word_has_port(&words, *port), "target port {port}");
             }

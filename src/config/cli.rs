@@ -19,7 +19,7 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
-use super::{Listen, Settings, TargetSpec, TlsMinVersion};
+use super::{Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig};
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
 /// [`CliError::exit_code`].
@@ -620,16 +620,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("unix_listen_mode", "--unix-listen-mode", |c, _| {
         given(&c.unix_listen_mode)
     }),
-    ("target_config", "--target-config", |c, _| {
-        given(&c.target_config)
-    }),
-    ("token_plugin", "--token-plugin", |c, _| {
-        given(&c.token_plugin)
-    }),
-    ("token_source", "--token-source", |c, _| {
-        given(&c.token_source)
-    }),
-    ("host_token", "--host-token", |c, _| c.host_token),
     ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
     ("auth_plugin", "--auth-plugin", |c, _| given(&c.auth_plugin)),
     ("auth_source", "--auth-source", |c, _| given(&c.auth_source)),
@@ -777,12 +767,28 @@ impl Cli {
             ListenArg::Inetd => return Err(CliError::not_supported("--inetd")),
         };
         let target = match (&self.unix_target, pos.target) {
-            (Some(path), _) if given(&self.unix_target) => TargetSpec::Unix(path.clone()),
-            (_, Some((host, port))) => TargetSpec::Tcp { host, port },
+            (Some(path), _) if given(&self.unix_target) => {
+                Targets::Fixed(TargetSpec::Unix(path.clone()))
+            }
+            (_, Some((host, port))) => Targets::Fixed(TargetSpec::Tcp { host, port }),
             _ if pos.wrap_cmd.is_some() => {
                 return Err(CliError::not_supported("-- WRAP_COMMAND_LINE"))
             }
-            _ => return Err(CliError::not_supported("--token-plugin")),
+            // As the reference: `--target-config PATH` is `--token-plugin TokenFile
+            // --token-source PATH` (and wins over them).
+            _ if given(&self.target_config) => Targets::Tokens(TokenConfig {
+                plugin: "TokenFile".into(),
+                source: self
+                    .target_config
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                host_token: self.host_token,
+            }),
+            _ => Targets::Tokens(TokenConfig {
+                plugin: self.token_plugin.clone().unwrap_or_default(),
+                source: self.token_source.clone().filter(|s| !s.is_empty()),
+                host_token: self.host_token,
+            }),
         };
 
         // An empty `--cert=` is no `--cert`, as for the other paths.
@@ -950,10 +956,10 @@ mod tests {
         );
         assert_eq!(
             settings.target,
-            TargetSpec::Tcp {
+            Targets::Fixed(TargetSpec::Tcp {
                 host: "fe80::1".into(),
                 port: 5900
-            }
+            })
         );
     }
 }

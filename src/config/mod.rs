@@ -35,6 +35,27 @@ impl fmt::Display for TargetSpec {
     }
 }
 
+/// Where the WebSockets of this server may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Every request goes to this one target (`target_addr:target_port`, `--unix-target`).
+    Fixed(TargetSpec),
+    /// A token in each request names its target (`--token-plugin`, `--target-config`).
+    Tokens(TokenConfig),
+}
+
+/// `--token-plugin NAME --token-source ARG [--host-token]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    /// The plugin's name as given: bare (`TokenFile`) or dotted
+    /// (`websockify.token_plugins.TokenFile`).
+    pub plugin: String,
+    /// `--token-source`, as given (None when absent or empty).
+    pub source: Option<String>,
+    /// `--host-token`: the token is the Host header (without its port), not `?token=`.
+    pub host_token: bool,
+}
+
 /// `--ssl-version`: the minimum TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMinVersion {
@@ -48,7 +69,7 @@ pub enum TlsMinVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub listen: Listen,
-    pub target: TargetSpec,
+    pub target: Targets,
     /// `-6/--prefer-ipv6`: prefer IPv6 when resolving source_addr (and `::` for "all").
     pub prefer_ipv6: bool,
     /// `-v/--verbose`.
@@ -106,7 +127,7 @@ impl Settings {
     pub fn new(listen: Listen, target: TargetSpec) -> Self {
         Settings {
             listen,
-            target,
+            target: Targets::Fixed(target),
             prefer_ipv6: false,
             verbose: false,
             cert: PathBuf::from(DEFAULT_CERT),

@@ -11,32 +11,45 @@ use std::time::Duration;
 
 use hyper::{HeaderMap, Uri};
 
-use crate::config::TargetSpec;
+use crate::config::{TargetSpec, Targets};
 use crate::conninfo::ConnInfo;
-use crate::error::{Error, Kind, Side};
+use crate::error::{Error, Kind, Side, StartError};
+
+pub mod token;
 
 /// The longest a gate decision may take (target lookup and authentication together).
 pub const GATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where targets come from. Chosen once at start-up; static dispatch, one variant per source.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Source {
     /// Every request goes to the same target.
     Fixed(Arc<TargetSpec>),
+    /// The request's token names the target.
+    Tokens {
+        plugin: Arc<token::Plugin>,
+        /// `--host-token`: the token is the Host header, not `?token=`.
+        host_token: bool,
+    },
 }
 
 /// The gate, configured.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gate {
     source: Source,
 }
 
 impl Gate {
-    /// A gate sending every request to `target`.
-    pub fn fixed(target: TargetSpec) -> Gate {
-        Gate {
-            source: Source::Fixed(Arc::new(target)),
-        }
+    /// The gate `targets` asks for; a token source is opened (and checked) now.
+    pub fn new(targets: &Targets) -> Result<Gate, StartError> {
+        let source = match targets {
+            Targets::Fixed(target) => Source::Fixed(Arc::new(target.clone())),
+            Targets::Tokens(config) => Source::Tokens {
+                plugin: Arc::new(token::Plugin::new(config)?),
+                host_token: config.host_token,
+            },
+        };
+        Ok(Gate { source })
     }
 
     /// Where this request may go, or why it may not, within [`GATE_TIMEOUT`].
@@ -58,12 +71,31 @@ impl Gate {
 
     async fn lookup(
         &self,
-        _uri: &Uri,
-        _headers: &HeaderMap,
+        uri: &Uri,
+        headers: &HeaderMap,
         _info: &ConnInfo,
     ) -> Result<Arc<TargetSpec>, Error> {
         match &self.source {
             Source::Fixed(target) => Ok(target.clone()),
+            Source::Tokens { plugin, host_token } => {
+                let token = if *host_token {
+                    token::from_host(headers)
+                } else {
+                    token::from_query(uri.query())
+                };
+                // The reference's words; the token itself is never echoed nor logged.
+                let Some(token) = token else {
+                    return Err(Error::new(
+                        Side::Client,
+                        Kind::NotFound,
+                        "Token not present",
+                    ));
+                };
+                match plugin.lookup(&token).await? {
+                    Some(target) => Ok(target),
+                    None => Err(Error::new(Side::Client, Kind::NotFound, "Token not found")),
+                }
+            }
         }
     }
 
@@ -71,6 +103,14 @@ impl Gate {
     pub fn describe(&self) -> String {
         match &self.source {
             Source::Fixed(target) => target.to_string(),
+            Source::Tokens { plugin, host_token } => {
+                let from = if *host_token {
+                    "the Host header"
+                } else {
+                    "?token="
+                };
+                format!("targets by token ({from}) from {}", plugin.describe())
+            }
         }
     }
 }

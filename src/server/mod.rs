@@ -41,7 +41,7 @@ impl Server {
             handshake_timeout: settings.handshake_timeout,
             send_timeout: settings.send_timeout,
             site,
-            gate: Gate::fixed(settings.target.clone()),
+            gate: Gate::new(&settings.target)?,
         });
         Ok(Server {
             settings: Arc::new(settings),

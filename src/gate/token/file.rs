@@ -1,0 +1,355 @@
+//! file: `TokenFile` and `ReadOnlyTokenFile` (and `--target-config`): `token: host:port`
+//! lines in a file, or in every regular file of a directory.
+//!
+//! The line format is the reference's, quirks included ([`parse_line`]). `ReadOnlyTokenFile`
+//! reads its source once, at start-up. `TokenFile` applies edits without a restart: each lookup
+//! compares the source's stamps (size, modification time, inode of the file, or of the
+//! directory and each of its files) with those it loaded, a few `stat`s on the blocking pool,
+//! and reads the source again only when they differ, so a file replaced by rename (as editors
+//! and configuration managers do) is picked up as well as one edited in place. File times tick
+//! coarsely (a few milliseconds), so an edit right after a read may keep every stamp: a source
+//! modified less than `RACY` before it was read is read again at each lookup until it has
+//! been quiet that long (git's "racily clean" rule). A source that
+//! can no longer be read refuses every token (503) until it can: deleting the file revokes
+//! access, it does not freeze the old table.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tracing::warn;
+
+use crate::config::TargetSpec;
+use crate::error::{Error, Kind, Side, StartError};
+
+/// What one line of a token file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Blank, or a `#` comment.
+    Skip,
+    Entry {
+        token: String,
+        target: TargetSpec,
+    },
+    /// Not a `token: host:port` line: why (the line is skipped with a warning).
+    Malformed(&'static str),
+}
+
+/// Reads one line as the reference does: stripped; blank and `#` lines skipped; split at `:`
+/// followed by whitespace (exactly one such place, so a token may contain `:`), the token kept
+/// as it is; the target stripped and split at its LAST colon, so a bare IPv6 address works
+/// (`tok: ::1:5901`), and brackets around the host are dropped (`[::1]:5901`, which the
+/// reference would pass on as a host name and fail on); `unix_socket:/path` names a Unix socket.
+pub fn parse_line(line: &str) -> Line {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Line::Skip;
+    }
+    let mut splits = line
+        .char_indices()
+        .filter(|&(i, c)| c == ':' && line[i + 1..].starts_with(char::is_whitespace));
+    let Some((colon, _)) = splits.next() else {
+        return Line::Malformed("expected 'token: host:port'");
+    };
+    if splits.next().is_some() {
+        return Line::Malformed("more than one ': ' in the line");
+    }
+    let token = &line[..colon];
+    // Past the colon and the one whitespace character the split consumed.
+    let rest = &line[colon + 1..];
+    let rest = &rest[rest.chars().next().map_or(0, char::len_utf8)..];
+    let Some((host, port)) = rest.trim().rsplit_once(':') else {
+        return Line::Malformed("the target has no ':port'");
+    };
+    if host == "unix_socket" {
+        if port.is_empty() {
+            return Line::Malformed("unix_socket: needs a path");
+        }
+        return Line::Entry {
+            token: token.to_owned(),
+            target: TargetSpec::Unix(PathBuf::from(port)),
+        };
+    }
+    let host = host.trim_matches(['[', ']']);
+    if host.is_empty() {
+        return Line::Malformed("the target has no host");
+    }
+    match port.trim().parse::<u16>() {
+        Ok(port) => Line::Entry {
+            token: token.to_owned(),
+            target: TargetSpec::Tcp {
+                host: host.to_owned(),
+                port,
+            },
+        },
+        Err(_) => Line::Malformed("the target's port is not a number (0-65535)"),
+    }
+}
+
+/// What identifies a version of a file: a rename or an edit changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+            device: meta.dev(),
+        }
+    }
+}
+
+/// The stamps of a source: the file, or the directory then each file read from it.
+type Stamps = Vec<(PathBuf, FileStamp)>;
+
+/// How long after its last modification a file's stamps may still hide an edit.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A source as loaded.
+#[derive(Debug)]
+struct Table {
+    stamps: Stamps,
+    /// Some stamp was too fresh when read: the next lookup reads the source again.
+    racy: bool,
+    /// `Err` when the source could not be read: every lookup is refused until it can.
+    targets: Result<HashMap<String, Arc<TargetSpec>>, String>,
+}
+
+/// `TokenFile` (`watch`) or `ReadOnlyTokenFile`.
+#[derive(Debug)]
+pub struct TokenFile {
+    /// Absolute (a later `chdir` must not change it).
+    source: PathBuf,
+    watch: bool,
+    table: ArcSwap<Table>,
+    /// One reload at a time; lookups meanwhile use the table they found.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl TokenFile {
+    /// Reads `source` now: a source that does not exist or cannot be read is a start-up error
+    /// naming it; a malformed line is a warning naming file and line.
+    pub fn open(source: &str, watch: bool) -> Result<TokenFile, StartError> {
+        let path = std::path::absolute(source)
+            .map_err(|e| StartError::new(format!("--token-source {source}: {e}")))?;
+        let table = load(&path);
+        if let Err(err) = &table.targets {
+            return Err(StartError::new(format!("--token-source {source}: {err}")));
+        }
+        Ok(TokenFile {
+            source: path,
+            watch,
+            table: ArcSwap::from_pointee(table),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
+        if self.watch {
+            self.refresh().await?;
+        }
+        let table = self.table.load();
+        match &table.targets {
+            Ok(targets) => Ok(targets.get(token).cloned()),
+            Err(_) => Err(unavailable()),
+        }
+    }
+
+    /// Reads the source again if its stamps changed since it was loaded.
+    async fn refresh(&self) -> Result<(), Error> {
+        let loaded = self.table.load_full();
+        if !loaded.racy && current_stamps(&self.source, &loaded.stamps).await? == loaded.stamps {
+            return Ok(());
+        }
+        let _one_at_a_time = self.reloading.lock().await;
+        // Another lookup may have reloaded it while this one waited.
+        let reloaded = self.table.load_full();
+        if !Arc::ptr_eq(&loaded, &reloaded)
+            && !reloaded.racy
+            && current_stamps(&self.source, &reloaded.stamps).await? == reloaded.stamps
+        {
+            return Ok(());
+        }
+        let path = self.source.clone();
+        let table = blocking(move || load(&path)).await?;
+        if let Err(err) = &table.targets {
+            warn!(source = %self.source.display(), "token source unreadable, refusing every token: {err}");
+        }
+        self.table.store(Arc::new(table));
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        let kind = if self.watch {
+            "TokenFile"
+        } else {
+            "ReadOnlyTokenFile"
+        };
+        format!("{kind} {}", self.source.display())
+    }
+}
+
+fn unavailable() -> Error {
+    Error::new(
+        Side::Internal,
+        Kind::Unavailable,
+        "token source unavailable",
+    )
+}
+
+/// Runs `work` on the blocking pool: file system calls never block the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| unavailable())
+}
+
+/// The stamps of the source now, checking the same files as `loaded` (and the directory, whose
+/// own stamp changes when a file is added, removed or renamed).
+async fn current_stamps(source: &Path, loaded: &Stamps) -> Result<Stamps, Error> {
+    let paths: Vec<PathBuf> = if loaded.is_empty() {
+        vec![source.to_path_buf()]
+    } else {
+        loaded.iter().map(|(path, _)| path.clone()).collect()
+    };
+    blocking(move || {
+        paths
+            .into_iter()
+            .filter_map(|path| {
+                let meta = std::fs::metadata(&path).ok()?;
+                Some((path, FileStamp::of(&meta)))
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Reads the whole source: the file, or every regular file in the directory (by name order,
+/// so that a token defined twice resolves the same way every time: the last one wins).
+fn load(source: &Path) -> Table {
+    let read_at = SystemTime::now();
+    let mut stamps = Vec::new();
+    let targets = read_source(source, &mut stamps).map_err(|e| e.to_string());
+    let racy = stamps.iter().any(|(_, stamp)| {
+        stamp
+            .modified
+            .is_none_or(|modified| modified + RACY > read_at)
+    });
+    Table {
+        stamps,
+        racy,
+        targets,
+    }
+}
+
+fn read_source(source: &Path, stamps: &mut Stamps) -> io::Result<HashMap<String, Arc<TargetSpec>>> {
+    let meta = std::fs::metadata(source)?;
+    stamps.push((source.to_path_buf(), FileStamp::of(&meta)));
+    let files = if meta.is_dir() {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(source)? {
+            let path = entry?.path();
+            if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        files
+    } else {
+        vec![source.to_path_buf()]
+    };
+    let mut targets = HashMap::new();
+    for file in files {
+        let meta = std::fs::metadata(&file)?;
+        if file != source {
+            stamps.push((file.clone(), FileStamp::of(&meta)));
+        }
+        let text = std::fs::read(&file)?;
+        let text = String::from_utf8_lossy(&text);
+        for (n, line) in text.lines().enumerate() {
+            match parse_line(line) {
+                Line::Skip => {}
+                Line::Entry { token, target } => {
+                    targets.insert(token, Arc::new(target));
+                }
+                Line::Malformed(why) => warn!(
+                    file = %file.display(),
+                    line = n + 1,
+                    "token file: {why}; line skipped"
+                ),
+            }
+        }
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(token: &str, host: &str, port: u16) -> Line {
+        Line::Entry {
+            token: token.into(),
+            target: TargetSpec::Tcp {
+                host: host.into(),
+                port,
+            },
+        }
+    }
+
+    #[test]
+    fn lines_are_read_as_the_reference_reads_them() {
+        assert_eq!(parse_line("abc: host:5900"), entry("abc", "host", 5900));
+        assert_eq!(
+            parse_line("  abc:\thost:5900  "),
+            entry("abc", "host", 5900)
+        );
+        // A token may contain ':' not followed by whitespace.
+        assert_eq!(parse_line("a:b: host:1"), entry("a:b", "host", 1));
+        // The target splits at its last colon: bare IPv6 works.
+        assert_eq!(parse_line("b:\t::1:5901"), entry("b", "::1", 5901));
+        assert_eq!(parse_line("c: [::1]:5901"), entry("c", "::1", 5901));
+        assert_eq!(parse_line("d:   host:5900"), entry("d", "host", 5900));
+        // The token is kept as it is, trailing space included (the split is at ': ').
+        assert_eq!(parse_line("e : host:1"), entry("e ", "host", 1));
+        assert_eq!(
+            parse_line("u: unix_socket:/run/vnc.sock"),
+            Line::Entry {
+                token: "u".into(),
+                target: TargetSpec::Unix("/run/vnc.sock".into())
+            }
+        );
+        for skipped in ["", "   ", "# a: b:1", "  #x"] {
+            assert_eq!(parse_line(skipped), Line::Skip, "{skipped:?}");
+        }
+        for bad in [
+            "no separator",
+            "abc:host:5900",
+            "a: b: c:1",
+            "a: host",
+            "a: host:port",
+            "a: host:70000",
+            "a: :5900",
+            "a: unix_socket:",
+        ] {
+            assert!(
+                matches!(parse_line(bad), Line::Malformed(_)),
+                "{bad:?}: {:?}",
+                parse_line(bad)
+            );
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Token plugins: the request's token picks its target, before the 101. Two echo targets
+//! behind two tokens; unknown and missing tokens; `--host-token`; TokenFile edits applied
+//! without a restart (in place and by rename); a directory source; a source that disappears.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use support::*;
+use tokio::net::TcpStream;
+use websockify::{Settings, StartError, Targets, TokenConfig};
+
+/// A target that says who it is, then echoes.
+async fn named_target(name: &'static str) -> SocketAddr {
+    tcp_server(move |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stream.write_all(name.as_bytes()).await;
+        let (mut r, mut w) = stream.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
+}
+
+fn token_settings(plugin: &str, source: &Path, host_token: bool) -> Settings {
+    let mut settings = settings_to(closed_port_sync());
+    settings.target = Targets::Tokens(TokenConfig {
+        plugin: plugin.into(),
+        source: Some(source.to_string_lossy().into_owned()),
+        host_token,
+    });
+    settings
+}
+
+/// An address nothing listens on (the fixed target is replaced anyway).
+fn closed_port_sync() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Upgrades on `path` (with `extra` header lines); the response head and, on 101, the client.
+async fn open(proxy: SocketAddr, path: &str, extra: &str) -> (String, RawClient<TcpStream>) {
+    let mut client = RawClient::new(TcpStream::connect(proxy).await.unwrap());
+    let head = client.request(&upgrade_request(path, extra)).await;
+    (head, client)
+}
+
+/// Asserts `path` reaches the target that calls itself `name`.
+async fn assert_reaches(proxy: SocketAddr, path: &str, extra: &str, name: &str) {
+    let (head, mut client) = open(proxy, path, extra).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    assert_eq!(
+        client.read_data(name.len()).await,
+        name.as_bytes(),
+        "{path}"
+    );
+    client.send(true, 0x2, b"ping").await;
+    assert_eq!(client.read_data(4).await, b"ping");
+}
+
+/// Asserts `path` is refused with `status` and `reason`, and the connection ends.
+async fn assert_refused(proxy: SocketAddr, path: &str, extra: &str, status: u16, reason: &str) {
+    let answer = send_and_read_all(proxy, upgrade_request(path, extra).as_bytes()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{path}: {answer}"
+    );
+    assert!(
+        answer.ends_with(&format!(": {reason}\n")),
+        "{path}: {answer}"
+    );
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn each_token_reaches_its_own_target_and_nothing_else_reaches_anything() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let dir = temp_dir("tokens-two");
+    let file = dir.join("tokens");
+    write(
+        &file,
+        &format!(
+            "# two desks\n\ndesk-a: {a}\ndesk-b:\t127.0.0.1:{}\n",
+            b.port()
+        ),
+    );
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    assert_reaches(proxy.addr, "/websockify?token=desk-a", "", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "", "B").await;
+    // Any path, other parameters around it.
+    assert_reaches(proxy.addr, "/x/y?a=1&token=desk-b&z", "", "B").await;
+    assert_refused(proxy.addr, "/?token=desk-c", "", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/?token=DESK-A", "", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/websockify", "", 404, "Token not present").await;
+    assert_refused(proxy.addr, "/?token=", "", 404, "Token not present").await;
+    // A fixed target (the settings' original one) is not a fallback.
+    assert_refused(proxy.addr, "/?tokenx=desk-a", "", 404, "Token not present").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn host_token_takes_the_host_header_without_its_port() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let dir = temp_dir("tokens-host");
+    let file = dir.join("tokens");
+    write(&file, &format!("desk-a: {a}\ndesk-b: {b}\n"));
+    let proxy = start_proxy(token_settings("ReadOnlyTokenFile", &file, true)).await;
+    // upgrade_request sends `Host: 127.0.0.1`; a second Host line would be a bad request, so
+    // the requests here are written out whole.
+    for (host, name) in [("desk-a:6080", "A"), ("desk-b", "B")] {
+        let raw = upgrade_request("/?token=desk-b", "")
+            .replace("Host: 127.0.0.1", &format!("Host: {host}"));
+        let mut client = RawClient::new(TcpStream::connect(proxy.addr).await.unwrap());
+        let head = client.request(&raw).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{host}: {head}");
+        assert_eq!(client.read_data(1).await, name.as_bytes(), "{host}");
+    }
+    // The query's token is not used with --host-token.
+    assert_refused(proxy.addr, "/?token=desk-a", "", 404, "Token not found").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_file_edits_apply_without_a_restart_in_place_and_by_rename() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let dir = temp_dir("tokens-edit");
+    let file = dir.join("tokens");
+    write(&file, &format!("desk: {a}\n"));
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    // Edited in place, the same length (size unchanged: the modification time or inode tells).
+    write(&file, &format!("desk: {b}\n"));
+    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    // Replaced by rename, as editors and configuration managers do.
+    let staged = dir.join("tokens.new");
+    write(&staged, &format!("desk: {a}\nother: {b}\n"));
+    std::fs::rename(&staged, &file).unwrap();
+    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    assert_reaches(proxy.addr, "/?token=other", "", "B").await;
+    // Removed: every token is refused (revoking access must not keep the old table) ...
+    std::fs::remove_file(&file).unwrap();
+    assert_refused(
+        proxy.addr,
+        "/?token=desk",
+        "",
+        503,
+        "token source unavailable",
+    )
+    .await;
+    // ... until it is back.
+    write(&file, &format!("desk: {b}\n"));
+    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn read_only_token_file_reads_its_source_once() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let dir = temp_dir("tokens-ro");
+    let file = dir.join("tokens");
+    write(&file, &format!("desk: {a}\n"));
+    let proxy = start_proxy(token_settings("ReadOnlyTokenFile", &file, false)).await;
+    write(&file, &format!("desk: {b}\n"));
+    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_directory_source_reads_every_file_in_it_and_sees_new_ones() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let dir = temp_dir("tokens-dir");
+    write(&dir.join("one"), &format!("desk-a: {a}\n"));
+    std::fs::create_dir(dir.join("subdir")).unwrap();
+    let proxy = start_proxy(token_settings("TokenFile", &dir, false)).await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "", "A").await;
+    assert_refused(proxy.addr, "/?token=desk-b", "", 404, "Token not found").await;
+    write(&dir.join("two"), &format!("desk-b: {b}\n"));
+    assert_reaches(proxy.addr, "/?token=desk-b", "", "B").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_unix_socket_target_from_a_token() {
+    let dir = temp_dir("tokens-unix");
+    let sock = dir.join("desk.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let file = dir.join("tokens");
+    write(&file, &format!("u: unix_socket:{}\n", sock.display()));
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    let (head, mut client) = open(proxy.addr, "/?token=u", "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client.send(true, 0x2, b"over unix").await;
+    assert_eq!(client.read_data(9).await, b"over unix");
+    proxy.stop().await;
+}
+
+fn startup_error(settings: Settings) -> StartError {
+    match websockify::Server::new(settings) {
+        Ok(_) => panic!("the server should refuse to start"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn bad_token_configurations_are_start_up_errors_naming_what_is_wrong() {
+    let missing = temp_dir("tokens-missing").join("nope");
+    let err = startup_error(token_settings("TokenFile", &missing, false));
+    assert!(
+        err.message
+            .contains(&format!("--token-source {}", missing.display())),
+        "{err}"
+    );
+    let dir = temp_dir("tokens-bad");
+    let err = startup_error(token_settings("NoSuchPlugin", &dir, false));
+    assert!(
+        err.message.contains("--token-plugin NoSuchPlugin: unknown"),
+        "{err}"
+    );
+    let err = startup_error(token_settings("some.module.Plugin", &dir, false));
+    assert!(
+        err.message.contains("--token-plugin some.module.Plugin"),
+        "{err}"
+    );
+    let mut settings = token_settings("TokenFile", &dir, false);
+    if let Targets::Tokens(config) = &mut settings.target {
+        config.source = None;
+    }
+    let err = startup_error(settings);
+    assert!(err.message.contains("needs --token-source"), "{err}");
+    assert_eq!(err.code, 1);
+}
+
+#[tokio::test]
+async fn an_edit_that_keeps_size_time_and_inode_is_still_seen_while_the_file_is_fresh() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    // Same length, so only the content differs.
+    assert_eq!(a.to_string().len(), b.to_string().len());
+    let dir = temp_dir("tokens-racy");
+    let file = dir.join("tokens");
+    write(&file, &format!("desk: {a}\n"));
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    // Rewritten in place within one tick of the file clock: size, time and inode all as
+    // they were (the time set back explicitly, as a coarse clock would leave it).
+    write(&file, &format!("desk: {b}\n"));
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    proxy.stop().await;
+}
