@@ -31,7 +31,10 @@ pub use config::{Listen, Settings, TargetSpec, TlsMinVersion, DEFAULT_HANDSHAKE_
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side};
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
-pub use listen::{bind, bind_addr, resolve, Listener, Tcp as TcpListener, Unix as UnixListener};
+pub use listen::{
+    bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Tcp as TcpListener,
+    Unix as UnixListener,
+};
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::{exit, shutdown_signal, StartError};
