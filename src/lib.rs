@@ -33,7 +33,10 @@ pub use config::{
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
-pub use listen::{bind, bind_addr, resolve, Listener, Tcp as TcpListener, Unix as UnixListener};
+pub use listen::{
+    bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Tcp as TcpListener,
+    Unix as UnixListener,
+};
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::{exit, shutdown_signal};

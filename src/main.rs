@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use websockify::{cli, Server, StartError};
+use websockify::{cli, Bound, Listener, Server, StartError};
 
 fn main() -> ExitCode {
     match run() {
@@ -20,15 +20,25 @@ fn run() -> Result<(), StartError> {
         .build()
         .map_err(|err| StartError::new(format!("cannot start the runtime: {err}")))?;
     runtime.block_on(async {
-        let listener = websockify::bind(&settings.listen, settings.prefer_ipv6)
+        let bound = websockify::bind(&settings.listen, settings.prefer_ipv6)
             .await
             .map_err(StartError::new)?;
         let server = Server::new(settings)?;
-        server.announce(&listener);
-        // On a worker thread, not the main thread (which is no worker): spawning each
-        // connection from there would cost a cross-thread wake-up per connection.
-        tokio::spawn(server.run(listener, websockify::shutdown_signal()))
-            .await
-            .map_err(|err| StartError::new(format!("server task failed: {err}")))
+        // The one dispatch on the kind of listener; the server is generic over it.
+        match bound {
+            Bound::Tcp(listener) => serve(server, listener).await,
+            Bound::Unix(listener) => serve(server, listener).await,
+            Bound::Inetd(listener) => serve(server, listener).await,
+        }
     })
+}
+
+/// Announces and serves `listener` until a signal or a limit ends the server.
+async fn serve<L: Listener>(server: Server, listener: L) -> Result<(), StartError> {
+    server.announce(&listener);
+    // On a worker thread, not the main thread (which is no worker): spawning each
+    // connection from there would cost a cross-thread wake-up per connection.
+    tokio::spawn(server.run(listener, websockify::shutdown_signal()))
+        .await
+        .map_err(|err| StartError::new(format!("server task failed: {err}")))
 }

@@ -187,15 +187,34 @@ fn words_between_source_and_wrap_separator_are_too_many_arguments() {
 
 #[test]
 fn inetd_takes_no_source_argument() {
-    assert_err_contains(&["--inetd", "h:5900"], "--inetd: not supported yet");
+    let s = ok(&["--inetd", "h:5900"]);
+    assert_eq!(s.listen, Listen::Inetd);
+    assert_eq!(s.target, tcp_target("h", 5900));
+    // The source word is taken for the target, as in the reference.
+    assert_err_contains(&["--inetd", "6080", "h:5900"], "Error parsing target");
 }
 
 #[test]
 fn unix_listen_takes_no_source_argument() {
-    assert_err_contains(
-        &["--unix-listen=/tmp/ws.sock", "h:5900"],
-        "--unix-listen: not supported yet",
+    let s = ok(&["--unix-listen=/tmp/ws.sock", "h:5900"]);
+    assert_eq!(
+        s.listen,
+        Listen::Unix {
+            path: PathBuf::from("/tmp/ws.sock"),
+            mode: 0o600
+        }
     );
+    assert_eq!(s.target, tcp_target("h", 5900));
+}
+
+/// As the reference: `--inetd` wins over `--unix-listen`, and a mode without `--unix-listen`
+/// is ignored.
+#[test]
+fn inetd_wins_and_a_mode_alone_is_ignored() {
+    let s = ok(&["--inetd", "--unix-listen=/tmp/ws.sock", "h:5900"]);
+    assert_eq!(s.listen, Listen::Inetd);
+    let s = ok(&["--unix-listen-mode=0666", "6080", "h:5900"]);
+    assert_eq!(s.listen, tcp_listen("", 6080));
 }
 
 // ---- argument counts and addresses ----
@@ -404,26 +423,34 @@ fn heartbeat_zero_is_accepted() {
 
 #[test]
 fn bad_unix_listen_mode_is_an_error() {
-    for mode in ["9", "rw", "0x1ff", ""] {
+    for mode in ["9", "rw", "0x1ff", "17777"] {
         let arg = format!("--unix-listen-mode={mode}");
         let msg = err(&["--unix-listen=/tmp/ws.sock", &arg, "h:5900"]);
-        let want = if mode.is_empty() {
-            // empty means "not given", as in the reference
-            "--unix-listen: not supported yet"
-        } else {
-            "Error parsing listen unix socket mode"
-        };
-        assert!(msg.contains(want), "{mode:?}: {msg}");
+        assert!(
+            msg.contains("Error parsing listen unix socket mode"),
+            "{mode:?}: {msg}"
+        );
     }
 }
 
 #[test]
-fn octal_unix_listen_mode_passes_validation() {
-    for mode in ["0600", "750", "0o755"] {
+fn unix_listen_mode_is_octal_and_empty_means_0600() {
+    // empty means "not given", as in the reference
+    for (mode, want) in [
+        ("0600", 0o600),
+        ("750", 0o750),
+        ("0o755", 0o755),
+        ("", 0o600),
+    ] {
         let arg = format!("--unix-listen-mode={mode}");
-        assert_err_contains(
-            &["--unix-listen=/tmp/ws.sock", &arg, "h:5900"],
-            "--unix-listen: not supported yet",
+        let s = ok(&["--unix-listen=/tmp/ws.sock", &arg, "h:5900"]);
+        assert_eq!(
+            s.listen,
+            Listen::Unix {
+                path: PathBuf::from("/tmp/ws.sock"),
+                mode: want
+            },
+            "{mode:?}"
         );
     }
 }
@@ -609,7 +636,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--verify-client"], "--verify-client"),
         (&["--cafile=ca.pem"], "--cafile"),
         (&["--ssl-ciphers", "HIGH"], "--ssl-ciphers"),
-        (&["--unix-listen-mode=0600"], "--unix-listen-mode"),
         (&["--wrap-mode=exit"], "--wrap-mode"),
         (&["--wrap-mode", "respawn"], "--wrap-mode"),
         (&["--auth-plugin=BasicHTTPAuth"], "--auth-plugin"),
@@ -787,12 +813,6 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
         ("--verify-client", &["--verify-client", "6080", "h:5900"]),
         ("--cafile", &["--cafile=ca.pem", "6080", "h:5900"]),
         ("--ssl-ciphers", &["--ssl-ciphers=HIGH", "6080", "h:5900"]),
-        ("--inetd", &["--inetd", "h:5900"]),
-        ("--unix-listen", &["--unix-listen=/tmp/s", "h:5900"]),
-        (
-            "--unix-listen-mode",
-            &["--unix-listen-mode=0600", "6080", "h:5900"],
-        ),
         ("--heartbeat", &["--heartbeat=30", "6080", "h:5900"]),
         (
             "--auth-plugin",

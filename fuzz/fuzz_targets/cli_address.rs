@@ -47,9 +47,10 @@ fuzz_target!(|input: &[u8]| {
         .chain(words.iter().cloned().map(OsString::from_vec));
     match parse_with(built.clone(), argv) {
         Ok(settings) => {
-            let Listen::Tcp { host, port } = &settings.listen;
-            assert!(no_brackets(host), "listen host {host:?}");
-            assert!(some_word_has_port(&words, *port), "listen port {port}");
+            if let Listen::Tcp { host, port } = &settings.listen {
+                assert!(no_brackets(host), "listen host {host:?}");
+                assert!(some_word_has_port(&words, *port), "listen port {port}");
+            }
             if let Targets::Fixed(TargetSpec::Tcp { host, port }) = &settings.target {
                 assert!(no_brackets(host), "target host {host:?}");
                 assert!(some_word_has_port(&words, *port), "target port {port}");

@@ -615,11 +615,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("verify_client", "--verify-client", |c, _| c.verify_client),
     ("cafile", "--cafile", |c, _| given(&c.cafile)),
     ("ssl_ciphers", "--ssl-ciphers", |c, _| given(&c.ssl_ciphers)),
-    ("inetd", "--inetd", |c, _| c.inetd),
-    ("unix_listen", "--unix-listen", |c, _| given(&c.unix_listen)),
-    ("unix_listen_mode", "--unix-listen-mode", |c, _| {
-        given(&c.unix_listen_mode)
-    }),
     ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
     ("auth_plugin", "--auth-plugin", |c, _| given(&c.auth_plugin)),
     ("auth_source", "--auth-source", |c, _| given(&c.auth_source)),
@@ -759,12 +754,10 @@ impl Cli {
             return Err(CliError::not_supported(option));
         }
 
-        // Kinds the not-supported list already refuses; named here so that dropping a line
-        // from that list without adding a `Settings` variant still fails clearly.
         let listen = match pos.listen {
             ListenArg::Tcp { host, port } => Listen::Tcp { host, port },
-            ListenArg::Unix { .. } => return Err(CliError::not_supported("--unix-listen")),
-            ListenArg::Inetd => return Err(CliError::not_supported("--inetd")),
+            ListenArg::Unix { path, mode } => Listen::Unix { path, mode },
+            ListenArg::Inetd => Listen::Inetd,
         };
         let target = match (&self.unix_target, pos.target) {
             (Some(path), _) if given(&self.unix_target) => {

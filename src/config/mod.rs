@@ -12,6 +12,10 @@ use std::time::Duration;
 pub enum Listen {
     /// `[source_addr:]source_port`. An empty host means every interface (as the reference).
     Tcp { host: String, port: u16 },
+    /// `--unix-listen FILE`, its permission bits from `--unix-listen-mode` (default 0600).
+    Unix { path: PathBuf, mode: u32 },
+    /// `--inetd`: the listening socket is standard input (inetd's `wait` mode).
+    Inetd,
 }
 
 /// Where each WebSocket is bridged to. Chosen per request, before connecting, so that token

@@ -1,5 +1,5 @@
-//! listen: where connections come from. One file per kind of listening socket (TCP today,
-//! Unix; later inetd and systemd-activated sockets), each a [`Listener`] that hands out
+//! listen: where connections come from. One file per kind of listening socket (TCP, Unix,
+//! inetd's on standard input; later systemd-activated sockets), each a [`Listener`] that hands out
 //! [`Stream`]s and the addresses of both ends. The server is generic over them, so a new kind
 //! is a new file, not a new branch in the accept loop. Knows nothing of what travels on the
 //! connections.
@@ -12,9 +12,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::config::Listen;
 use crate::conninfo::Addr;
 
+pub mod inetd;
 pub mod tcp;
 pub mod unix;
 
+pub use inetd::Inetd;
 pub use tcp::{bind_addr, resolve, Tcp};
 pub use unix::Unix;
 
@@ -27,6 +29,13 @@ pub trait Listener: Send + 'static {
 
     /// Where this listener listens, for the start-up lines.
     fn local_addr(&self) -> io::Result<Addr>;
+
+    /// What the start-up summary says after "Listen on".
+    fn describe(&self) -> String {
+        self.local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into())
+    }
 }
 
 /// An accepted connection and what the socket says about it.
@@ -43,9 +52,21 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn peek(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>> + Send;
 }
 
-/// Binds what `listen` asks for. The error names the address.
-pub async fn bind(listen: &Listen, prefer_ipv6: bool) -> io::Result<tcp::Tcp> {
-    match listen {
-        Listen::Tcp { host, port } => tcp::bind(host, *port, prefer_ipv6).await,
-    }
+/// A listener of the kind the command line asked for. `main` matches on it once and runs the
+/// server generic over the kind inside.
+#[derive(Debug)]
+pub enum Bound {
+    Tcp(Tcp),
+    Unix(Unix),
+    Inetd(Inetd),
+}
+
+/// Binds (or, for `--inetd`, takes) what `listen` asks for. The error names the address or the
+/// file. Runs inside the runtime.
+pub async fn bind(listen: &Listen, prefer_ipv6: bool) -> io::Result<Bound> {
+    Ok(match listen {
+        Listen::Tcp { host, port } => Bound::Tcp(tcp::bind(host, *port, prefer_ipv6).await?),
+        Listen::Unix { path, mode } => Bound::Unix(Unix::bind(path, *mode)?),
+        Listen::Inetd => Bound::Inetd(Inetd::from_stdin()?),
+    })
 }

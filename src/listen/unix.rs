@@ -1,37 +1,148 @@
-//! unix: a listener on a Unix stream socket (for `--unix-listen`, which the command line does
-//! not accept yet: its options land with the issue that owns them).
+//! unix: a listener on a Unix stream socket (`--unix-listen FILE`, `--unix-listen-mode`), or
+//! one inherited from `--inetd`.
+//!
+//! Binding: a stale socket file (nobody accepts on it) is replaced; a live socket or a file that
+//! is not a socket is an error naming it, and is left alone (the reference unlinks whatever is
+//! there). The file is created with the requested mode (umask set for the bind, then chmod), so
+//! it is never reachable with wider permissions; it is removed when the listener is dropped
+//! (clean exit) if it is still the one we created.
 
 use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use rustix::fs::Mode;
+use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::{Accepted, Listener, Stream};
 use crate::conninfo::Addr;
 
+/// Pending connections the kernel queues for us, as for TCP.
+const BACKLOG: i32 = 1024;
+
 /// A bound Unix listener.
 #[derive(Debug)]
 pub struct Unix {
     listener: UnixListener,
     path: Option<PathBuf>,
+    /// The socket file this listener created, removed on drop while it is still that file.
+    created: Option<Created>,
+}
+
+/// A socket file we made: its path and identity (device, inode).
+#[derive(Debug)]
+struct Created {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
 }
 
 impl Unix {
-    /// Binds a Unix stream socket at `path` (which must not exist).
-    pub fn bind(path: &Path) -> io::Result<Unix> {
-        let listener = UnixListener::bind(path).map_err(|e| {
+    /// Binds a Unix stream socket at `path` with permission bits `mode`, replacing a stale
+    /// socket file there. The error names the file.
+    pub fn bind(path: &Path, mode: u32) -> io::Result<Unix> {
+        let named = |e: io::Error| {
             io::Error::new(
                 e.kind(),
-                format!("cannot listen on {}: {e}", path.display()),
+                format!("cannot listen on unix:{}: {e}", path.display()),
             )
-        })?;
+        };
+        clear_stale(path).map_err(named)?;
+        let socket = bind_with_mode(path, mode).map_err(named)?;
+        let meta = std::fs::symlink_metadata(path).map_err(named)?;
+        let listener = UnixListener::from_std(socket.into()).map_err(named)?;
         Ok(Unix {
             listener,
             path: Some(path.to_path_buf()),
+            created: Some(Created {
+                path: path.to_path_buf(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }),
         })
+    }
+
+    /// Wraps a listener bound elsewhere (`--inetd`): its file, if any, is not ours to remove.
+    pub fn inherited(listener: std::os::unix::net::UnixListener) -> io::Result<Unix> {
+        listener.set_nonblocking(true)?;
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+        Ok(Unix {
+            listener: UnixListener::from_std(listener)?,
+            path,
+            created: None,
+        })
+    }
+}
+
+/// Makes room at `path`: nothing there is fine; a socket nobody accepts on is removed; a live
+/// socket or any other kind of file is an error (and stays).
+fn clear_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the file exists and is not a socket (left alone)",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds and listens at `path`, the file created with exactly `mode`: the umask hides every
+/// other bit during `bind` (as the reference does), so there is no moment with wider
+/// permissions; a chmod then sets what a umask cannot (bits the process umask would not
+/// normally clear are covered too). The umask is process-wide: this runs at start-up, before
+/// anything else creates files.
+fn bind_with_mode(path: &Path, mode: u32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    let addr = SockAddr::unix(path)?;
+    let old = rustix::process::umask(Mode::from_bits_truncate(0o777 & !mode));
+    let bound = socket.bind(&addr);
+    rustix::process::umask(old);
+    bound?;
+    let chmod = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| socket.listen(BACKLOG));
+    if let Err(e) = chmod {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(socket)
+}
+
+impl Drop for Unix {
+    /// Removes the socket file we created, unless it has been replaced since (by another
+    /// instance that found ours stale, say).
+    fn drop(&mut self) {
+        if let Some(created) = &self.created {
+            if let Ok(meta) = std::fs::symlink_metadata(&created.path) {
+                if meta.dev() == created.dev && meta.ino() == created.ino {
+                    let _ = std::fs::remove_file(&created.path);
+                }
+            }
+        }
     }
 }
 

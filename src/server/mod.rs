@@ -53,12 +53,8 @@ impl Server {
     /// The reference's start-up summary, for a server about to serve `listener`.
     pub fn announce(&self, listener: &impl Listener) {
         let settings = &self.settings;
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
         info!("WebSocket server settings:");
-        info!("  - Listen on {addr}");
+        info!("  - Listen on {}", listener.describe());
         info!("  - Proxying to {}", self.http.gate.describe());
         match &settings.web {
             Some(dir) if settings.file_only => info!(

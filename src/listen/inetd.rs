@@ -1,0 +1,177 @@
+//! inetd: `--inetd`, the listening socket is standard input, as inetd passes it in its `wait`
+//! mode (and as the reference, which accepts from `socket.fromfd(stdin)`). A TCP or a Unix
+//! stream socket; anything else on stdin (a terminal, a file, an already-connected socket of
+//! inetd's `nowait` mode) is a start-up error.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use socket2::{Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::tcp::Tcp;
+use super::unix::{Unix, UnixConn};
+use super::{Accepted, Listener, Stream};
+use crate::conninfo::Addr;
+
+/// The start-up error for a standard input that is not a listening stream socket.
+pub const NOT_A_LISTENER: &str = "--inetd: standard input is not a listening socket";
+
+/// The listening socket inherited on standard input.
+#[derive(Debug)]
+pub enum Inetd {
+    Tcp(Tcp),
+    Unix(Unix),
+}
+
+impl Inetd {
+    /// Takes the listening socket on standard input (a duplicate of fd 0: stdin itself stays
+    /// open). Must run inside the runtime.
+    pub fn from_stdin() -> io::Result<Inetd> {
+        let refused = |why: &dyn std::fmt::Display| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{NOT_A_LISTENER} ({why})"),
+            )
+        };
+        let fd = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| refused(&e))?;
+        let socket = Socket::from(fd);
+        // getsockname fails with ENOTSOCK on a terminal, a pipe or a file.
+        let local = socket.local_addr().map_err(|e| refused(&e))?;
+        if socket.r#type().map_err(|e| refused(&e))? != Type::STREAM {
+            return Err(refused(&"not a stream socket"));
+        }
+        if !socket.is_listener().map_err(|e| refused(&e))? {
+            return Err(refused(&"not listening: inetd must pass it in `wait` mode"));
+        }
+        socket.set_nonblocking(true)?;
+        if local.is_unix() {
+            Ok(Inetd::Unix(Unix::inherited(socket.into())?))
+        } else if local.as_socket().is_some() {
+            let std: std::net::TcpListener = socket.into();
+            Ok(Inetd::Tcp(Tcp::new(tokio::net::TcpListener::from_std(
+                std,
+            )?)?))
+        } else {
+            Err(refused(&"neither a TCP nor a Unix socket"))
+        }
+    }
+}
+
+impl Listener for Inetd {
+    type Stream = InetdStream;
+
+    async fn accept(&mut self) -> io::Result<Accepted<InetdStream>> {
+        Ok(match self {
+            Inetd::Tcp(tcp) => {
+                let a = tcp.accept().await?;
+                Accepted {
+                    stream: InetdStream::Tcp(a.stream),
+                    peer: a.peer,
+                    local: a.local,
+                }
+            }
+            Inetd::Unix(unix) => {
+                let a = unix.accept().await?;
+                Accepted {
+                    stream: InetdStream::Unix(a.stream),
+                    peer: a.peer,
+                    local: a.local,
+                }
+            }
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<Addr> {
+        match self {
+            Inetd::Tcp(tcp) => tcp.local_addr(),
+            Inetd::Unix(unix) => unix.local_addr(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.local_addr() {
+            Ok(addr) => format!("{addr} (inetd: standard input)"),
+            Err(_) => "inetd (standard input)".into(),
+        }
+    }
+}
+
+/// A connection accepted from the inherited socket.
+pub enum InetdStream {
+    Tcp(TcpStream),
+    Unix(UnixConn),
+}
+
+impl Stream for InetdStream {
+    async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            InetdStream::Tcp(s) => Stream::peek(s, buf).await,
+            InetdStream::Unix(s) => s.peek(buf).await,
+        }
+    }
+}
+
+impl AsyncRead for InetdStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            InetdStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            InetdStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for InetdStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            InetdStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            InetdStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            InetdStream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            InetdStream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            InetdStream::Tcp(s) => s.is_write_vectored(),
+            InetdStream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            InetdStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            InetdStream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            InetdStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            InetdStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
