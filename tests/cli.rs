@@ -327,12 +327,28 @@ fn unknown_option_is_a_usage_error_naming_it() {
 fn ssl_versions_map_to_minimum_tls_versions() {
     for (v, want) in [
         ("default", TlsMinVersion::Default),
-        ("tlsv1_1", TlsMinVersion::Default),
         ("tlsv1_2", TlsMinVersion::Tls12),
         ("tlsv1_3", TlsMinVersion::Tls13),
     ] {
         let s = ok(&["--ssl-version", v, "6080", "h:5900"]);
         assert_eq!(s.ssl_min_version, want, "{v}");
+    }
+}
+
+/// rustls has no TLS 1.1: asking for it is a start-up error saying so, not a quiet TLS 1.2.
+#[test]
+fn ssl_version_tlsv1_1_is_refused_saying_why() {
+    for args in [
+        &["--ssl-version", "tlsv1_1", "6080", "h:5900"][..],
+        &["--ssl-version=tlsv1_1", "6080", "h:5900"][..],
+    ] {
+        let msg = err(args);
+        assert_eq!(
+            msg,
+            "error: --ssl-version tlsv1_1: TLS 1.1 is not supported (rustls speaks TLS 1.2 and \
+             1.3); use tlsv1_2 or default",
+            "{args:?}"
+        );
     }
 }
 

@@ -128,13 +128,19 @@ pub enum SslVersion {
     Tlsv1_3,
 }
 
-impl From<SslVersion> for TlsMinVersion {
-    /// rustls has no TLS 1.1, so `tlsv1_1` is as good as `default` (TLS 1.2).
-    fn from(v: SslVersion) -> Self {
-        match v {
-            SslVersion::Default | SslVersion::Tlsv1_1 => TlsMinVersion::Default,
-            SslVersion::Tlsv1_2 => TlsMinVersion::Tls12,
-            SslVersion::Tlsv1_3 => TlsMinVersion::Tls13,
+impl SslVersion {
+    /// The minimum version rustls can honour. rustls speaks TLS 1.2 and 1.3 only: asking for
+    /// TLS 1.1 is refused at start-up rather than quietly raised to 1.2, so that nobody
+    /// believes old clients will be served.
+    fn min_version(self) -> Result<TlsMinVersion, CliError> {
+        match self {
+            SslVersion::Default => Ok(TlsMinVersion::Default),
+            SslVersion::Tlsv1_1 => Err(CliError::usage(
+                "--ssl-version tlsv1_1: TLS 1.1 is not supported (rustls speaks TLS 1.2 and \
+                 1.3); use tlsv1_2 or default",
+            )),
+            SslVersion::Tlsv1_2 => Ok(TlsMinVersion::Tls12),
+            SslVersion::Tlsv1_3 => Ok(TlsMinVersion::Tls13),
         }
     }
 }
@@ -255,7 +261,8 @@ pub struct Cli {
     )]
     pub cafile: Option<PathBuf>,
 
-    /// Minimum TLS version to use
+    /// Minimum TLS version to use (default: TLS 1.2; tlsv1_1 is refused: only TLS 1.2 and
+    /// 1.3 are spoken)
     #[arg(
         long,
         value_name = "VERSION",
@@ -776,6 +783,8 @@ impl Cli {
             _ => return Err(CliError::not_supported("--token-plugin")),
         };
 
+        let ssl_min_version = self.ssl_version.min_version()?;
+
         // An empty `--cert=` is no `--cert`, as for the other paths.
         let cert = self.cert.clone().filter(|c| !c.as_os_str().is_empty());
         let cert_given = cert.is_some();
@@ -794,7 +803,7 @@ impl Cli {
             cert_given,
             key: self.key.clone().filter(|k| !k.as_os_str().is_empty()),
             ssl_only: self.ssl_only,
-            ssl_min_version: self.ssl_version.into(),
+            ssl_min_version,
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),

@@ -38,7 +38,8 @@ impl fmt::Display for TargetSpec {
 /// `--ssl-version`: the minimum TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMinVersion {
-    /// `default`, `tlsv1_1`: rustls speaks TLS 1.2 and 1.3 only, so both mean 1.2.
+    /// `default`: TLS 1.2 (rustls speaks TLS 1.2 and 1.3 only; `tlsv1_1` is refused at
+    /// start-up).
     #[default]
     Default,
     Tls12,
