@@ -628,3 +628,124 @@ async fn plain_http_errors_are_answered_over_tls_too() {
     assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
     proxy.stop().await;
 }
+
+/// `key_pem` (a PKCS#8 PEM key) encrypted with `password` as `openssl pkcs8 -topk8 -v2
+/// aes-256-cbc` does (PBES2, PBKDF2-SHA256, AES-256-CBC), as PEM.
+fn encrypt_key(key_pem: &str, password: &str) -> String {
+    use pkcs8::der::pem::LineEnding;
+    use pkcs8::der::Decode;
+    let (_, der) = pkcs8::der::SecretDocument::from_pem(key_pem).unwrap();
+    let info = pkcs8::PrivateKeyInfo::from_der(der.as_bytes()).unwrap();
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(
+        2048,
+        b"salt for a test",
+        &[7; 16],
+    )
+    .unwrap();
+    let encrypted = info.encrypt_with_params(params, password).unwrap();
+    encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
+/// Certificate files for "localhost" whose key is encrypted with `password`: (the key file,
+/// the certificate and the encrypted key in one file, the certificate alone, its DER).
+fn encrypted_certs(password: &str) -> (PathBuf, PathBuf, PathBuf, Vec<u8>) {
+    let (cert_pem, key_pem, der) = self_signed();
+    let encrypted = encrypt_key(&key_pem, password);
+    assert!(encrypted.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let dir = temp_dir("tls-encrypted");
+    let key = dir.join("key.pem");
+    let combined = dir.join("combined.pem");
+    let cert = dir.join("cert.pem");
+    std::fs::write(&key, &encrypted).unwrap();
+    std::fs::write(&combined, format!("{cert_pem}{encrypted}")).unwrap();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    (key, combined, cert, der)
+}
+
+#[tokio::test]
+async fn an_encrypted_key_is_decrypted_with_key_password() {
+    let (key, combined, cert, der) = encrypted_certs("correct horse");
+    // In a separate --key file, and in the certificate file.
+    for (cert_file, key_file) in [(&cert, Some(key.as_path())), (&combined, None)] {
+        let mut settings = tls_settings(echo_server().await, cert_file, key_file);
+        settings.key_password = Some("correct horse".into());
+        let proxy = start_proxy(settings).await;
+        let tls = tls_connect(proxy.addr, any_version(&der)).await.unwrap();
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_password_is_a_start_up_error_naming_the_option_and_the_file() {
+    let (key, combined, cert, _) = encrypted_certs("correct horse");
+    for (cert_file, key_file, file) in [
+        (&cert, Some(key.as_path()), &key),
+        (&combined, None, &combined),
+    ] {
+        let mut settings = tls_settings(support::closed_port().await, cert_file, key_file);
+        settings.key_password = Some("battery staple".into());
+        let message = startup_error(settings);
+        assert_eq!(
+            message,
+            format!(
+                "--key-password: cannot decrypt the private key in {} (wrong password?)",
+                file.display()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_encrypted_key_without_key_password_is_a_start_up_error_asking_for_it() {
+    let (key, _, cert, _) = encrypted_certs("correct horse");
+    let message = startup_error(tls_settings(
+        support::closed_port().await,
+        &cert,
+        Some(&key),
+    ));
+    assert!(
+        message.starts_with(&format!("--key {}: ", key.display())),
+        "{message}"
+    );
+    assert!(message.contains("--key-password"), "{message}");
+}
+
+#[tokio::test]
+async fn a_legacy_encrypted_pem_key_is_a_start_up_error_saying_how_to_convert_it() {
+    let certs = certs();
+    let legacy = temp_dir("tls-legacy").join("legacy.pem");
+    std::fs::write(
+        &legacy,
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,\
+         00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let mut settings = tls_settings(support::closed_port().await, &certs.cert, Some(&legacy));
+    settings.key_password = Some("pw".into());
+    let message = startup_error(settings);
+    assert!(
+        message.starts_with(&format!("--key {}: ", legacy.display())),
+        "{message}"
+    );
+    assert!(message.contains("openssl pkcs8 -topk8"), "{message}");
+}
+
+#[tokio::test]
+async fn key_password_with_a_plain_key_still_serves() {
+    // As the reference (OpenSSL ignores it): the password is not needed, a warning says so.
+    let certs = certs();
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.key_password = Some("unused".into());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}

@@ -229,7 +229,9 @@ pub struct Cli {
     )]
     pub key: Option<PathBuf>,
 
-    /// SSL key password
+    /// Password of an encrypted PKCS#8 key (BEGIN ENCRYPTED PRIVATE KEY); convert a legacy
+    /// encrypted PEM key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`. Visible to other local
+    /// users in the process list
     #[arg(
         long,
         value_name = "PASSWORD",
@@ -606,9 +608,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
         p.wrap_cmd.is_some()
     }),
-    ("key_password", "--key-password", |c, _| {
-        given(&c.key_password)
-    }),
     ("ssl_target", "--ssl-target", |c, _| c.ssl_target),
     ("verify_client", "--verify-client", |c, _| c.verify_client),
     ("cafile", "--cafile", |c, _| given(&c.cafile)),
@@ -802,6 +801,7 @@ impl Cli {
             cert: cert.unwrap_or_else(|| super::DEFAULT_CERT.into()),
             cert_given,
             key: self.key.clone().filter(|k| !k.as_os_str().is_empty()),
+            key_password: self.key_password.clone().filter(|p| !p.is_empty()),
             ssl_only: self.ssl_only,
             ssl_min_version,
             run_once: self.run_once,

@@ -61,6 +61,8 @@ pub struct Settings {
     pub cert_given: bool,
     /// `--key`, when the key is not in the certificate file.
     pub key: Option<PathBuf>,
+    /// `--key-password`: decrypts an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`).
+    pub key_password: Option<String>,
     /// `--ssl-only`: drop clients that do not start with a TLS handshake.
     pub ssl_only: bool,
     pub ssl_min_version: TlsMinVersion,
@@ -113,6 +115,7 @@ impl Settings {
             cert: PathBuf::from(DEFAULT_CERT),
             cert_given: false,
             key: None,
+            key_password: None,
             ssl_only: false,
             ssl_min_version: TlsMinVersion::Default,
             run_once: false,

@@ -1,4 +1,4 @@
-//! tls: turns `--cert`/`--key`/`--ssl-version` into a rustls server configuration (errors
+//! tls: turns `--cert`/`--key`/`--key-password`/`--ssl-version` into a rustls server configuration (errors
 //! name the flag and the file, and say what to do), and reads what a handshake told us.
 
 use std::path::Path;
@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tracing::warn;
 
 use crate::config::{Settings, TlsMinVersion};
 use crate::conninfo::TlsInfo;
@@ -50,12 +51,7 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
     } else {
         "--cert"
     };
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-        TlsError(format!(
-            "{key_flag} {}: no private key found ({e}); give the key with --key FILE",
-            key_path.display()
-        ))
-    })?;
+    let key = read_key(key_path, key_flag, settings.key_password.as_deref())?;
     let versions: &[&rustls::SupportedProtocolVersion] = match settings.ssl_min_version {
         TlsMinVersion::Default | TlsMinVersion::Tls12 => {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
@@ -94,6 +90,77 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         )));
     }
     Ok(certs)
+}
+
+/// The PEM label of an encrypted PKCS#8 private key (RFC 5958).
+const ENCRYPTED_KEY_BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+const ENCRYPTED_KEY_END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+
+/// Reads the private key from `path` (named `flag` in errors): a plain PEM key (PKCS#8, PKCS#1
+/// or SEC1), or an encrypted PKCS#8 key decrypted with `--key-password` (PBES2: PBKDF2 or
+/// scrypt with AES-CBC, what `openssl pkcs8 -topk8 -v2 aes-256-cbc` and OpenSSL 3's defaults
+/// write). OpenSSL's legacy encrypted PEM (`Proc-Type: 4,ENCRYPTED`) is refused with how to
+/// convert it.
+fn read_key(
+    path: &Path,
+    flag: &str,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let shown = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|e| TlsError(format!("{flag} {shown}: cannot read the private key: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some(pem) = encrypted_block(&text) {
+        let Some(password) = password else {
+            return Err(TlsError(format!(
+                "{flag} {shown}: the private key is encrypted; give its password with \
+                 --key-password"
+            )));
+        };
+        let (_, document) = pkcs8::der::SecretDocument::from_pem(pem).map_err(|e| {
+            TlsError(format!(
+                "{flag} {shown}: cannot read the encrypted private key: {e}"
+            ))
+        })?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes()).map_err(|e| {
+            TlsError(format!(
+                "{flag} {shown}: cannot read the encrypted private key ({e}); supported: \
+                 PKCS#8 with PBES2 (PBKDF2 or scrypt, AES-CBC)"
+            ))
+        })?;
+        let decrypted = info.decrypt(password).map_err(|_| {
+            TlsError(format!(
+                "--key-password: cannot decrypt the private key in {shown} (wrong password?)"
+            ))
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            decrypted.as_bytes().to_vec(),
+        )));
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(TlsError(format!(
+            "{flag} {shown}: the private key is encrypted in OpenSSL's legacy PEM format, which \
+             is not supported; convert it to PKCS#8 with `openssl pkcs8 -topk8 -v2 aes-256-cbc`"
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        TlsError(format!(
+            "{flag} {shown}: no private key found ({e}); give the key with --key FILE"
+        ))
+    })?;
+    if password.is_some() {
+        warn!(
+            "--key-password: the private key in {shown} is not encrypted; the password is not used"
+        );
+    }
+    Ok(key)
+}
+
+/// The first `ENCRYPTED PRIVATE KEY` PEM block in `text`, if any.
+fn encrypted_block(text: &str) -> Option<&str> {
+    let start = text.find(ENCRYPTED_KEY_BEGIN)?;
+    let end = text[start..].find(ENCRYPTED_KEY_END)? + start + ENCRYPTED_KEY_END.len();
+    Some(&text[start..end])
 }
 
 /// What a finished handshake says about the client, for the connection's [`TlsInfo`].
