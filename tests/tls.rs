@@ -749,3 +749,167 @@ async fn key_password_with_a_plain_key_still_serves() {
     assert_echo(&mut client).await;
     proxy.stop().await;
 }
+
+/// A CA for client certificates: its PEM file and what signs with it.
+struct ClientCa {
+    file: PathBuf,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn client_ca(name: &str) -> ClientCa {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let file = temp_dir("tls-client-ca").join("ca.pem");
+    std::fs::write(&file, cert.pem()).unwrap();
+    ClientCa { file, cert, key }
+}
+
+/// A client configuration trusting the server's `der` and presenting a certificate for `cn`
+/// issued by `ca`.
+fn client_with_cert(
+    der: &[u8],
+    versions: &[&'static SupportedProtocolVersion],
+    ca: &ClientCa,
+    cn: &str,
+) -> Arc<ClientConfig> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
+/// A proxy to an echo server requiring client certificates of `ca`.
+async fn verifying_proxy(certs: &Certs, ca: &ClientCa) -> Proxy {
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.verify_client = true;
+    settings.cafile = Some(ca.file.clone());
+    start_proxy(settings).await
+}
+
+/// Whether a WebSocket over TLS with `config` is refused: the handshake fails, or (TLS 1.3,
+/// where the client finishes first) the server ends the connection without answering.
+async fn wss_is_refused(addr: SocketAddr, config: Arc<ClientConfig>) -> bool {
+    let Ok(mut tls) = tls_connect(addr, config).await else {
+        return true;
+    };
+    if tls
+        .write_all(upgrade_request("/websockify", "").as_bytes())
+        .await
+        .is_err()
+    {
+        return true;
+    }
+    read_until_dropped(&mut tls).await.is_empty()
+}
+
+#[tokio::test]
+async fn verify_client_serves_a_client_with_a_certificate_of_the_cafile() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let proxy = verifying_proxy(&certs, &ca).await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = client_with_cert(&certs.der, &[version], &ca, "alice");
+        let tls = tls_connect(proxy.addr, config).await.unwrap();
+        let (mut client, head) = RawClient::upgrade(tls, None).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert_echo(&mut client).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn verify_client_refuses_clients_without_a_certificate_or_with_one_of_another_ca() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let other = client_ca("some other CA");
+    let proxy = verifying_proxy(&certs, &ca).await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let none = client_config(&certs.der, &[version]);
+        assert!(
+            wss_is_refused(proxy.addr, none).await,
+            "{version:?}: no certificate"
+        );
+        let foreign = client_with_cert(&certs.der, &[version], &other, "mallory");
+        assert!(
+            wss_is_refused(proxy.addr, foreign).await,
+            "{version:?}: certificate of another CA"
+        );
+    }
+    // A good client is still served afterwards.
+    let good = client_with_cert(&certs.der, rustls::ALL_VERSIONS, &ca, "alice");
+    let tls = tls_connect(proxy.addr, good).await.unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn cafile_without_verify_client_asks_no_client_for_a_certificate() {
+    // As the reference: --cafile alone changes nothing (a start-up warning says so).
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.cafile = Some(ca.file.clone());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_cafile_is_a_start_up_error_naming_it() {
+    let certs = certs();
+    let dir = temp_dir("tls-bad-cafile");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for cafile in [dir.join("missing.pem"), empty, certs.key.clone()] {
+        let mut settings = tls_settings(support::closed_port().await, &certs.combined, None);
+        settings.verify_client = true;
+        settings.cafile = Some(cafile.clone());
+        let message = startup_error(settings);
+        assert!(
+            message.starts_with(&format!("--cafile {}: ", cafile.display())),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verify_client_without_a_certificate_to_serve_is_a_start_up_error() {
+    // No TLS would mean nobody is asked for a certificate: refused, not served unverified.
+    let ca = client_ca("client CA");
+    let mut settings = tls_settings(
+        support::closed_port().await,
+        &temp_dir("tls-verify-nocert").join("self.pem"),
+        None,
+    );
+    settings.cert_given = false;
+    settings.verify_client = true;
+    settings.cafile = Some(ca.file.clone());
+    let message = startup_error(settings);
+    assert!(message.starts_with("--verify-client: "), "{message}");
+    assert!(message.contains("--cert FILE"), "{message}");
+}

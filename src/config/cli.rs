@@ -248,12 +248,14 @@ pub struct Cli {
     #[arg(long, help_heading = "TLS")]
     pub ssl_target: bool,
 
-    /// Require encrypted client to present a valid certificate
+    /// Require encrypted client to present a valid certificate (its subject CN is what
+    /// ClientCertCNAuth checks). Plain ws:// clients are still served unless --ssl-only
     #[arg(long, help_heading = "TLS")]
     pub verify_client: bool,
 
     /// File of concatenated certificates of authorities trusted for validating clients (only
-    /// effective with --verify-client). If omitted, system default list of CAs is used
+    /// effective with --verify-client; a warning otherwise). If omitted, system default list of
+    /// CAs is used (/etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR)
     #[arg(
         long,
         value_parser = path_value(),
@@ -609,8 +611,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
         p.wrap_cmd.is_some()
     }),
     ("ssl_target", "--ssl-target", |c, _| c.ssl_target),
-    ("verify_client", "--verify-client", |c, _| c.verify_client),
-    ("cafile", "--cafile", |c, _| given(&c.cafile)),
     ("ssl_ciphers", "--ssl-ciphers", |c, _| given(&c.ssl_ciphers)),
     ("inetd", "--inetd", |c, _| c.inetd),
     ("unix_listen", "--unix-listen", |c, _| given(&c.unix_listen)),
@@ -804,6 +804,8 @@ impl Cli {
             key_password: self.key_password.clone().filter(|p| !p.is_empty()),
             ssl_only: self.ssl_only,
             ssl_min_version,
+            verify_client: self.verify_client,
+            cafile: self.cafile.clone().filter(|c| !c.as_os_str().is_empty()),
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),

@@ -66,6 +66,11 @@ pub struct Settings {
     /// `--ssl-only`: drop clients that do not start with a TLS handshake.
     pub ssl_only: bool,
     pub ssl_min_version: TlsMinVersion,
+    /// `--verify-client`: TLS clients must present a certificate issued by a CA of `cafile`
+    /// (or of the system's store when `cafile` is `None`).
+    pub verify_client: bool,
+    /// `--cafile`: the CAs trusted for client certificates (used only with `verify_client`).
+    pub cafile: Option<PathBuf>,
     /// `--run-once`: serve one WebSocket session, then exit.
     pub run_once: bool,
     /// `--timeout N`: stop accepting N seconds after start (None for 0 / absent).
@@ -118,6 +123,8 @@ impl Settings {
             key_password: None,
             ssl_only: false,
             ssl_min_version: TlsMinVersion::Default,
+            verify_client: false,
+            cafile: None,
             run_once: false,
             timeout: None,
             idle_timeout: None,

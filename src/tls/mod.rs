@@ -1,4 +1,4 @@
-//! tls: turns `--cert`/`--key`/`--key-password`/`--ssl-version` into a rustls server configuration (errors
+//! tls: turns `--cert`/`--key`/`--key-password`/`--ssl-version`/`--verify-client`/`--cafile` into a rustls server configuration (errors
 //! name the flag and the file, and say what to do), and reads what a handshake told us.
 
 use std::path::Path;
@@ -42,6 +42,15 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
                 cert_path.display()
             )));
         }
+        // Without TLS nobody would be asked for a certificate: refuse rather than serve
+        // everyone unauthenticated (the reference would).
+        if settings.verify_client {
+            return Err(TlsError(format!(
+                "--verify-client: no certificate to serve TLS with (give it with --cert FILE; \
+                 no {} here)",
+                cert_path.display()
+            )));
+        }
         return Ok(None);
     }
     let certs = read_certs(cert_path)?;
@@ -59,19 +68,90 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| TlsError(format!("--ssl-version: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            TlsError(format!(
-                "--cert {}: certificate and key do not fit together: {e}",
-                cert_path.display()
-            ))
-        })?;
+        .map_err(|e| TlsError(format!("--ssl-version: {e}")))?;
+    let builder = if settings.verify_client {
+        builder.with_client_cert_verifier(client_verifier(settings, provider)?)
+    } else {
+        if let Some(cafile) = &settings.cafile {
+            warn!(
+                "--cafile {}: not used without --verify-client (no client certificates are asked for)",
+                cafile.display()
+            );
+        }
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        TlsError(format!(
+            "--cert {}: certificate and key do not fit together: {e}",
+            cert_path.display()
+        ))
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
+}
+
+/// `--verify-client`: a verifier requiring a client certificate that chains to a CA of
+/// `--cafile`, or of the system's store (`/etc/ssl/certs`, `SSL_CERT_FILE`, `SSL_CERT_DIR`) when
+/// it is absent, as the reference.
+fn client_verifier(
+    settings: &Settings,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let roots = match &settings.cafile {
+        Some(cafile) => ca_roots(cafile, "--cafile")?,
+        None => system_roots("--verify-client", "--cafile")?,
+    };
+    if !settings.ssl_only {
+        warn!(
+            "--verify-client: plain ws:// clients are still served, without a certificate; add \
+             --ssl-only to refuse them"
+        );
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError(format!("--verify-client: {e}")))
+}
+
+/// The CA certificates in the PEM file `path` (named `flag` in errors), as trust anchors.
+pub(crate) fn ca_roots(path: &Path, flag: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError(format!("{flag} {shown}: cannot read certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!(
+            "{flag} {shown}: no PEM certificate in this file"
+        )));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError(format!("{flag} {shown}: not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The system's CA certificates (`rustls-native-certs`: `SSL_CERT_FILE`/`SSL_CERT_DIR`, else
+/// the distribution's store, `/etc/ssl/certs` on Debian). None found is an error naming `flag`
+/// and pointing at `instead`, the option that names CAs explicitly.
+pub(crate) fn system_roots(flag: &str, instead: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        let why = match found.errors.first() {
+            Some(e) => format!(" ({e})"),
+            None => String::new(),
+        };
+        return Err(TlsError(format!(
+            "{flag}: no CA certificates found in the system store{why}; name the CAs with \
+             {instead} FILE"
+        )));
+    }
+    Ok(roots)
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -163,9 +243,189 @@ fn encrypted_block(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
-/// What a finished handshake says about the client, for the connection's [`TlsInfo`].
+/// What a finished handshake says about the client, for the connection's [`TlsInfo`]. A
+/// client certificate is only there when `--verify-client` asked for it and it was verified.
 pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
     TlsInfo {
         sni: conn.server_name().map(str::to_owned),
+        client_cn: conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| common_name(leaf)),
+    }
+}
+
+/// The subject common name (CN) of a DER certificate; the last one when there are several, as
+/// the reference (a dict of the subject's attributes). `None` when the certificate cannot be
+/// parsed or has no CN in a string type.
+fn common_name(der: &[u8]) -> Option<String> {
+    use x509_cert::der::{Decode, Tag, Tagged};
+    const CN: x509_cert::der::oid::ObjectIdentifier =
+        x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let subject = &cert.tbs_certificate.subject;
+    let value = subject
+        .0
+        .iter()
+        .rev()
+        .flat_map(|rdn| rdn.0.iter().rev())
+        .find(|atv| atv.oid == CN)?;
+    let bytes = value.value.value();
+    match value.value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+            std::str::from_utf8(bytes).ok().map(str::to_owned)
+        }
+        Tag::BmpString => {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("wsfy-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    fn leaf(cns: &[&str], ca: &(rcgen::Certificate, KeyPair)) -> (rcgen::Certificate, KeyPair) {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Org");
+        for cn in cns {
+            params.distinguished_name.push(DnType::CommonName, *cn);
+        }
+        let key = KeyPair::generate().unwrap();
+        (params.signed_by(&key, &ca.0, &ca.1).unwrap(), key)
+    }
+
+    #[test]
+    fn common_name_is_the_subjects_cn_or_none() {
+        let ca = ca("a CA");
+        assert_eq!(common_name(ca.0.der()).as_deref(), Some("a CA"));
+        assert_eq!(
+            common_name(leaf(&["alice.example"], &ca).0.der()).as_deref(),
+            Some("alice.example")
+        );
+        assert_eq!(common_name(leaf(&[], &ca).0.der()), None);
+        assert_eq!(common_name(b"not a certificate"), None);
+        // Unicode survives (UTF8String).
+        assert_eq!(
+            common_name(leaf(&["Zoë"], &ca).0.der()).as_deref(),
+            Some("Zoë")
+        );
+    }
+
+    /// A real handshake through `load` with `--verify-client`: the verified certificate's CN
+    /// lands in the connection's `TlsInfo`; without `--verify-client` there is none.
+    #[tokio::test]
+    async fn a_verified_client_certificate_cn_is_in_the_tls_info() {
+        let ca = ca("client CA");
+        let server_ca = self::ca("server CA");
+        let (server_cert, server_key) = leaf(&["server"], &server_ca);
+        let (client_cert, client_key) = leaf(&["alice"], &ca);
+        let dir = dir("cn");
+        let cert_file = dir.join("server.pem");
+        std::fs::write(
+            &cert_file,
+            format!("{}{}", server_cert.pem(), server_key.serialize_pem()),
+        )
+        .unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.0.pem()).unwrap();
+
+        for verify_client in [true, false] {
+            let mut settings = Settings::new(
+                crate::config::Listen::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 0,
+                },
+                crate::config::TargetSpec::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 1,
+                },
+            );
+            settings.cert = cert_file.clone();
+            settings.cert_given = true;
+            settings.ssl_only = true;
+            settings.verify_client = verify_client;
+            settings.cafile = Some(ca_file.clone());
+            let server = load(&settings).unwrap().unwrap();
+
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(server_ca.0.der().clone()).unwrap();
+            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![client_cert.der().clone()],
+                PrivateKeyDer::Pkcs8(client_key.serialize_der().into()),
+            )
+            .unwrap();
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let (accepted, connected) = tokio::join!(
+                TlsAcceptor::from(server).accept(server_io),
+                TlsConnector::from(Arc::new(client)).connect(name, client_io)
+            );
+            connected.unwrap();
+            let info = info(accepted.unwrap().get_ref().1);
+            let want = verify_client.then(|| "alice".to_owned());
+            assert_eq!(info.client_cn, want, "verify_client {verify_client}");
+        }
+    }
+
+    /// The system store is what rustls-native-certs finds: `SSL_CERT_FILE`/`SSL_CERT_DIR` when
+    /// set (the one test that sets them, restoring them after: no other unit test reads the
+    /// system store).
+    #[test]
+    fn system_roots_come_from_the_system_store_and_none_is_an_error_naming_the_flag() {
+        let dir = dir("system");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca("system CA").0.pem()).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let empty_dir = dir.join("empty");
+        std::fs::create_dir_all(&empty_dir).unwrap();
+        let saved = ["SSL_CERT_FILE", "SSL_CERT_DIR"].map(|v| (v, std::env::var_os(v)));
+        std::env::set_var("SSL_CERT_FILE", &ca_file);
+        std::env::set_var("SSL_CERT_DIR", "");
+        let roots = system_roots("--verify-client", "--cafile");
+        std::env::set_var("SSL_CERT_FILE", &empty);
+        std::env::set_var("SSL_CERT_DIR", &empty_dir);
+        let none = system_roots("--verify-client", "--cafile");
+        for (var, value) in saved {
+            match value {
+                Some(value) => std::env::set_var(var, value),
+                None => std::env::remove_var(var),
+            }
+        }
+        assert_eq!(roots.unwrap().len(), 1);
+        let message = none.unwrap_err().0;
+        assert!(message.starts_with("--verify-client: "), "{message}");
+        assert!(message.contains("--cafile FILE"), "{message}");
     }
 }
