@@ -297,6 +297,37 @@ fn verify_client_and_cafile_are_kept_and_an_empty_cafile_is_none() {
 }
 
 #[test]
+fn ssl_target_options_are_kept_and_need_ssl_target() {
+    let s = ok(&["--ssl-target", "--target-cafile=ca.pem", "6080", "h:5900"]);
+    assert!(s.ssl_target && !s.target_insecure);
+    assert_eq!(s.target_cafile, Some(PathBuf::from("ca.pem")));
+    let s = ok(&["--ssl-target", "--target-insecure", "6080", "h:5900"]);
+    assert!(s.ssl_target && s.target_insecure);
+    assert_err_contains(
+        &["--target-cafile=ca.pem", "6080", "h:5900"],
+        "You must use --ssl-target to use --target-cafile",
+    );
+    assert_err_contains(
+        &["--target-insecure", "6080", "h:5900"],
+        "You must use --ssl-target to use --target-insecure",
+    );
+    assert_err_contains(
+        &[
+            "--ssl-target",
+            "--target-insecure",
+            "--target-cafile=ca.pem",
+            "6080",
+            "h:5900",
+        ],
+        "exclude each other",
+    );
+    assert_err_contains(
+        &["--ssl-target", "--unix-target=/tmp/s", "6080"],
+        "--ssl-target: not supported with --unix-target",
+    );
+}
+
+#[test]
 fn key_password_is_kept_for_the_key_and_an_empty_one_is_none() {
     let s = ok(&["--key-password", "s3cret pw", "6080", "h:5900"]);
     assert_eq!(s.key_password.as_deref(), Some("s3cret pw"));
@@ -605,7 +636,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--record", "/tmp/rec"], "--record"),
         (&["-D"], "-D/--daemon"),
         (&["--daemon"], "-D/--daemon"),
-        (&["--ssl-target"], "--ssl-target"),
         (&["--ssl-ciphers", "HIGH"], "--ssl-ciphers"),
         (&["--unix-listen-mode=0600"], "--unix-listen-mode"),
         (&["--wrap-mode=exit"], "--wrap-mode"),
@@ -790,7 +820,6 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
         ("--daemon", &["-D", "6080", "h:5900"]),
         ("--wrap-mode", &["--wrap-mode=exit", "6080", "h:5900"]),
         ("[WRAP_COMMAND_LINE]...", &["6080", "--", "vncserver"]),
-        ("--ssl-target", &["--ssl-target", "6080", "h:5900"]),
         ("--ssl-ciphers", &["--ssl-ciphers=HIGH", "6080", "h:5900"]),
         ("--inetd", &["--inetd", "h:5900"]),
         ("--unix-listen", &["--unix-listen=/tmp/s", "h:5900"]),

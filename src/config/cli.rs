@@ -244,9 +244,27 @@ pub struct Cli {
     #[arg(long, help_heading = "TLS")]
     pub ssl_only: bool,
 
-    /// Connect to SSL target as SSL client
+    /// Connect to SSL target as SSL client: the target's certificate is verified for its host
+    /// name against the system's CAs (or --target-cafile)
     #[arg(long, help_heading = "TLS")]
     pub ssl_target: bool,
+
+    /// With --ssl-target: trust the CAs in FILE (PEM) for the target's certificate instead of
+    /// the system's (for a private CA or a self-signed target) [not in the reference]
+    #[arg(
+        long,
+        value_parser = path_value(),
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        help_heading = "TLS"
+    )]
+    pub target_cafile: Option<PathBuf>,
+
+    /// With --ssl-target: do not verify the target's certificate at all (anyone between here
+    /// and the target can read and change the traffic; a warning is logged at start-up) [not
+    /// in the reference]
+    #[arg(long, help_heading = "TLS")]
+    pub target_insecure: bool,
 
     /// Require encrypted client to present a valid certificate (its subject CN is what
     /// ClientCertCNAuth checks). Plain ws:// clients are still served unless --ssl-only
@@ -610,7 +628,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
         p.wrap_cmd.is_some()
     }),
-    ("ssl_target", "--ssl-target", |c, _| c.ssl_target),
     ("ssl_ciphers", "--ssl-ciphers", |c, _| given(&c.ssl_ciphers)),
     ("inetd", "--inetd", |c, _| c.inetd),
     ("unix_listen", "--unix-listen", |c, _| given(&c.unix_listen)),
@@ -783,6 +800,31 @@ impl Cli {
         };
 
         let ssl_min_version = self.ssl_version.min_version()?;
+        let target_cafile = self
+            .target_cafile
+            .clone()
+            .filter(|c| !c.as_os_str().is_empty());
+        if !self.ssl_target && (target_cafile.is_some() || self.target_insecure) {
+            let option = if self.target_insecure {
+                "--target-insecure"
+            } else {
+                "--target-cafile"
+            };
+            return Err(CliError::usage(format!(
+                "You must use --ssl-target to use {option}"
+            )));
+        }
+        if self.target_insecure && target_cafile.is_some() {
+            return Err(CliError::usage(
+                "--target-insecure and --target-cafile exclude each other (insecure verifies \
+                 nothing)",
+            ));
+        }
+        if self.ssl_target && matches!(target, TargetSpec::Unix(_)) {
+            return Err(CliError::usage(
+                "--ssl-target: not supported with --unix-target (TLS is for TCP targets)",
+            ));
+        }
 
         // An empty `--cert=` is no `--cert`, as for the other paths.
         let cert = self.cert.clone().filter(|c| !c.as_os_str().is_empty());
@@ -806,6 +848,9 @@ impl Cli {
             ssl_min_version,
             verify_client: self.verify_client,
             cafile: self.cafile.clone().filter(|c| !c.as_os_str().is_empty()),
+            ssl_target: self.ssl_target,
+            target_cafile,
+            target_insecure: self.target_insecure,
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),

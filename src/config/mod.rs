@@ -71,6 +71,12 @@ pub struct Settings {
     pub verify_client: bool,
     /// `--cafile`: the CAs trusted for client certificates (used only with `verify_client`).
     pub cafile: Option<PathBuf>,
+    /// `--ssl-target`: speak TLS to the (TCP) target, verifying its certificate for its host.
+    pub ssl_target: bool,
+    /// `--target-cafile`: the CAs trusted for the target's certificate instead of the system's.
+    pub target_cafile: Option<PathBuf>,
+    /// `--target-insecure`: do not verify the target's certificate.
+    pub target_insecure: bool,
     /// `--run-once`: serve one WebSocket session, then exit.
     pub run_once: bool,
     /// `--timeout N`: stop accepting N seconds after start (None for 0 / absent).
@@ -125,6 +131,9 @@ impl Settings {
             ssl_min_version: TlsMinVersion::Default,
             verify_client: false,
             cafile: None,
+            ssl_target: false,
+            target_cafile: None,
+            target_insecure: false,
             run_once: false,
             timeout: None,
             idle_timeout: None,

@@ -19,6 +19,7 @@ use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::{Accepted, Listener};
+use crate::target::Connector;
 use crate::tls::{self, TlsError};
 
 /// A configured proxy, ready to serve a listener.
@@ -41,6 +42,7 @@ impl Server {
             send_timeout: settings.send_timeout,
             site,
             gate: Gate::fixed(settings.target.clone()),
+            connector: Connector::new(tls::target_client(&settings)?),
         });
         Ok(Server {
             settings: Arc::new(settings),

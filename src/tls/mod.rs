@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tracing::warn;
@@ -152,6 +152,87 @@ pub(crate) fn system_roots(flag: &str, instead: &str) -> Result<rustls::RootCert
         )));
     }
     Ok(roots)
+}
+
+/// `--ssl-target`: the rustls client configuration for targets, or `None` without it. Trusts
+/// the CAs of `--target-cafile`, else the system's store; `--target-insecure` verifies nothing
+/// but the handshake's signatures (a start-up warning says so).
+pub fn target_client(settings: &Settings) -> Result<Option<Arc<ClientConfig>>, TlsError> {
+    if !settings.ssl_target {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(format!("--ssl-target: {e}")))?;
+    let config = if settings.target_insecure {
+        warn!(
+            "--target-insecure: the target's TLS certificate is not verified; anyone on the path \
+             to the target can read and change the traffic"
+        );
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoTargetVerification(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = match &settings.target_cafile {
+            Some(cafile) => ca_roots(cafile, "--target-cafile")?,
+            None => system_roots("--ssl-target", "--target-cafile")?,
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// `--target-insecure`: any certificate is accepted; the handshake signatures are still checked
+/// (they prove nothing about who signed without a trusted certificate, but keep the TLS
+/// machinery honest).
+#[derive(Debug)]
+struct NoTargetVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoTargetVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
