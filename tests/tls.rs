@@ -913,3 +913,118 @@ async fn verify_client_without_a_certificate_to_serve_is_a_start_up_error() {
     assert!(message.starts_with("--verify-client: "), "{message}");
     assert!(message.contains("--cert FILE"), "{message}");
 }
+
+/// A client trusting `der` that offers only `suites` (with the versions they need).
+fn client_with_suites(der: &[u8], suites: &[rustls::CipherSuite]) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| suites.contains(&s.suite()));
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn ssl_ciphers_restricts_the_suites_by_openssl_or_iana_names() {
+    use rustls::CipherSuite as C;
+    // rcgen's default key is ECDSA P-256: the ECDSA suites apply.
+    let certs = certs();
+    for list in [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ] {
+        let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+        settings.ssl_ciphers = Some(list.into());
+        let proxy = start_proxy(settings).await;
+        // A client offering the named suite gets it.
+        let tls = tls_connect(
+            proxy.addr,
+            client_with_suites(&certs.der, &[C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            "{list}"
+        );
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        // A TLS 1.2 client offering only other suites is refused.
+        let other = client_with_suites(
+            &certs.der,
+            &[
+                C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            ],
+        );
+        assert!(tls_connect(proxy.addr, other).await.is_err(), "{list}");
+        // TLS 1.3 suites stay on when only TLS 1.2 names are given (as OpenSSL).
+        let tls13 = client_with_suites(&certs.der, &[C::TLS13_AES_256_GCM_SHA384]);
+        let tls = tls_connect(proxy.addr, tls13).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+            C::TLS13_AES_256_GCM_SHA384
+        );
+        proxy.stop().await;
+    }
+
+    // Naming a TLS 1.3 suite restricts TLS 1.3 to it.
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_ciphers =
+        Some("TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-CHACHA20-POLY1305".into());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(
+        proxy.addr,
+        client_with_suites(&certs.der, &[C::TLS13_CHACHA20_POLY1305_SHA256]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+        C::TLS13_CHACHA20_POLY1305_SHA256
+    );
+    let excluded = client_with_suites(&certs.der, &[C::TLS13_AES_128_GCM_SHA256]);
+    assert!(tls_connect(proxy.addr, excluded).await.is_err());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ssl_ciphers_that_rustls_cannot_do_or_does_not_know_are_start_up_errors() {
+    let certs = certs();
+    for (list, name, why) in [
+        ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "CBC"),
+        (
+            "ECDHE-RSA-AES128-GCM-SHA256:RC4-SHA",
+            "RC4-SHA",
+            "does not implement",
+        ),
+        (
+            "DHE-RSA-AES256-GCM-SHA384",
+            "DHE-RSA-AES256-GCM-SHA384",
+            "DHE",
+        ),
+        ("AES128-GCM-SHA256", "AES128-GCM-SHA256", "static RSA"),
+        ("HIGH:!aNULL", "HIGH", "keywords"),
+        ("NO-SUCH-CIPHER", "NO-SUCH-CIPHER", "unknown"),
+    ] {
+        let mut settings = tls_settings(support::closed_port().await, &certs.combined, None);
+        settings.ssl_ciphers = Some(list.into());
+        let message = startup_error(settings);
+        assert!(
+            message.starts_with(&format!("--ssl-ciphers: {name}: ")),
+            "{list}: {message}"
+        );
+        assert!(message.contains(why), "{list}: {message}");
+        assert!(
+            message.contains("ECDHE-RSA-AES128-GCM-SHA256"),
+            "{list}: lists what rustls offers: {message}"
+        );
+    }
+}

@@ -66,6 +66,8 @@ pub struct Settings {
     /// `--ssl-only`: drop clients that do not start with a TLS handshake.
     pub ssl_only: bool,
     pub ssl_min_version: TlsMinVersion,
+    /// `--ssl-ciphers`: the suite names as given (checked by `tls` at start-up).
+    pub ssl_ciphers: Option<String>,
     /// `--verify-client`: TLS clients must present a certificate issued by a CA of `cafile`
     /// (or of the system's store when `cafile` is `None`).
     pub verify_client: bool,
@@ -129,6 +131,7 @@ impl Settings {
             key_password: None,
             ssl_only: false,
             ssl_min_version: TlsMinVersion::Default,
+            ssl_ciphers: None,
             verify_client: false,
             cafile: None,
             ssl_target: false,

@@ -67,7 +67,11 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
         }
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(list) = &settings.ssl_ciphers {
+        provider.cipher_suites = cipher_suites(list)?;
+    }
+    let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| TlsError(format!("--ssl-version: {e}")))?;
@@ -251,6 +255,143 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         )));
     }
     Ok(certs)
+}
+
+/// The suites rustls (ring) offers: (suite, OpenSSL name, IANA name).
+const SUITES: &[(rustls::CipherSuite, &str, &str)] = {
+    use rustls::CipherSuite as C;
+    &[
+        (
+            C::TLS13_AES_256_GCM_SHA384,
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            C::TLS13_AES_128_GCM_SHA256,
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+            "TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        ),
+        (
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            "ECDHE-RSA-CHACHA20-POLY1305",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+    ]
+};
+
+/// `--ssl-ciphers`: suite names separated by `:` (or `,` or spaces), in OpenSSL's spelling
+/// (`ECDHE-RSA-AES128-GCM-SHA256`) or IANA's (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`). As with
+/// the reference's OpenSSL, the list restricts TLS 1.2; TLS 1.3 suites stay all enabled unless
+/// the list names some (`TLS_AES_128_GCM_SHA256`...), then only those. A name rustls does not
+/// implement, an OpenSSL keyword (`HIGH`, `!aNULL`) or an unknown name is an error naming it.
+fn cipher_suites(list: &str) -> Result<Vec<rustls::SupportedCipherSuite>, TlsError> {
+    let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+    let mut tls12 = Vec::new();
+    let mut tls13 = Vec::new();
+    for name in list.split([':', ',', ' ']).filter(|n| !n.is_empty()) {
+        let Some((suite, _, _)) = SUITES
+            .iter()
+            .find(|(_, openssl, iana)| name == *openssl || name == *iana)
+        else {
+            return Err(TlsError(format!(
+                "--ssl-ciphers: {name}: {}",
+                why_not(name)
+            )));
+        };
+        let Some(found) = all.iter().find(|s| s.suite() == *suite) else {
+            return Err(TlsError(format!(
+                "--ssl-ciphers: {name}: not offered by this build of rustls"
+            )));
+        };
+        let list = match found {
+            rustls::SupportedCipherSuite::Tls13(_) => &mut tls13,
+            rustls::SupportedCipherSuite::Tls12(_) => &mut tls12,
+        };
+        if !list.contains(found) {
+            list.push(*found);
+        }
+    }
+    if tls12.is_empty() && tls13.is_empty() {
+        return Err(TlsError("--ssl-ciphers: no cipher suite named".to_owned()));
+    }
+    if tls13.is_empty() {
+        tls13 = all
+            .iter()
+            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_)))
+            .copied()
+            .collect();
+    }
+    tls13.extend(tls12);
+    Ok(tls13)
+}
+
+/// Why `name` is no suite rustls can use, for the error message.
+fn why_not(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    let has = |part: &str| upper.contains(part);
+    let reason = if has("RC4") || has("DES") || has("NULL") || has("EXPORT") || has("MD5") {
+        Some("a broken cipher that rustls does not implement")
+    } else if upper.starts_with("DHE-") || upper.starts_with("EDH-") || has("_DHE_") {
+        Some("finite-field DHE key exchange is not implemented by rustls")
+    } else if has("PSK") || has("SRP") || has("ADH") || has("AECDH") || has("ANON") {
+        Some("a suite without certificates, which rustls does not implement")
+    } else if has("CAMELLIA") || has("ARIA") || has("SEED") || has("IDEA") || has("CCM") {
+        Some("a cipher rustls does not implement")
+    } else if has("CBC")
+        || upper.ends_with("-SHA")
+        || upper.ends_with("-SHA256") && !has("GCM")
+        || upper.ends_with("-SHA384") && !has("GCM")
+    {
+        Some("a CBC-mode suite, which rustls does not implement (AEAD suites only)")
+    } else if upper.starts_with("AES") || upper.starts_with("TLS_RSA_") {
+        Some("static RSA key exchange (no forward secrecy) is not implemented by rustls")
+    } else {
+        None
+    };
+    let names: Vec<&str> = SUITES.iter().map(|(_, openssl, _)| *openssl).collect();
+    let offered = names.join(":");
+    match reason {
+        Some(reason) => format!("{reason}; rustls offers {offered}"),
+        None if name.starts_with(['!', '-', '+', '@'])
+            || name.chars().all(|c| c.is_ascii_alphabetic()) =>
+        {
+            format!(
+                "OpenSSL cipher keywords and exclusions are not supported; list suite names, from \
+             {offered}"
+            )
+        }
+        None => format!("unknown cipher suite; rustls offers {offered}"),
+    }
 }
 
 /// The PEM label of an encrypted PKCS#8 private key (RFC 5958).
