@@ -633,3 +633,403 @@ async fn plain_http_errors_are_answered_over_tls_too() {
     assert!(head.starts_with("HTTP/1.1 405 "), "{head}");
     proxy.stop().await;
 }
+
+/// `key_pem` (a PKCS#8 PEM key) encrypted with `password` as `openssl pkcs8 -topk8 -v2
+/// aes-256-cbc` does (PBES2, PBKDF2-SHA256, AES-256-CBC), as PEM.
+fn encrypt_key(key_pem: &str, password: &str) -> String {
+    use pkcs8::der::pem::LineEnding;
+    use pkcs8::der::Decode;
+    let (_, der) = pkcs8::der::SecretDocument::from_pem(key_pem).unwrap();
+    let info = pkcs8::PrivateKeyInfo::from_der(der.as_bytes()).unwrap();
+    let params = pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(
+        2048,
+        b"salt for a test",
+        &[7; 16],
+    )
+    .unwrap();
+    let encrypted = info.encrypt_with_params(params, password).unwrap();
+    encrypted
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
+/// Certificate files for "localhost" whose key is encrypted with `password`: (the key file,
+/// the certificate and the encrypted key in one file, the certificate alone, its DER).
+fn encrypted_certs(password: &str) -> (PathBuf, PathBuf, PathBuf, Vec<u8>) {
+    let (cert_pem, key_pem, der) = self_signed();
+    let encrypted = encrypt_key(&key_pem, password);
+    assert!(encrypted.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    let dir = temp_dir("tls-encrypted");
+    let key = dir.join("key.pem");
+    let combined = dir.join("combined.pem");
+    let cert = dir.join("cert.pem");
+    std::fs::write(&key, &encrypted).unwrap();
+    std::fs::write(&combined, format!("{cert_pem}{encrypted}")).unwrap();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    (key, combined, cert, der)
+}
+
+#[tokio::test]
+async fn an_encrypted_key_is_decrypted_with_key_password() {
+    let (key, combined, cert, der) = encrypted_certs("correct horse");
+    // In a separate --key file, and in the certificate file.
+    for (cert_file, key_file) in [(&cert, Some(key.as_path())), (&combined, None)] {
+        let mut settings = tls_settings(echo_server().await, cert_file, key_file);
+        settings.key_password = Some("correct horse".into());
+        let proxy = start_proxy(settings).await;
+        let tls = tls_connect(proxy.addr, any_version(&der)).await.unwrap();
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        proxy.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_password_is_a_start_up_error_naming_the_option_and_the_file() {
+    let (key, combined, cert, _) = encrypted_certs("correct horse");
+    for (cert_file, key_file, file) in [
+        (&cert, Some(key.as_path()), &key),
+        (&combined, None, &combined),
+    ] {
+        let mut settings = tls_settings(support::closed_port().await, cert_file, key_file);
+        settings.key_password = Some("battery staple".into());
+        let message = startup_error(settings);
+        assert_eq!(
+            message,
+            format!(
+                "--key-password: cannot decrypt the private key in {} (wrong password?)",
+                file.display()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_encrypted_key_without_key_password_is_a_start_up_error_asking_for_it() {
+    let (key, _, cert, _) = encrypted_certs("correct horse");
+    let message = startup_error(tls_settings(
+        support::closed_port().await,
+        &cert,
+        Some(&key),
+    ));
+    assert!(
+        message.starts_with(&format!("--key {}: ", key.display())),
+        "{message}"
+    );
+    assert!(message.contains("--key-password"), "{message}");
+}
+
+#[tokio::test]
+async fn a_legacy_encrypted_pem_key_is_a_start_up_error_saying_how_to_convert_it() {
+    let certs = certs();
+    let legacy = temp_dir("tls-legacy").join("legacy.pem");
+    std::fs::write(
+        &legacy,
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,\
+         00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let mut settings = tls_settings(support::closed_port().await, &certs.cert, Some(&legacy));
+    settings.key_password = Some("pw".into());
+    let message = startup_error(settings);
+    assert!(
+        message.starts_with(&format!("--key {}: ", legacy.display())),
+        "{message}"
+    );
+    assert!(message.contains("openssl pkcs8 -topk8"), "{message}");
+}
+
+#[tokio::test]
+async fn key_password_with_a_plain_key_still_serves() {
+    // As the reference (OpenSSL ignores it): the password is not needed, a warning says so.
+    let certs = certs();
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.key_password = Some("unused".into());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+/// A CA for client certificates: its PEM file and what signs with it.
+struct ClientCa {
+    file: PathBuf,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn client_ca(name: &str) -> ClientCa {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let file = temp_dir("tls-client-ca").join("ca.pem");
+    std::fs::write(&file, cert.pem()).unwrap();
+    ClientCa { file, cert, key }
+}
+
+/// A client configuration trusting the server's `der` and presenting a certificate for `cn`
+/// issued by `ca`.
+fn client_with_cert(
+    der: &[u8],
+    versions: &[&'static SupportedProtocolVersion],
+    ca: &ClientCa,
+    cn: &str,
+) -> Arc<ClientConfig> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
+/// A proxy to an echo server requiring client certificates of `ca`.
+async fn verifying_proxy(certs: &Certs, ca: &ClientCa) -> Proxy {
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.verify_client = true;
+    settings.cafile = Some(ca.file.clone());
+    start_proxy(settings).await
+}
+
+/// Whether a WebSocket over TLS with `config` is refused: the handshake fails, or (TLS 1.3,
+/// where the client finishes first) the server ends the connection without answering.
+async fn wss_is_refused(addr: SocketAddr, config: Arc<ClientConfig>) -> bool {
+    let Ok(mut tls) = tls_connect(addr, config).await else {
+        return true;
+    };
+    if tls
+        .write_all(upgrade_request("/websockify", "").as_bytes())
+        .await
+        .is_err()
+    {
+        return true;
+    }
+    read_until_dropped(&mut tls).await.is_empty()
+}
+
+#[tokio::test]
+async fn verify_client_serves_a_client_with_a_certificate_of_the_cafile() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let proxy = verifying_proxy(&certs, &ca).await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = client_with_cert(&certs.der, &[version], &ca, "alice");
+        let tls = tls_connect(proxy.addr, config).await.unwrap();
+        let (mut client, head) = RawClient::upgrade(tls, None).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert_echo(&mut client).await;
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn verify_client_refuses_clients_without_a_certificate_or_with_one_of_another_ca() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let other = client_ca("some other CA");
+    let proxy = verifying_proxy(&certs, &ca).await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let none = client_config(&certs.der, &[version]);
+        assert!(
+            wss_is_refused(proxy.addr, none).await,
+            "{version:?}: no certificate"
+        );
+        let foreign = client_with_cert(&certs.der, &[version], &other, "mallory");
+        assert!(
+            wss_is_refused(proxy.addr, foreign).await,
+            "{version:?}: certificate of another CA"
+        );
+    }
+    // A good client is still served afterwards.
+    let good = client_with_cert(&certs.der, rustls::ALL_VERSIONS, &ca, "alice");
+    let tls = tls_connect(proxy.addr, good).await.unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn cafile_without_verify_client_asks_no_client_for_a_certificate() {
+    // As the reference: --cafile alone changes nothing (a start-up warning says so).
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.cafile = Some(ca.file.clone());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_cafile_is_a_start_up_error_naming_it() {
+    let certs = certs();
+    let dir = temp_dir("tls-bad-cafile");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for cafile in [dir.join("missing.pem"), empty, certs.key.clone()] {
+        let mut settings = tls_settings(support::closed_port().await, &certs.combined, None);
+        settings.verify_client = true;
+        settings.cafile = Some(cafile.clone());
+        let message = startup_error(settings);
+        assert!(
+            message.starts_with(&format!("--cafile {}: ", cafile.display())),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verify_client_without_a_certificate_to_serve_is_a_start_up_error() {
+    // No TLS would mean nobody is asked for a certificate: refused, not served unverified.
+    let ca = client_ca("client CA");
+    let mut settings = tls_settings(
+        support::closed_port().await,
+        &temp_dir("tls-verify-nocert").join("self.pem"),
+        None,
+    );
+    settings.cert_given = false;
+    settings.verify_client = true;
+    settings.cafile = Some(ca.file.clone());
+    let message = startup_error(settings);
+    assert!(message.starts_with("--verify-client: "), "{message}");
+    assert!(message.contains("--cert FILE"), "{message}");
+}
+
+/// A client trusting `der` that offers only `suites` (with the versions they need).
+fn client_with_suites(der: &[u8], suites: &[rustls::CipherSuite]) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| suites.contains(&s.suite()));
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(der.to_vec())).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn ssl_ciphers_restricts_the_suites_by_openssl_or_iana_names() {
+    use rustls::CipherSuite as C;
+    // rcgen's default key is ECDSA P-256: the ECDSA suites apply.
+    let certs = certs();
+    for list in [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ] {
+        let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+        settings.ssl_ciphers = Some(list.into());
+        let proxy = start_proxy(settings).await;
+        // A client offering the named suite gets it.
+        let tls = tls_connect(
+            proxy.addr,
+            client_with_suites(&certs.der, &[C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            "{list}"
+        );
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        // A TLS 1.2 client offering only other suites is refused.
+        let other = client_with_suites(
+            &certs.der,
+            &[
+                C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            ],
+        );
+        assert!(tls_connect(proxy.addr, other).await.is_err(), "{list}");
+        // TLS 1.3 suites stay on when only TLS 1.2 names are given (as OpenSSL).
+        let tls13 = client_with_suites(&certs.der, &[C::TLS13_AES_256_GCM_SHA384]);
+        let tls = tls_connect(proxy.addr, tls13).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+            C::TLS13_AES_256_GCM_SHA384
+        );
+        proxy.stop().await;
+    }
+
+    // Naming a TLS 1.3 suite restricts TLS 1.3 to it.
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_ciphers =
+        Some("TLS_CHACHA20_POLY1305_SHA256:ECDHE-ECDSA-CHACHA20-POLY1305".into());
+    let proxy = start_proxy(settings).await;
+    let tls = tls_connect(
+        proxy.addr,
+        client_with_suites(&certs.der, &[C::TLS13_CHACHA20_POLY1305_SHA256]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.negotiated_cipher_suite().unwrap().suite(),
+        C::TLS13_CHACHA20_POLY1305_SHA256
+    );
+    let excluded = client_with_suites(&certs.der, &[C::TLS13_AES_128_GCM_SHA256]);
+    assert!(tls_connect(proxy.addr, excluded).await.is_err());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ssl_ciphers_that_rustls_cannot_do_or_does_not_know_are_start_up_errors() {
+    let certs = certs();
+    for (list, name, why) in [
+        ("ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES128-SHA", "CBC"),
+        (
+            "ECDHE-RSA-AES128-GCM-SHA256:RC4-SHA",
+            "RC4-SHA",
+            "does not implement",
+        ),
+        (
+            "DHE-RSA-AES256-GCM-SHA384",
+            "DHE-RSA-AES256-GCM-SHA384",
+            "DHE",
+        ),
+        ("AES128-GCM-SHA256", "AES128-GCM-SHA256", "static RSA"),
+        ("HIGH:!aNULL", "HIGH", "keywords"),
+        ("NO-SUCH-CIPHER", "NO-SUCH-CIPHER", "unknown"),
+    ] {
+        let mut settings = tls_settings(support::closed_port().await, &certs.combined, None);
+        settings.ssl_ciphers = Some(list.into());
+        let message = startup_error(settings);
+        assert!(
+            message.starts_with(&format!("--ssl-ciphers: {name}: ")),
+            "{list}: {message}"
+        );
+        assert!(message.contains(why), "{list}: {message}");
+        assert!(
+            message.contains("ECDHE-RSA-AES128-GCM-SHA256"),
+            "{list}: lists what rustls offers: {message}"
+        );
+    }
+}

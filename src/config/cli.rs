@@ -137,13 +137,19 @@ pub enum SslVersion {
     Tlsv1_3,
 }
 
-impl From<SslVersion> for TlsMinVersion {
-    /// rustls has no TLS 1.1, so `tlsv1_1` is as good as `default` (TLS 1.2).
-    fn from(v: SslVersion) -> Self {
-        match v {
-            SslVersion::Default | SslVersion::Tlsv1_1 => TlsMinVersion::Default,
-            SslVersion::Tlsv1_2 => TlsMinVersion::Tls12,
-            SslVersion::Tlsv1_3 => TlsMinVersion::Tls13,
+impl SslVersion {
+    /// The minimum version rustls can honour. rustls speaks TLS 1.2 and 1.3 only: asking for
+    /// TLS 1.1 is refused at start-up rather than quietly raised to 1.2, so that nobody
+    /// believes old clients will be served.
+    fn min_version(self) -> Result<TlsMinVersion, CliError> {
+        match self {
+            SslVersion::Default => Ok(TlsMinVersion::Default),
+            SslVersion::Tlsv1_1 => Err(CliError::usage(
+                "--ssl-version tlsv1_1: TLS 1.1 is not supported (rustls speaks TLS 1.2 and \
+                 1.3); use tlsv1_2 or default",
+            )),
+            SslVersion::Tlsv1_2 => Ok(TlsMinVersion::Tls12),
+            SslVersion::Tlsv1_3 => Ok(TlsMinVersion::Tls13),
         }
     }
 }
@@ -232,7 +238,9 @@ pub struct Cli {
     )]
     pub key: Option<PathBuf>,
 
-    /// SSL key password
+    /// Password of an encrypted PKCS#8 key (BEGIN ENCRYPTED PRIVATE KEY); convert a legacy
+    /// encrypted PEM key with `openssl pkcs8 -topk8 -v2 aes-256-cbc`. Visible to other local
+    /// users in the process list
     #[arg(
         long,
         value_name = "PASSWORD",
@@ -245,16 +253,36 @@ pub struct Cli {
     #[arg(long, help_heading = "TLS")]
     pub ssl_only: bool,
 
-    /// Connect to SSL target as SSL client
+    /// Connect to SSL target as SSL client: the target's certificate is verified for its host
+    /// name against the system's CAs (or --target-cafile)
     #[arg(long, help_heading = "TLS")]
     pub ssl_target: bool,
 
-    /// Require encrypted client to present a valid certificate
+    /// With --ssl-target: trust the CAs in FILE (PEM) for the target's certificate instead of
+    /// the system's (for a private CA or a self-signed target) [not in the reference]
+    #[arg(
+        long,
+        value_parser = path_value(),
+        value_name = "FILE",
+        allow_hyphen_values = true,
+        help_heading = "TLS"
+    )]
+    pub target_cafile: Option<PathBuf>,
+
+    /// With --ssl-target: do not verify the target's certificate at all (anyone between here
+    /// and the target can read and change the traffic; a warning is logged at start-up) [not
+    /// in the reference]
+    #[arg(long, help_heading = "TLS")]
+    pub target_insecure: bool,
+
+    /// Require encrypted client to present a valid certificate (its subject CN is what
+    /// ClientCertCNAuth checks). Plain ws:// clients are still served unless --ssl-only
     #[arg(long, help_heading = "TLS")]
     pub verify_client: bool,
 
     /// File of concatenated certificates of authorities trusted for validating clients (only
-    /// effective with --verify-client). If omitted, system default list of CAs is used
+    /// effective with --verify-client; a warning otherwise). If omitted, system default list of
+    /// CAs is used (/etc/ssl/certs, or SSL_CERT_FILE / SSL_CERT_DIR)
     #[arg(
         long,
         value_parser = path_value(),
@@ -264,7 +292,8 @@ pub struct Cli {
     )]
     pub cafile: Option<PathBuf>,
 
-    /// Minimum TLS version to use
+    /// Minimum TLS version to use (default: TLS 1.2; tlsv1_1 is refused: only TLS 1.2 and
+    /// 1.3 are spoken)
     #[arg(
         long,
         value_name = "VERSION",
@@ -275,8 +304,11 @@ pub struct Cli {
     )]
     pub ssl_version: SslVersion,
 
-    /// List of ciphers allowed for connection. For a list of supported ciphers run
-    /// `openssl ciphers`
+    /// Cipher suites allowed, colon-separated, OpenSSL or IANA names: ECDHE-RSA-AES128-GCM-SHA256,
+    /// ECDHE-RSA-AES256-GCM-SHA384, ECDHE-RSA-CHACHA20-POLY1305, the same with ECDSA,
+    /// TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256. As with
+    /// OpenSSL, it restricts TLS 1.2; TLS 1.3 suites stay enabled unless some are named.
+    /// Keywords (HIGH, !aNULL) are refused
     #[arg(
         long,
         value_name = "CIPHERS",
@@ -608,13 +640,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
         p.wrap_cmd.is_some()
     }),
-    ("key_password", "--key-password", |c, _| {
-        given(&c.key_password)
-    }),
-    ("ssl_target", "--ssl-target", |c, _| c.ssl_target),
-    ("verify_client", "--verify-client", |c, _| c.verify_client),
-    ("cafile", "--cafile", |c, _| given(&c.cafile)),
-    ("ssl_ciphers", "--ssl-ciphers", |c, _| given(&c.ssl_ciphers)),
     ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
     ("auth_plugin", "--auth-plugin", |c, _| given(&c.auth_plugin)),
     ("auth_source", "--auth-source", |c, _| given(&c.auth_source)),
@@ -784,6 +809,33 @@ impl Cli {
             }),
         };
 
+        let ssl_min_version = self.ssl_version.min_version()?;
+        let target_cafile = self
+            .target_cafile
+            .clone()
+            .filter(|c| !c.as_os_str().is_empty());
+        if !self.ssl_target && (target_cafile.is_some() || self.target_insecure) {
+            let option = if self.target_insecure {
+                "--target-insecure"
+            } else {
+                "--target-cafile"
+            };
+            return Err(CliError::usage(format!(
+                "You must use --ssl-target to use {option}"
+            )));
+        }
+        if self.target_insecure && target_cafile.is_some() {
+            return Err(CliError::usage(
+                "--target-insecure and --target-cafile exclude each other (insecure verifies \
+                 nothing)",
+            ));
+        }
+        if self.ssl_target && matches!(target, Targets::Fixed(TargetSpec::Unix(_))) {
+            return Err(CliError::usage(
+                "--ssl-target: not supported with --unix-target (TLS is for TCP targets)",
+            ));
+        }
+
         // An empty `--cert=` is no `--cert`, as for the other paths.
         let cert = self.cert.clone().filter(|c| !c.as_os_str().is_empty());
         let cert_given = cert.is_some();
@@ -801,8 +853,15 @@ impl Cli {
             cert: cert.unwrap_or_else(|| super::DEFAULT_CERT.into()),
             cert_given,
             key: self.key.clone().filter(|k| !k.as_os_str().is_empty()),
+            key_password: self.key_password.clone().filter(|p| !p.is_empty()),
             ssl_only: self.ssl_only,
-            ssl_min_version: self.ssl_version.into(),
+            ssl_min_version,
+            ssl_ciphers: self.ssl_ciphers.clone().filter(|c| !c.is_empty()),
+            verify_client: self.verify_client,
+            cafile: self.cafile.clone().filter(|c| !c.as_os_str().is_empty()),
+            ssl_target: self.ssl_target,
+            target_cafile,
+            target_insecure: self.target_insecure,
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),

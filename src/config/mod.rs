@@ -63,7 +63,8 @@ pub struct TokenConfig {
 /// `--ssl-version`: the minimum TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMinVersion {
-    /// `default`, `tlsv1_1`: rustls speaks TLS 1.2 and 1.3 only, so both mean 1.2.
+    /// `default`: TLS 1.2 (rustls speaks TLS 1.2 and 1.3 only; `tlsv1_1` is refused at
+    /// start-up).
     #[default]
     Default,
     Tls12,
@@ -85,9 +86,24 @@ pub struct Settings {
     pub cert_given: bool,
     /// `--key`, when the key is not in the certificate file.
     pub key: Option<PathBuf>,
+    /// `--key-password`: decrypts an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`).
+    pub key_password: Option<String>,
     /// `--ssl-only`: drop clients that do not start with a TLS handshake.
     pub ssl_only: bool,
     pub ssl_min_version: TlsMinVersion,
+    /// `--ssl-ciphers`: the suite names as given (checked by `tls` at start-up).
+    pub ssl_ciphers: Option<String>,
+    /// `--verify-client`: TLS clients must present a certificate issued by a CA of `cafile`
+    /// (or of the system's store when `cafile` is `None`).
+    pub verify_client: bool,
+    /// `--cafile`: the CAs trusted for client certificates (used only with `verify_client`).
+    pub cafile: Option<PathBuf>,
+    /// `--ssl-target`: speak TLS to the (TCP) target, verifying its certificate for its host.
+    pub ssl_target: bool,
+    /// `--target-cafile`: the CAs trusted for the target's certificate instead of the system's.
+    pub target_cafile: Option<PathBuf>,
+    /// `--target-insecure`: do not verify the target's certificate.
+    pub target_insecure: bool,
     /// `--run-once`: serve one WebSocket session, then exit.
     pub run_once: bool,
     /// `--timeout N`: stop accepting N seconds after start (None for 0 / absent).
@@ -137,8 +153,15 @@ impl Settings {
             cert: PathBuf::from(DEFAULT_CERT),
             cert_given: false,
             key: None,
+            key_password: None,
             ssl_only: false,
             ssl_min_version: TlsMinVersion::Default,
+            ssl_ciphers: None,
+            verify_client: false,
+            cafile: None,
+            ssl_target: false,
+            target_cafile: None,
+            target_insecure: false,
             run_once: false,
             timeout: None,
             idle_timeout: None,

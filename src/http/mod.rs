@@ -61,6 +61,8 @@ pub struct Http {
     /// `--web`: the static files, if any.
     pub site: Option<Arc<Site>>,
     pub gate: Gate,
+    /// Connects the targets the gate chooses (TLS with `--ssl-target`).
+    pub connector: target::Connector,
 }
 
 /// A connection that became a WebSocket: the client's stream (and what hyper read past the
@@ -219,7 +221,7 @@ async fn open_websocket(
         .await
         .map_err(Refused::from)?;
     let target_name = spec.to_string();
-    let target = match target::connect(&spec).await {
+    let target = match http.connector.connect(&spec).await {
         Ok(target) => target,
         Err(err) => {
             return Err(Refused {

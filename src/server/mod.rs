@@ -20,6 +20,7 @@ use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::{Accepted, Listener};
+use crate::target::Connector;
 use crate::tls;
 
 /// A configured proxy, ready to serve a listener.
@@ -42,6 +43,7 @@ impl Server {
             send_timeout: settings.send_timeout,
             site,
             gate: Gate::new(&settings.target)?,
+            connector: Connector::new(tls::target_client(&settings)?),
         });
         Ok(Server {
             settings: Arc::new(settings),

@@ -1,9 +1,10 @@
 //! target: the service each WebSocket is bridged to, and connecting to it: one file per kind
-//! of target. The gate chooses the target per request; the connection is made before the 101,
+//! of target (TCP, Unix socket, and TLS over TCP for `--ssl-target`). The gate chooses the target per request; the connection is made before the 101,
 //! so a target that cannot be reached is an HTTP error, not a WebSocket opened and closed.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,35 +14,64 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::config::TargetSpec;
 
 mod tcp;
+mod tls;
 mod unix;
 
 /// A connected target.
 pub enum Target {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// `--ssl-target`: TLS over TCP (boxed: the TLS state is large).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// How targets are connected: plainly, or with TLS (`--ssl-target`) using a client
+/// configuration made at start-up.
+#[derive(Clone, Default)]
+pub struct Connector {
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Connector {
+    /// Plain connections when `tls` is `None`, TLS over TCP with it otherwise.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Connector { tls }
+    }
+
+    /// Connects to `spec` within `CONNECT_TIMEOUT` (TCP and TLS handshakes together), with
+    /// TCP_NODELAY and keepalive on a TCP target.
+    pub async fn connect(&self, spec: &TargetSpec) -> io::Result<Target> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_unbounded(spec)).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {CONNECT_TIMEOUT:?}"),
+            )),
+        }
+    }
+
+    async fn connect_unbounded(&self, spec: &TargetSpec) -> io::Result<Target> {
+        match (spec, &self.tls) {
+            (TargetSpec::Tcp { host, port }, Some(config)) => {
+                let tcp = tcp::connect(host, *port).await?;
+                let stream = tls::handshake(tcp, host, config).await?;
+                Ok(Target::Tls(Box::new(stream)))
+            }
+            (TargetSpec::Tcp { host, port }, None) => {
+                tcp::connect(host, *port).await.map(Target::Tcp)
+            }
+            (TargetSpec::Unix(_), Some(_)) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "--ssl-target is for TCP targets only",
+            )),
+            (TargetSpec::Unix(path), None) => unix::connect(path).await.map(Target::Unix),
+        }
+    }
 }
 
 /// How long connecting to a target may take. Without a bound, a target that drops SYNs would
 /// hold each upgraded client for the kernel's retries (about two minutes).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connects to `spec` within `CONNECT_TIMEOUT`, with TCP_NODELAY and keepalive on a TCP target.
-pub async fn connect(spec: &TargetSpec) -> io::Result<Target> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, connect_unbounded(spec)).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no answer within {CONNECT_TIMEOUT:?}"),
-        )),
-    }
-}
-
-async fn connect_unbounded(spec: &TargetSpec) -> io::Result<Target> {
-    match spec {
-        TargetSpec::Tcp { host, port } => tcp::connect(host, *port).await.map(Target::Tcp),
-        TargetSpec::Unix(path) => unix::connect(path).await.map(Target::Unix),
-    }
-}
 
 impl AsyncRead for Target {
     fn poll_read(
@@ -52,6 +82,7 @@ impl AsyncRead for Target {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Target::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Target::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -65,6 +96,7 @@ impl AsyncWrite for Target {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Target::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Target::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -76,6 +108,7 @@ impl AsyncWrite for Target {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Target::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Target::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -83,6 +116,7 @@ impl AsyncWrite for Target {
         match self {
             Target::Tcp(s) => s.is_write_vectored(),
             Target::Unix(s) => s.is_write_vectored(),
+            Target::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -90,6 +124,7 @@ impl AsyncWrite for Target {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_flush(cx),
             Target::Unix(s) => Pin::new(s).poll_flush(cx),
+            Target::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -97,6 +132,7 @@ impl AsyncWrite for Target {
         match self.get_mut() {
             Target::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Target::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Target::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
