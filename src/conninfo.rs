@@ -29,6 +29,10 @@ impl fmt::Display for Addr {
 pub struct TlsInfo {
     /// The server name the client asked for (SNI), if it sent one.
     pub sni: Option<String>,
+    /// The subject common name (CN) of the client's certificate, verified against `--cafile`
+    /// (or the system's CAs) by `--verify-client`; `None` without `--verify-client` or when the
+    /// certificate has no CN. Not escaped: whoever logs it quotes it.
+    pub client_cn: Option<String>,
 }
 
 /// What is known about a connection before HTTP.

@@ -106,5 +106,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
     TlsInfo {
         sni: conn.server_name().map(str::to_owned),
+        // Filled by `--verify-client` (its own branch); no client certificate is asked for yet.
+        client_cn: None,
     }
 }
