@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use support::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use websockify::{AuthConfig, Server, Settings};
 
@@ -62,13 +62,28 @@ async fn assert_relays(proxy: SocketAddr, extra: &str) {
 /// Sends `raw`, asserts the answer has `status` and ends with the one-line `reason`, and that
 /// the server then ended the connection; returns the whole answer.
 async fn assert_refused(proxy: SocketAddr, raw: &str, status: u16, reason: &str) -> String {
-    // send_and_read_all returns only once the server has dropped the connection.
-    let answer = send_and_read_all(proxy, raw.as_bytes()).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    // The status first (so that a 101 fails here, saying so), then the rest until the server
+    // ends the connection (bounded: a connection left open fails there).
+    let mut got = Vec::new();
+    bounded("a response head", async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    let head = String::from_utf8_lossy(&got).into_owned();
     assert!(
-        answer.starts_with(&format!("HTTP/1.1 {status} ")),
-        "{raw:?}: {answer}"
+        head.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{raw:?}: {head}"
     );
+    got.extend(read_until_dropped(&mut stream).await);
+    let answer = String::from_utf8_lossy(&got).into_owned();
     assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     assert!(
         answer.ends_with(&format!(": {reason}\n")),
