@@ -55,6 +55,13 @@ pub enum Kind {
     NotFound,
     /// What decides targets cannot answer now (a token source that cannot be read).
     Unavailable,
+    /// The request lacks credentials, or its credentials are wrong (an auth plugin said so);
+    /// carries the challenge to send in `WWW-Authenticate`, which a 401 must have (RFC 9110
+    /// §15.5.2), so one cannot be made without the other.
+    Unauthorized(&'static str),
+    /// The request may not go there, whatever credentials it brings (an auth plugin said so:
+    /// a malformed `Authorization`, a foreign `Origin`, no allowed client certificate).
+    Forbidden,
 }
 
 impl Kind {
@@ -68,6 +75,8 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::NotFound => "not_found",
             Kind::Unavailable => "unavailable",
+            Kind::Unauthorized(_) => "unauthorized",
+            Kind::Forbidden => "forbidden",
         }
     }
 }
@@ -162,10 +171,20 @@ impl Error {
             (Side::Client, Kind::BadRequest | Kind::Protocol(_)) => 400,
             (Side::Client, Kind::Timeout) => 408,
             (Side::Client, Kind::NotFound) => 404,
+            (Side::Client, Kind::Unauthorized(_)) => 401,
+            (Side::Client, Kind::Forbidden) => 403,
             (_, Kind::Unavailable) => 503,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
             _ => 500,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge a refusal carries (a 401's), if any.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match (self.side, self.kind) {
+            (Side::Client, Kind::Unauthorized(challenge)) => Some(challenge),
+            _ => None,
         }
     }
 
@@ -286,6 +305,13 @@ mod tests {
             Error::new(Side::Internal, Kind::Unavailable, "x").status(),
             503
         );
+        let unauthorized = Error::new(Side::Client, Kind::Unauthorized("Basic realm=\"x\""), "x");
+        assert_eq!(unauthorized.status(), 401);
+        assert_eq!(unauthorized.challenge(), Some("Basic realm=\"x\""));
+        assert_eq!(unauthorized.label(), "client_unauthorized");
+        let forbidden = Error::new(Side::Client, Kind::Forbidden, "x");
+        assert_eq!((forbidden.status(), forbidden.challenge()), (403, None));
+        assert_eq!(forbidden.level(), Level::Info);
     }
 
     #[test]

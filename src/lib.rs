@@ -28,7 +28,8 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig, DEFAULT_HANDSHAKE_TIMEOUT,
+    AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
+    DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};

@@ -19,7 +19,7 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
-use super::{Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig};
+use super::{AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig};
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
 /// [`CliError::exit_code`].
@@ -374,7 +374,8 @@ pub struct Cli {
     pub heartbeat: u64,
 
     // ---- Authentication ----
-    /// Auth plugin, such as BasicHTTPAuth, to determine if a connection is allowed
+    /// Auth plugin deciding whether a connection is allowed: BasicHTTPAuth, ExpectOrigin or
+    /// ClientCertCNAuth
     #[arg(
         long,
         value_name = "CLASS",
@@ -383,7 +384,8 @@ pub struct Cli {
     )]
     pub auth_plugin: Option<String>,
 
-    /// An argument to be passed to the auth plugin on instantiation
+    /// An argument to be passed to the auth plugin on instantiation: USER:PASSWORD, or the
+    /// allowed origins or client-certificate CNs, space-separated
     #[arg(
         long,
         value_name = "ARG",
@@ -641,9 +643,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
         p.wrap_cmd.is_some()
     }),
     ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
-    ("auth_plugin", "--auth-plugin", |c, _| given(&c.auth_plugin)),
-    ("auth_source", "--auth-source", |c, _| given(&c.auth_source)),
-    ("web_auth", "--web-auth", |c, _| c.web_auth),
 ];
 
 /// What `--help` puts before the help of each option in [`NOT_SUPPORTED_YET`].
@@ -867,6 +866,13 @@ impl Cli {
             idle_timeout: seconds(self.idle_timeout),
             web,
             file_only: self.file_only,
+            // An empty `--auth-plugin=` stays (and fails to start as an unknown plugin): a
+            // typo or an empty variable must never turn authentication off.
+            auth: self.auth_plugin.clone().map(|plugin| AuthConfig {
+                plugin,
+                source: self.auth_source.clone().filter(|s| !s.is_empty()),
+            }),
+            web_auth: self.web_auth,
             handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: super::DEFAULT_SEND_TIMEOUT,
         })

@@ -60,6 +60,26 @@ pub struct TokenConfig {
     pub host_token: bool,
 }
 
+/// `--auth-plugin NAME --auth-source ARG`: who may use the proxy, checked before the 101.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The plugin's name as given: bare (`BasicHTTPAuth`) or dotted
+    /// (`websockify.auth_plugins.BasicHTTPAuth`).
+    pub plugin: String,
+    /// `--auth-source`, as given (None when absent or empty). May hold a password: never
+    /// printed, not even by `Debug`.
+    pub source: Option<String>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("plugin", &self.plugin)
+            .field("source", &self.source.as_ref().map(|_| "REDACTED"))
+            .finish()
+    }
+}
+
 /// `--ssl-version`: the minimum TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMinVersion {
@@ -116,6 +136,10 @@ pub struct Settings {
     pub web: Option<PathBuf>,
     /// `--file-only`: no directory listings (404 instead).
     pub file_only: bool,
+    /// `--auth-plugin`/`--auth-source`: the auth plugin every WebSocket must pass.
+    pub auth: Option<AuthConfig>,
+    /// `--web-auth`: the auth plugin guards the `--web` files too.
+    pub web_auth: bool,
     /// Time a client gets to send its first byte, to finish the TLS handshake, and to send a
     /// whole request head, each. Not a command-line option (the reference has a fixed one);
     /// tests shorten it.
@@ -167,6 +191,8 @@ impl Settings {
             idle_timeout: None,
             web: None,
             file_only: false,
+            auth: None,
+            web_auth: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
         }

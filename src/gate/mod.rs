@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use hyper::{HeaderMap, Uri};
 
-use crate::config::{TargetSpec, Targets};
+use crate::config::{Settings, TargetSpec, Targets};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, Kind, Side, StartError};
 
+pub mod auth;
 pub mod token;
 
 /// The longest a gate decision may take (target lookup and authentication together).
@@ -37,19 +38,37 @@ enum Source {
 #[derive(Debug)]
 pub struct Gate {
     source: Source,
+    /// `--auth-plugin`: checked after the lookup, before the 101.
+    auth: Option<auth::Plugin>,
+    /// `--web-auth`: the auth plugin guards the `--web` files too.
+    web_auth: bool,
 }
 
 impl Gate {
-    /// The gate `targets` asks for; a token source is opened (and checked) now.
-    pub fn new(targets: &Targets) -> Result<Gate, StartError> {
-        let source = match targets {
+    /// The gate `settings` ask for; a token source is opened (and checked) now, and so is the
+    /// auth plugin's source.
+    pub fn new(settings: &Settings) -> Result<Gate, StartError> {
+        let source = match &settings.target {
             Targets::Fixed(target) => Source::Fixed(Arc::new(target.clone())),
             Targets::Tokens(config) => Source::Tokens {
                 plugin: Arc::new(token::Plugin::new(config)?),
                 host_token: config.host_token,
             },
         };
-        Ok(Gate { source })
+        let auth = settings.auth.as_ref().map(auth::Plugin::new).transpose()?;
+        // Without --verify-client no client certificate is ever asked for: the plugin could let
+        // nobody in, which is a configuration mistake to say at start-up, not per connection.
+        if matches!(auth, Some(auth::Plugin::ClientCert(_))) && !settings.verify_client {
+            return Err(StartError::new(
+                "--auth-plugin ClientCertCNAuth needs --verify-client (and a certificate, \
+                 --cert): without it no client certificate is asked for",
+            ));
+        }
+        Ok(Gate {
+            source,
+            auth,
+            web_auth: settings.web_auth,
+        })
     }
 
     /// Where this request may go, or why it may not, within [`GATE_TIMEOUT`].
@@ -59,7 +78,16 @@ impl Gate {
         headers: &HeaderMap,
         info: &ConnInfo,
     ) -> Result<Arc<TargetSpec>, Error> {
-        match tokio::time::timeout(GATE_TIMEOUT, self.lookup(uri, headers, info)).await {
+        let decide = async {
+            let target = self.lookup(uri, headers, info).await?;
+            // As the reference: the token first, then the credentials (so a token's existence
+            // shows before authentication, there as here).
+            if let Some(auth) = &self.auth {
+                auth.authenticate(headers, info, Some(&target))?;
+            }
+            Ok(target)
+        };
+        match tokio::time::timeout(GATE_TIMEOUT, decide).await {
             Ok(decided) => decided,
             Err(_) => Err(Error::new(
                 Side::Internal,
@@ -99,8 +127,35 @@ impl Gate {
         }
     }
 
-    /// How the start-up lines describe where requests go.
+    /// `--web-auth`: whether this GET or HEAD of a `--web` file may be answered. The plugin
+    /// gets the fixed target, or none with a token source, as the reference passes its server's
+    /// `target_host`/`target_port` (there is no token lookup for a file).
+    pub fn authorize_web(&self, headers: &HeaderMap, info: &ConnInfo) -> Result<(), Error> {
+        match &self.auth {
+            Some(auth) if self.web_auth => {
+                let target = match &self.source {
+                    Source::Fixed(target) => Some(&**target),
+                    Source::Tokens { .. } => None,
+                };
+                auth.authenticate(headers, info, target)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How the start-up lines describe where requests go (and who may).
     pub fn describe(&self) -> String {
+        let targets = self.describe_targets();
+        match &self.auth {
+            Some(auth) if self.web_auth => {
+                format!("{targets}, auth by {} (web files too)", auth.describe())
+            }
+            Some(auth) => format!("{targets}, auth by {}", auth.describe()),
+            None => targets,
+        }
+    }
+
+    fn describe_targets(&self) -> String {
         match &self.source {
             Source::Fixed(target) => target.to_string(),
             Source::Tokens { plugin, host_token } => {

@@ -1,7 +1,8 @@
 //! http: one connection's HTTP/1.1 life, until it becomes a WebSocket or ends. Routes each
 //! request: an upgrade goes through the RFC 6455 checks (`upgrade`), then the gate (where may
 //! it go?), then the target is connected, and only then is 101 sent; another GET or HEAD goes
-//! to the static files (`web`) when `--web` is on; anything else gets 405.
+//! to the static files (`web`) when `--web` is on (past the auth plugin first with `--web-auth`);
+//! anything else gets 405.
 //!
 //! Why connect before the 101: a target that cannot be reached is then an HTTP 502 (504 on a
 //! time-out) with a reason, which a browser reports as a failed connection, instead of a
@@ -167,20 +168,19 @@ async fn answer(
         let path = path_of(&req);
         return match open_websocket(req, slot, http, info).await {
             Ok(response) => response,
-            Err(refused) => {
-                // As the reference: a refused upgrade ends the connection. Whatever the client
-                // pipelined behind it (a body, frames) is never read as another request.
-                let mut response = refusal(&refused, &path);
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                response
-            }
+            // As the reference: a refused upgrade ends the connection. Whatever the client
+            // pipelined behind it (a body, frames) is never read as another request.
+            Err(refused) => refusal(&refused, &path),
         };
     }
     let readable = matches!(*req.method(), Method::GET | Method::HEAD);
     let (text, allow) = match &http.site {
         Some(site) if readable => {
+            // `--web-auth`: the auth plugin first; a refusal ends the connection, as above
+            // (and as the reference, whose refused request raises out of the handler).
+            if let Err(err) = http.gate.authorize_web(req.headers(), info) {
+                return refusal(&Refused::from(err), &path_of(&req));
+            }
             return web::serve(site, req.method(), req.uri(), req.headers()).await;
         }
         Some(_) => ("405 Method Not Allowed\n", "GET, HEAD"),
@@ -263,8 +263,9 @@ impl From<Error> for Refused {
     }
 }
 
-/// The HTTP answer to a refused upgrade, and its one log line. Status, log level and label
-/// come from the error; the body says why in one line (never echoing the client's text).
+/// The HTTP answer to a refused request (an upgrade, or a `--web-auth` file), and its one log
+/// line. Status, log level, label and any `WWW-Authenticate` challenge come from the error; the
+/// body says why in one line (never echoing the client's text); the connection ends.
 fn refusal(refused: &Refused, path: &str) -> Response<Body> {
     let err = &refused.error;
     let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -283,11 +284,17 @@ fn refusal(refused: &Refused, path: &str) -> Response<Body> {
         status.canonical_reason().unwrap_or("")
     );
     let mut response = plain(status, &text);
+    let headers = response.headers_mut();
     if refused.advertise_versions {
-        response
-            .headers_mut()
-            .insert("sec-websocket-version", HeaderValue::from_static("13"));
+        headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
     }
+    if let Some(challenge) = err.challenge() {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

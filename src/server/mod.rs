@@ -42,7 +42,7 @@ impl Server {
             handshake_timeout: settings.handshake_timeout,
             send_timeout: settings.send_timeout,
             site,
-            gate: Gate::new(&settings.target)?,
+            gate: Gate::new(&settings)?,
             connector: Connector::new(tls::target_client(&settings)?),
         });
         Ok(Server {
