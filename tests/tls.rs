@@ -1033,3 +1033,35 @@ async fn ssl_ciphers_that_rustls_cannot_do_or_does_not_know_are_start_up_errors(
         );
     }
 }
+
+/// ClientCertCNAuth end to end: the CN of the certificate verified in the handshake decides;
+/// a certificate of the trusted CA with another CN is refused before the 101.
+#[tokio::test]
+async fn client_cert_cn_auth_lets_in_only_the_listed_cns_of_verified_certificates() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.verify_client = true;
+    settings.cafile = Some(ca.file.clone());
+    settings.auth = Some(websockify::AuthConfig {
+        plugin: "ClientCertCNAuth".into(),
+        source: Some("alice carol".into()),
+    });
+    let proxy = start_proxy(settings).await;
+    for cn in ["alice", "carol"] {
+        let config = client_with_cert(&certs.der, rustls::ALL_VERSIONS, &ca, cn);
+        let tls = tls_connect(proxy.addr, config).await.unwrap();
+        let (mut client, head) = RawClient::upgrade(tls, None).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{cn}: {head}");
+        assert_echo(&mut client).await;
+    }
+    // Verified by the CA, but not a listed CN; a header claiming a listed one changes nothing.
+    let config = client_with_cert(&certs.der, rustls::ALL_VERSIONS, &ca, "mallory");
+    let mut tls = tls_connect(proxy.addr, config).await.unwrap();
+    tls.write_all(upgrade_request("/", "SSL_CLIENT_S_DN_CN: alice\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_until_dropped(&mut tls).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+    proxy.stop().await;
+}
