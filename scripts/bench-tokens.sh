@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Session churn with token plugins next to churn without: 16 clients looping connect, upgrade,
+# one 64 B echo, close (`wsbench load --mode handshake`), through our release proxy with
+#   - a fixed target (no tokens),
+#   - --token-plugin TokenFile with a 10,000-line token file (stat per lookup, read on change),
+#   - --token-plugin ReadOnlyTokenFile with the same file (read once),
+# the runs interleaved, medians of RUNS. Loopback only; everything started is killed on exit.
+# Usage: scripts/bench-tokens.sh [--runs N] [--duration S] [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=3 DURATION=3 BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "bench-tokens: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ "$BUILD" = 1 ] && cargo build --release -q -p websockify -p wsbench
+BIN=${CARGO_TARGET_DIR:-target}/release
+TMP=$(mktemp -d /tmp/bench-tokens.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+echo_port=$("$BIN/wsbench" free-port)
+"$BIN/wsbench" echo-server --listen "127.0.0.1:$echo_port" >/dev/null 2>&1 &
+pids+=($!)
+for i in $(seq 1 10000); do echo "desk-$i: 127.0.0.1:$echo_port"; done > "$TMP/tokens"
+
+start() { # name args... -> prints the port
+  local port; port=$("$BIN/wsbench" free-port)
+  RUST_LOG=warn "$BIN/websockify" "$@" "127.0.0.1:$port" ${FIXED:+"127.0.0.1:$echo_port"} \
+    >"$TMP/proxy-$port.log" 2>&1 &
+  pids+=($!)
+  "$BIN/wsbench" wait-port "127.0.0.1:$port" >/dev/null
+  echo "$port"
+}
+fixed=$(FIXED=1 start)
+tokenfile=$(start --token-plugin TokenFile --token-source "$TMP/tokens")
+readonly_=$(start --token-plugin ReadOnlyTokenFile --token-source "$TMP/tokens")
+
+churn() { # port query -> sessions/s
+  "$BIN/wsbench" load --url "ws://127.0.0.1:$1/websockify$2" --mode handshake --conns 16 \
+    --size 64 --duration "$DURATION" --warmup 1 2>/dev/null |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f %d" % (d["msgs_per_s"], d["errors"]))'
+}
+declare -A results
+for run in $(seq 1 "$RUNS"); do
+  for kind in fixed tokenfile readonly; do
+    case $kind in
+      fixed) out=$(churn "$fixed" "") ;;
+      tokenfile) out=$(churn "$tokenfile" "?token=desk-5000") ;;
+      readonly) out=$(churn "$readonly_" "?token=desk-5000") ;;
+    esac
+    read -r rate errors <<<"$out"
+    [ "$errors" = 0 ] || { echo "bench-tokens: $kind run $run had $errors errors" >&2; exit 1; }
+    results[$kind]+="$rate "
+    echo "run $run $kind: $rate sessions/s" >&2
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+base=$(median "${results[fixed]}")
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+for kind in fixed tokenfile readonly; do
+  m=$(median "${results[$kind]}")
+  printf '%-10s %8s sessions/s  %5.2fx of fixed\n' "$kind" "$m" "$(python3 -c "print($m/$base)")"
+done
