@@ -1,7 +1,7 @@
 //! gate: decides, before the 101, where a request may go and whether it may go there. First
-//! the target lookup (today one source: the fixed `host:port` or `--unix-target`; the token
-//! plugins add theirs), then authentication (the auth plugins). A refusal is an [`Error`]
-//! whose side and kind decide the HTTP status; it never reaches the relay.
+//! the target lookup (the fixed `host:port` or `--unix-target`, or a token plugin, `token/`),
+//! then authentication (an auth plugin, `auth/`). A refusal is an [`Error`] whose side and kind
+//! decide the HTTP status; it never reaches the relay.
 //!
 //! The gate sees the request head and the [`ConnInfo`], never the body or the socket, and is
 //! bounded in time: a slow token backend costs one connection a refusal, not a hang.
