@@ -265,3 +265,151 @@ async fn an_edit_that_keeps_size_time_and_inode_is_still_seen_while_the_file_is_
     assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
     proxy.stop().await;
 }
+
+/// A Unix socket target at `path` that says who it is, then echoes.
+fn unix_named_target(path: &Path, name: &'static str) {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(name.as_bytes()).await;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+}
+
+fn symlink(target: &str, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[tokio::test]
+async fn token_file_name_reads_the_file_the_token_names_and_stays_in_its_directory() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let root = temp_dir("tokens-filename");
+    let dir = root.join("tok");
+    std::fs::create_dir(&dir).unwrap();
+    write(&dir.join("desk-a"), &format!("{a}\n"));
+    // Surrounding whitespace; the last colon splits.
+    write(
+        &dir.join("desk-b"),
+        &format!("  [{}]:{} \n", b.ip(), b.port()),
+    );
+    unix_named_target(&root.join("u.sock"), "U");
+    write(
+        &dir.join("desk-u"),
+        &format!("unix_socket:{}", root.join("u.sock").display()),
+    );
+    // A symlink to a file inside is that file.
+    symlink("desk-a", &dir.join("alias"));
+    // Outside: beside the directory, and in a sibling sharing its name as a prefix.
+    write(&root.join("secret"), &format!("{b}\n"));
+    std::fs::create_dir(root.join("tok-other")).unwrap();
+    write(&root.join("tok-other/secret"), &format!("{b}\n"));
+    symlink("../secret", &dir.join("leak"));
+    symlink("../tok-other/secret", &dir.join("leak-sibling"));
+    symlink(
+        root.join("tok-other/secret").to_str().unwrap(),
+        &dir.join("leak-absolute"),
+    );
+    write(&dir.join("broken"), "no port here\n");
+    std::fs::write(dir.join("not-utf8"), b"127.0.0.1:\xff\n").unwrap();
+    std::fs::create_dir(dir.join("subdir")).unwrap();
+
+    let proxy = start_proxy(token_settings("TokenFileName", &dir, false)).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=desk-a", "", "A").await;
+    assert_reaches(p, "/?token=desk-b", "", "B").await;
+    assert_reaches(p, "/?token=desk-u", "", "U").await;
+    assert_reaches(p, "/?token=alias", "", "A").await;
+    // Reduced to the base name, as the reference: a path in the token cannot climb out.
+    assert_reaches(p, "/?token=..%2F..%2Fdesk-a", "", "A").await;
+    assert_reaches(p, "/?token=%2Fetc%2Fdesk-a", "", "A").await;
+    for refused in [
+        "nope",
+        "..",
+        ".",
+        "x%2F",
+        "subdir",
+        "leak",
+        "leak-sibling",
+        "leak-absolute",
+        "..%2Fsecret",
+        "..%2Ftok-other%2Fsecret",
+    ] {
+        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+    }
+    // The token exists but its file is broken: our side's fault, not a wrong token.
+    for broken in ["broken", "not-utf8"] {
+        let path = format!("/?token={broken}");
+        assert_refused(p, &path, "", 503, "token source unavailable").await;
+    }
+    // Files added later apply at once.
+    write(&dir.join("late"), &format!("{b}"));
+    assert_reaches(p, "/?token=late", "", "B").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn unix_domain_socket_directory_finds_sockets_and_nothing_outside_its_directory() {
+    let root = temp_dir("tokens-unixdir");
+    let dir = root.join("vnc");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::create_dir(root.join("vnc-other")).unwrap();
+    unix_named_target(&dir.join("desk.sock"), "D");
+    unix_named_target(&dir.join("sub/two.sock"), "T");
+    unix_named_target(&root.join("vnc-other/other.sock"), "O");
+    unix_named_target(&root.join("outside.sock"), "X");
+    write(&dir.join("plain"), "not a socket");
+    symlink("desk.sock", &dir.join("alias.sock"));
+    symlink("../outside.sock", &dir.join("link-out.sock"));
+    // A directory symlink to the sibling sharing the prefix: `/…/vnc-other` starts with the
+    // string `/…/vnc`, not with its components.
+    symlink("../vnc-other", &dir.join("sibling"));
+
+    let proxy = start_proxy(token_settings("UnixDomainSocketDirectory", &dir, false)).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=desk.sock", "", "D").await;
+    assert_reaches(p, "/?token=sub%2Ftwo.sock", "", "T").await;
+    assert_reaches(p, "/?token=alias.sock", "", "D").await;
+    assert_reaches(p, "/?token=sub%2F..%2Fdesk.sock", "", "D").await;
+    for refused in [
+        // The reference's escapes: `..` and a sibling sharing the prefix.
+        "..%2Foutside.sock",
+        "..%2Fvnc-other%2Fother.sock",
+        "sub%2F..%2F..%2Fvnc-other%2Fother.sock",
+        "sibling%2Fother.sock",
+        "link-out.sock",
+        // An absolute token replaces the directory in a join.
+        &format!("{}", root.join("outside.sock").display()).replace('/', "%2F"),
+        "plain",
+        "missing.sock",
+        "sub",
+        ".",
+        "..",
+    ] {
+        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+    }
+    proxy.stop().await;
+}
+
+#[test]
+fn directory_plugins_need_a_directory() {
+    let file = temp_dir("tokens-notdir").join("file");
+    write(&file, "x");
+    for plugin in ["TokenFileName", "UnixDomainSocketDirectory"] {
+        let err = startup_error(token_settings(plugin, &file, false));
+        assert!(
+            err.message.contains(&format!(
+                "--token-source {}: not a directory ({plugin} needs one)",
+                file.display()
+            )),
+            "{err}"
+        );
+        let missing = file.with_file_name("missing");
+        let err = startup_error(token_settings(plugin, &missing, false));
+        assert!(err.message.contains("No such file"), "{err}");
+    }
+}
