@@ -55,6 +55,8 @@ pub enum Kind {
     NotFound,
     /// What decides targets cannot answer now (a token source that cannot be read).
     Unavailable,
+    /// The request names a target it may not go to (outside `--target-allow`).
+    Forbidden,
 }
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::NotFound => "not_found",
             Kind::Unavailable => "unavailable",
+            Kind::Forbidden => "forbidden",
         }
     }
 }
@@ -162,6 +165,7 @@ impl Error {
             (Side::Client, Kind::BadRequest | Kind::Protocol(_)) => 400,
             (Side::Client, Kind::Timeout) => 408,
             (Side::Client, Kind::NotFound) => 404,
+            (Side::Client, Kind::Forbidden) => 403,
             (_, Kind::Unavailable) => 503,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
@@ -282,6 +286,7 @@ mod tests {
         assert_eq!(Error::connect(io::ErrorKind::TimedOut.into()).status(), 504);
         assert_eq!(Error::new(Side::Internal, Kind::Io, "x").status(), 500);
         assert_eq!(Error::new(Side::Client, Kind::NotFound, "x").status(), 404);
+        assert_eq!(Error::new(Side::Client, Kind::Forbidden, "x").status(), 403);
         assert_eq!(
             Error::new(Side::Internal, Kind::Unavailable, "x").status(),
             503

@@ -413,3 +413,114 @@ fn directory_plugins_need_a_directory() {
         assert!(err.message.contains("No such file"), "{err}");
     }
 }
+
+/// A target on `ip` that says who it is, then echoes.
+async fn named_target_on(ip: &str, name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(name.as_bytes()).await;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+fn allow(entries: &[&str]) -> Vec<websockify::AllowEntry> {
+    entries
+        .iter()
+        .map(|e| websockify::AllowEntry::parse(e).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_checked() {
+    // Two loopback addresses: one allowed, one not.
+    let one = named_target_on("127.0.0.1", "1").await;
+    let two = named_target_on("127.0.0.2", "2").await;
+    let dir = temp_dir("tokens-allow");
+    let file = dir.join("tokens");
+    write(
+        &file,
+        &format!(
+            "one: {one}\ntwo: {two}\nname-one: localhost:{}\n\
+             mapped-two: [::ffff:127.0.0.2]:{}\n",
+            one.port(),
+            two.port()
+        ),
+    );
+    let forbidden = |p, path: &'static str| async move {
+        assert_refused(p, path, "", 403, "Target not allowed").await;
+    };
+
+    // Without the option every target goes (the reference's behaviour).
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
+    assert_reaches(proxy.addr, "/?token=two", "", "2").await;
+    proxy.stop().await;
+
+    // A block holding 127.0.0.0 and 127.0.0.1 only.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["127.0.0.0/31"]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=one", "", "1").await;
+    assert_reaches(p, "/?token=name-one", "", "1").await;
+    forbidden(p, "/?token=two").await;
+    forbidden(p, "/?token=mapped-two").await;
+    proxy.stop().await;
+
+    // An IPv4-mapped IPv6 address is checked as the IPv4 address it is: "every IPv6
+    // address" does not let it reach IPv4 hosts.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["::/0", "127.0.0.1"]);
+    let proxy = start_proxy(settings).await;
+    forbidden(proxy.addr, "/?token=mapped-two").await;
+    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
+    proxy.stop().await;
+
+    // The name is resolved and its address checked: localhost is 127.0.0.1, not allowed here.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["127.0.0.2"]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    forbidden(p, "/?token=name-one").await;
+    forbidden(p, "/?token=one").await;
+    assert_reaches(p, "/?token=two", "", "2").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn target_allow_unix_entries_compare_canonical_paths_by_components() {
+    let root = temp_dir("tokens-allow-unix");
+    std::fs::create_dir(root.join("vnc")).unwrap();
+    std::fs::create_dir(root.join("vnc-other")).unwrap();
+    unix_named_target(&root.join("vnc/a.sock"), "A");
+    unix_named_target(&root.join("vnc-other/b.sock"), "B");
+    symlink("../vnc-other/b.sock", &root.join("vnc/link.sock"));
+    let r = root.display();
+    let file = root.join("tokens");
+    write(
+        &file,
+        &format!(
+            "in: unix_socket:{r}/vnc/a.sock\nsibling: unix_socket:{r}/vnc-other/b.sock\n\
+             dotdot: unix_socket:{r}/vnc/../vnc-other/b.sock\n\
+             link: unix_socket:{r}/vnc/link.sock\ntcp: 127.0.0.1:1\n"
+        ),
+    );
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&[&format!("unix:{r}/vnc")]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=in", "", "A").await;
+    for token in ["sibling", "dotdot", "link", "tcp"] {
+        let path = format!("/?token={token}");
+        assert_refused(p, &path, "", 403, "Target not allowed").await;
+    }
+    proxy.stop().await;
+}

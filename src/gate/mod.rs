@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use hyper::{HeaderMap, Uri};
 
-use crate::config::{TargetSpec, Targets};
+use crate::config::{AllowEntry, TargetSpec, Targets};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, Kind, Side, StartError};
 
+mod allow;
 pub mod token;
 
 /// The longest a gate decision may take (target lookup and authentication together).
@@ -30,6 +31,8 @@ enum Source {
         plugin: Arc<token::Plugin>,
         /// `--host-token`: the token is the Host header, not `?token=`.
         host_token: bool,
+        /// `--target-allow`: where the tokens' targets may be.
+        allow: allow::Allow,
     },
 }
 
@@ -40,13 +43,16 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// The gate `targets` asks for; a token source is opened (and checked) now.
-    pub fn new(targets: &Targets) -> Result<Gate, StartError> {
+    /// The gate `targets` asks for; a token source is opened (and checked) now. `allow`
+    /// (`--target-allow`) bounds the targets of token sources only: a fixed target is the
+    /// operator's own choice.
+    pub fn new(targets: &Targets, allow: &[AllowEntry]) -> Result<Gate, StartError> {
         let source = match targets {
             Targets::Fixed(target) => Source::Fixed(Arc::new(target.clone())),
             Targets::Tokens(config) => Source::Tokens {
                 plugin: Arc::new(token::Plugin::new(config)?),
                 host_token: config.host_token,
+                allow: allow::Allow::new(allow),
             },
         };
         Ok(Gate { source })
@@ -77,7 +83,11 @@ impl Gate {
     ) -> Result<Arc<TargetSpec>, Error> {
         match &self.source {
             Source::Fixed(target) => Ok(target.clone()),
-            Source::Tokens { plugin, host_token } => {
+            Source::Tokens {
+                plugin,
+                host_token,
+                allow,
+            } => {
                 let token = if *host_token {
                     token::from_host(headers)
                 } else {
@@ -92,7 +102,7 @@ impl Gate {
                     ));
                 };
                 match plugin.lookup(&token).await? {
-                    Some(target) => Ok(target),
+                    Some(target) => allow.check(target).await,
                     None => Err(Error::new(Side::Client, Kind::NotFound, "Token not found")),
                 }
             }
@@ -103,13 +113,21 @@ impl Gate {
     pub fn describe(&self) -> String {
         match &self.source {
             Source::Fixed(target) => target.to_string(),
-            Source::Tokens { plugin, host_token } => {
+            Source::Tokens {
+                plugin,
+                host_token,
+                allow,
+            } => {
                 let from = if *host_token {
                     "the Host header"
                 } else {
                     "?token="
                 };
-                format!("targets by token ({from}) from {}", plugin.describe())
+                let only = match allow.describe() {
+                    Some(list) => format!(", only to {list}"),
+                    None => String::new(),
+                };
+                format!("targets by token ({from}) from {}{only}", plugin.describe())
             }
         }
     }

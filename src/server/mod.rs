@@ -41,7 +41,7 @@ impl Server {
             handshake_timeout: settings.handshake_timeout,
             send_timeout: settings.send_timeout,
             site,
-            gate: Gate::new(&settings.target)?,
+            gate: Gate::new(&settings.target, &settings.target_allow)?,
         });
         Ok(Server {
             settings: Arc::new(settings),

@@ -40,6 +40,7 @@ async fn connect_unbounded(spec: &TargetSpec) -> io::Result<Target> {
     match spec {
         TargetSpec::Tcp { host, port } => tcp::connect(host, *port).await.map(Target::Tcp),
         TargetSpec::Unix(path) => unix::connect(path).await.map(Target::Unix),
+        TargetSpec::Resolved { addrs, .. } => tcp::connect_addrs(addrs).await.map(Target::Tcp),
     }
 }
 
