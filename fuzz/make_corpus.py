@@ -138,3 +138,21 @@ write("address", {
     "target_bracket_in_name": b"\x01a[b:5900",
     "target_brackets_spaces": b"\x01]]h[[:  7\t",
 })
+# One line of a token file (TokenFile, ReadOnlyTokenFile, --target-config).
+write("token_line", {
+    "plain": b"desk: 127.0.0.1:5900",
+    "tab_and_spaces": b"  desk:\tvnc.example.com:5901  \r",
+    "colon_in_token": b"a:b: host:1",
+    "bare_ipv6": b"b:\t::1:5901",
+    "bracketed_ipv6": b"c: [fe80::1%eth0]:5900",
+    "unix_socket": b"u: unix_socket:/run/vnc/desk.sock",
+    "comment": b"# desk: host:5900",
+    "blank": b"   \t ",
+    "two_separators": b"a: b: c:1",
+    "no_separator": b"abc:host:5900",
+    "big_port": b"a: host:65536",
+    "plus_port": b"a: host:+80",
+    "python_separator_space": b"a:\x1chost:1",
+    "unicode_space": "tok:\u2003host:5900\u3000".encode(),
+    "empty_token": b": host:1",
+})

@@ -60,7 +60,8 @@ pub enum Kind {
     /// §15.5.2), so one cannot be made without the other.
     Unauthorized(&'static str),
     /// The request may not go there, whatever credentials it brings (an auth plugin said so:
-    /// a malformed `Authorization`, a foreign `Origin`, no allowed client certificate).
+    /// a malformed `Authorization`, a foreign `Origin`, no allowed client certificate), or it
+    /// names a target outside `--target-allow`.
     Forbidden,
 }
 
@@ -301,6 +302,7 @@ mod tests {
         assert_eq!(Error::connect(io::ErrorKind::TimedOut.into()).status(), 504);
         assert_eq!(Error::new(Side::Internal, Kind::Io, "x").status(), 500);
         assert_eq!(Error::new(Side::Client, Kind::NotFound, "x").status(), 404);
+        assert_eq!(Error::new(Side::Client, Kind::Forbidden, "x").status(), 403);
         assert_eq!(
             Error::new(Side::Internal, Kind::Unavailable, "x").status(),
             503

@@ -28,7 +28,7 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
+    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
     DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
@@ -47,6 +47,7 @@ pub use target::CONNECT_TIMEOUT;
 
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {
+    pub use crate::gate::token::file::{parse_line, Line};
     pub use crate::http::upgrade::{self, Refusal};
     pub use crate::relay::run as relay;
     pub use crate::sniff::{

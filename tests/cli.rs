@@ -959,3 +959,71 @@ fn cert_is_given_only_when_named_on_the_command_line() {
         assert!(ok(args).cert_given, "{args:?}");
     }
 }
+
+#[test]
+fn target_allow_takes_cidrs_addresses_and_unix_paths_repeated_or_comma_separated() {
+    use websockify::AllowEntry;
+    let s = ok(&[
+        "--token-plugin=TokenFile",
+        "--token-source=/t",
+        "--target-allow=10.1.2.3/8, 192.0.2.7",
+        "--target-allow",
+        "fd00::/8,::ffff:198.51.100.0/120,unix:/nonexistent/vnc",
+        "6080",
+    ]);
+    let net = |addr: &str, prefix| AllowEntry::Net {
+        addr: addr.parse().unwrap(),
+        prefix,
+    };
+    assert_eq!(
+        s.target_allow,
+        vec![
+            net("10.0.0.0", 8),
+            net("192.0.2.7", 32),
+            net("fd00::", 8),
+            net("198.51.100.0", 24),
+            AllowEntry::Unix("/nonexistent/vnc".into()),
+        ]
+    );
+    assert!(ok(&["--token-plugin=TokenFile", "6080"])
+        .target_allow
+        .is_empty());
+}
+
+#[test]
+fn a_malformed_target_allow_entry_is_a_usage_error_naming_it() {
+    for (entry, why) in [
+        (
+            "10.0.0.0/33",
+            "--target-allow 10.0.0.0/33: an IPv4 prefix length is 0-32",
+        ),
+        (
+            "::/129",
+            "--target-allow ::/129: an IPv6 prefix length is 0-128",
+        ),
+        (
+            "10.0.0.0/x",
+            "--target-allow 10.0.0.0/x: the prefix length is not a number",
+        ),
+        (
+            "10.0.0/8",
+            "--target-allow 10.0.0/8: not an IPv4 or IPv6 address",
+        ),
+        (
+            "vnc.example.com",
+            "--target-allow vnc.example.com: not an IPv4",
+        ),
+        (
+            "unix:run/vnc",
+            "--target-allow unix:run/vnc: a unix: entry needs an absolute path",
+        ),
+    ] {
+        let arg = format!("--target-allow={entry}");
+        assert_err_contains(&["--token-plugin=TokenFile", &arg, "6080"], why);
+    }
+    // A fixed target is not checked: the option alone would mislead.
+    assert_err_contains(
+        &["--target-allow=10.0.0.0/8", "6080", "h:5900"],
+        "--target-allow applies to the targets of token plugins only",
+    );
+}

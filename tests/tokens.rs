@@ -265,3 +265,262 @@ async fn an_edit_that_keeps_size_time_and_inode_is_still_seen_while_the_file_is_
     assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
     proxy.stop().await;
 }
+
+/// A Unix socket target at `path` that says who it is, then echoes.
+fn unix_named_target(path: &Path, name: &'static str) {
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(name.as_bytes()).await;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+}
+
+fn symlink(target: &str, link: &Path) {
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+#[tokio::test]
+async fn token_file_name_reads_the_file_the_token_names_and_stays_in_its_directory() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let root = temp_dir("tokens-filename");
+    let dir = root.join("tok");
+    std::fs::create_dir(&dir).unwrap();
+    write(&dir.join("desk-a"), &format!("{a}\n"));
+    // Surrounding whitespace; the last colon splits.
+    write(
+        &dir.join("desk-b"),
+        &format!("  [{}]:{} \n", b.ip(), b.port()),
+    );
+    unix_named_target(&root.join("u.sock"), "U");
+    write(
+        &dir.join("desk-u"),
+        &format!("unix_socket:{}", root.join("u.sock").display()),
+    );
+    // A symlink to a file inside is that file.
+    symlink("desk-a", &dir.join("alias"));
+    // Outside: beside the directory, and in a sibling sharing its name as a prefix.
+    write(&root.join("secret"), &format!("{b}\n"));
+    std::fs::create_dir(root.join("tok-other")).unwrap();
+    write(&root.join("tok-other/secret"), &format!("{b}\n"));
+    symlink("../secret", &dir.join("leak"));
+    symlink("../tok-other/secret", &dir.join("leak-sibling"));
+    symlink(
+        root.join("tok-other/secret").to_str().unwrap(),
+        &dir.join("leak-absolute"),
+    );
+    write(&dir.join("broken"), "no port here\n");
+    std::fs::write(dir.join("not-utf8"), b"127.0.0.1:\xff\n").unwrap();
+    std::fs::create_dir(dir.join("subdir")).unwrap();
+
+    let proxy = start_proxy(token_settings("TokenFileName", &dir, false)).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=desk-a", "", "A").await;
+    assert_reaches(p, "/?token=desk-b", "", "B").await;
+    assert_reaches(p, "/?token=desk-u", "", "U").await;
+    assert_reaches(p, "/?token=alias", "", "A").await;
+    // Reduced to the base name, as the reference: a path in the token cannot climb out.
+    assert_reaches(p, "/?token=..%2F..%2Fdesk-a", "", "A").await;
+    assert_reaches(p, "/?token=%2Fetc%2Fdesk-a", "", "A").await;
+    for refused in [
+        "nope",
+        "..",
+        ".",
+        "x%2F",
+        "subdir",
+        "leak",
+        "leak-sibling",
+        "leak-absolute",
+        "..%2Fsecret",
+        "..%2Ftok-other%2Fsecret",
+    ] {
+        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+    }
+    // The token exists but its file is broken: our side's fault, not a wrong token.
+    for broken in ["broken", "not-utf8"] {
+        let path = format!("/?token={broken}");
+        assert_refused(p, &path, "", 503, "token source unavailable").await;
+    }
+    // Files added later apply at once.
+    write(&dir.join("late"), &format!("{b}"));
+    assert_reaches(p, "/?token=late", "", "B").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn unix_domain_socket_directory_finds_sockets_and_nothing_outside_its_directory() {
+    let root = temp_dir("tokens-unixdir");
+    let dir = root.join("vnc");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::create_dir(root.join("vnc-other")).unwrap();
+    unix_named_target(&dir.join("desk.sock"), "D");
+    unix_named_target(&dir.join("sub/two.sock"), "T");
+    unix_named_target(&root.join("vnc-other/other.sock"), "O");
+    unix_named_target(&root.join("outside.sock"), "X");
+    write(&dir.join("plain"), "not a socket");
+    symlink("desk.sock", &dir.join("alias.sock"));
+    symlink("../outside.sock", &dir.join("link-out.sock"));
+    // A directory symlink to the sibling sharing the prefix: `/…/vnc-other` starts with the
+    // string `/…/vnc`, not with its components.
+    symlink("../vnc-other", &dir.join("sibling"));
+
+    let proxy = start_proxy(token_settings("UnixDomainSocketDirectory", &dir, false)).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=desk.sock", "", "D").await;
+    assert_reaches(p, "/?token=sub%2Ftwo.sock", "", "T").await;
+    assert_reaches(p, "/?token=alias.sock", "", "D").await;
+    assert_reaches(p, "/?token=sub%2F..%2Fdesk.sock", "", "D").await;
+    for refused in [
+        // The reference's escapes: `..` and a sibling sharing the prefix.
+        "..%2Foutside.sock",
+        "..%2Fvnc-other%2Fother.sock",
+        "sub%2F..%2F..%2Fvnc-other%2Fother.sock",
+        "sibling%2Fother.sock",
+        "link-out.sock",
+        // An absolute token replaces the directory in a join.
+        &format!("{}", root.join("outside.sock").display()).replace('/', "%2F"),
+        "plain",
+        "missing.sock",
+        "sub",
+        ".",
+        "..",
+    ] {
+        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+    }
+    proxy.stop().await;
+}
+
+#[test]
+fn directory_plugins_need_a_directory() {
+    let file = temp_dir("tokens-notdir").join("file");
+    write(&file, "x");
+    for plugin in ["TokenFileName", "UnixDomainSocketDirectory"] {
+        let err = startup_error(token_settings(plugin, &file, false));
+        assert!(
+            err.message.contains(&format!(
+                "--token-source {}: not a directory ({plugin} needs one)",
+                file.display()
+            )),
+            "{err}"
+        );
+        let missing = file.with_file_name("missing");
+        let err = startup_error(token_settings(plugin, &missing, false));
+        assert!(err.message.contains("No such file"), "{err}");
+    }
+}
+
+/// A target on `ip` that says who it is, then echoes.
+async fn named_target_on(ip: &str, name: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(name.as_bytes()).await;
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+fn allow(entries: &[&str]) -> Vec<websockify::AllowEntry> {
+    entries
+        .iter()
+        .map(|e| websockify::AllowEntry::parse(e).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_checked() {
+    // Two loopback addresses: one allowed, one not.
+    let one = named_target_on("127.0.0.1", "1").await;
+    let two = named_target_on("127.0.0.2", "2").await;
+    let dir = temp_dir("tokens-allow");
+    let file = dir.join("tokens");
+    write(
+        &file,
+        &format!(
+            "one: {one}\ntwo: {two}\nname-one: localhost:{}\n\
+             mapped-two: [::ffff:127.0.0.2]:{}\n",
+            one.port(),
+            two.port()
+        ),
+    );
+    let forbidden = |p, path: &'static str| async move {
+        assert_refused(p, path, "", 403, "Target not allowed").await;
+    };
+
+    // Without the option every target goes (the reference's behaviour).
+    let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
+    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
+    assert_reaches(proxy.addr, "/?token=two", "", "2").await;
+    proxy.stop().await;
+
+    // A block holding 127.0.0.0 and 127.0.0.1 only.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["127.0.0.0/31"]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=one", "", "1").await;
+    assert_reaches(p, "/?token=name-one", "", "1").await;
+    forbidden(p, "/?token=two").await;
+    forbidden(p, "/?token=mapped-two").await;
+    proxy.stop().await;
+
+    // An IPv4-mapped IPv6 address is checked as the IPv4 address it is: "every IPv6
+    // address" does not let it reach IPv4 hosts.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["::/0", "127.0.0.1"]);
+    let proxy = start_proxy(settings).await;
+    forbidden(proxy.addr, "/?token=mapped-two").await;
+    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
+    proxy.stop().await;
+
+    // The name is resolved and its address checked: localhost is 127.0.0.1, not allowed here.
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&["127.0.0.2"]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    forbidden(p, "/?token=name-one").await;
+    forbidden(p, "/?token=one").await;
+    assert_reaches(p, "/?token=two", "", "2").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn target_allow_unix_entries_compare_canonical_paths_by_components() {
+    let root = temp_dir("tokens-allow-unix");
+    std::fs::create_dir(root.join("vnc")).unwrap();
+    std::fs::create_dir(root.join("vnc-other")).unwrap();
+    unix_named_target(&root.join("vnc/a.sock"), "A");
+    unix_named_target(&root.join("vnc-other/b.sock"), "B");
+    symlink("../vnc-other/b.sock", &root.join("vnc/link.sock"));
+    let r = root.display();
+    let file = root.join("tokens");
+    write(
+        &file,
+        &format!(
+            "in: unix_socket:{r}/vnc/a.sock\nsibling: unix_socket:{r}/vnc-other/b.sock\n\
+             dotdot: unix_socket:{r}/vnc/../vnc-other/b.sock\n\
+             link: unix_socket:{r}/vnc/link.sock\ntcp: 127.0.0.1:1\n"
+        ),
+    );
+    let mut settings = token_settings("TokenFile", &file, false);
+    settings.target_allow = allow(&[&format!("unix:{r}/vnc")]);
+    let proxy = start_proxy(settings).await;
+    let p = proxy.addr;
+    assert_reaches(p, "/?token=in", "", "A").await;
+    for token in ["sibling", "dotdot", "link", "tcp"] {
+        let path = format!("/?token={token}");
+        assert_refused(p, &path, "", 403, "Target not allowed").await;
+    }
+    proxy.stop().await;
+}

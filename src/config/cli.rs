@@ -19,7 +19,9 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
-use super::{AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig};
+use super::{
+    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
+};
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
 /// [`CliError::exit_code`].
@@ -361,6 +363,20 @@ pub struct Cli {
     /// Use the host HTTP header as token instead of the token URL query parameter
     #[arg(long, help_heading = "Targets and tokens")]
     pub host_token: bool,
+
+    /// Only let token plugins send connections to these targets (not in the reference): IPv4
+    /// or IPv6 addresses or CIDR blocks, and unix:/path for Unix sockets at or under a path.
+    /// Comma-separated or repeated. A host name is resolved and every address it has must be
+    /// allowed; the connection goes to those checked addresses. Other targets are refused with
+    /// 403. A fixed target (target_addr:target_port, --unix-target) is not checked
+    #[arg(
+        long,
+        value_name = "CIDR,...",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append,
+        help_heading = "Targets and tokens"
+    )]
+    pub target_allow: Vec<String>,
 
     /// Send a ping to the client every INTERVAL seconds (0: never)
     #[arg(
@@ -844,6 +860,22 @@ impl Cli {
             None => None,
         };
 
+        let target_allow = self
+            .target_allow
+            .iter()
+            .map(|entry| {
+                AllowEntry::parse(entry.trim())
+                    .map_err(|why| CliError::usage(format!("--target-allow {entry}: {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !target_allow.is_empty() && matches!(target, Targets::Fixed(_)) {
+            // Silently ignored, it would suggest the fixed target is checked.
+            return Err(CliError::usage(
+                "--target-allow applies to the targets of token plugins only \
+                 (--token-plugin, --target-config)",
+            ));
+        }
+
         Ok(Settings {
             listen,
             target,
@@ -875,6 +907,7 @@ impl Cli {
             web_auth: self.web_auth,
             handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: super::DEFAULT_SEND_TIMEOUT,
+            target_allow,
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ pub enum TargetSpec {
     Tcp { host: String, port: u16 },
     /// `--unix-target FILE`.
     Unix(PathBuf),
+    /// A host name the gate resolved and checked against `--target-allow`: connect to these
+    /// addresses only, never resolving the name again (a second answer could differ).
+    Resolved {
+        host: String,
+        addrs: Vec<SocketAddr>,
+    },
 }
 
 impl fmt::Display for TargetSpec {
@@ -35,6 +42,15 @@ impl fmt::Display for TargetSpec {
             TargetSpec::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             TargetSpec::Tcp { host, port } => write!(f, "{host}:{port}"),
             TargetSpec::Unix(path) => write!(f, "unix:{}", path.display()),
+            TargetSpec::Resolved { host, addrs } => {
+                let port = addrs.first().map_or(0, SocketAddr::port);
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                write!(f, "{host}:{port}")
+            }
         }
     }
 }
@@ -77,6 +93,106 @@ impl fmt::Debug for AuthConfig {
             .field("plugin", &self.plugin)
             .field("source", &self.source.as_ref().map(|_| "REDACTED"))
             .finish()
+    }
+}
+
+/// One entry of `--target-allow`: where token sources may send connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowEntry {
+    /// An address block: `addr` with the bits past `prefix` zero (a single address is /32 or
+    /// /128; an IPv4-mapped IPv6 block is stored as IPv4).
+    Net { addr: IpAddr, prefix: u8 },
+    /// `unix:/path`: a Unix socket at this path or under it, by components (absolute;
+    /// canonical when it exists at start-up).
+    Unix(PathBuf),
+}
+
+impl AllowEntry {
+    /// Reads one entry (`10.0.0.0/8`, `192.0.2.7`, `fd00::/8`, `::1`, `unix:/run/vnc`); the
+    /// error says why. Host bits past the prefix are dropped (`10.1.2.3/8` is `10.0.0.0/8`).
+    pub fn parse(entry: &str) -> Result<AllowEntry, &'static str> {
+        if let Some(path) = entry.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err("a unix: entry needs an absolute path");
+            }
+            return Ok(AllowEntry::Unix(
+                std::fs::canonicalize(&path).unwrap_or(path),
+            ));
+        }
+        let (addr, prefix) = match entry.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (entry, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| "not an IPv4 or IPv6 address, CIDR block or unix:/path")?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= bits)
+                .ok_or(if bits == 32 {
+                    "an IPv4 prefix length is 0-32"
+                } else {
+                    "an IPv6 prefix length is 0-128"
+                })?,
+            Some(_) => return Err("the prefix length is not a number"),
+        };
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
+                (IpAddr::V4(v6.to_ipv4_mapped().unwrap()), prefix - 96)
+            }
+            other => (other, prefix),
+        };
+        Ok(AllowEntry::Net {
+            addr: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` (IPv4-mapped IPv6 addresses count as IPv4) is in this entry.
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        match self {
+            AllowEntry::Net { addr, prefix } => {
+                let ip = ip.to_canonical();
+                ip.is_ipv4() == addr.is_ipv4() && mask(ip, *prefix) == *addr
+            }
+            AllowEntry::Unix(_) => false,
+        }
+    }
+
+    /// Whether the canonical `path` is this entry's path or under it, by components.
+    pub fn contains_path(&self, path: &std::path::Path) -> bool {
+        match self {
+            AllowEntry::Unix(prefix) => path.starts_with(prefix),
+            AllowEntry::Net { .. } => false,
+        }
+    }
+}
+
+/// `addr` with the bits past `prefix` cleared.
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & keep).into())
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & keep).into())
+        }
+    }
+}
+
+impl fmt::Display for AllowEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowEntry::Net { addr, prefix } => write!(f, "{addr}/{prefix}"),
+            AllowEntry::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
     }
 }
 
@@ -149,6 +265,9 @@ pub struct Settings {
     /// cannot proceed are timed: an idle keep-alive connection is not, nor a WebSocket session.
     /// Not a command-line option; tests shorten it.
     pub send_timeout: Duration,
+    /// `--target-allow`: the only places a token source may send connections (empty: anywhere).
+    /// A fixed target is the operator's own choice and is not checked.
+    pub target_allow: Vec<AllowEntry>,
 }
 
 /// The certificate file used when `--cert` is not given (the reference's default).
@@ -195,6 +314,7 @@ impl Settings {
             web_auth: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            target_allow: Vec::new(),
         }
     }
 }

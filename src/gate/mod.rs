@@ -15,6 +15,7 @@ use crate::config::{Settings, TargetSpec, Targets};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, Kind, Side, StartError};
 
+mod allow;
 pub mod auth;
 pub mod token;
 
@@ -31,6 +32,8 @@ enum Source {
         plugin: Arc<token::Plugin>,
         /// `--host-token`: the token is the Host header, not `?token=`.
         host_token: bool,
+        /// `--target-allow`: where the tokens' targets may be.
+        allow: allow::Allow,
     },
 }
 
@@ -53,6 +56,7 @@ impl Gate {
             Targets::Tokens(config) => Source::Tokens {
                 plugin: Arc::new(token::Plugin::new(config)?),
                 host_token: config.host_token,
+                allow: allow::Allow::new(&settings.target_allow),
             },
         };
         let auth = settings.auth.as_ref().map(auth::Plugin::new).transpose()?;
@@ -105,7 +109,11 @@ impl Gate {
     ) -> Result<Arc<TargetSpec>, Error> {
         match &self.source {
             Source::Fixed(target) => Ok(target.clone()),
-            Source::Tokens { plugin, host_token } => {
+            Source::Tokens {
+                plugin,
+                host_token,
+                allow,
+            } => {
                 let token = if *host_token {
                     token::from_host(headers)
                 } else {
@@ -120,7 +128,7 @@ impl Gate {
                     ));
                 };
                 match plugin.lookup(&token).await? {
-                    Some(target) => Ok(target),
+                    Some(target) => allow.check(target).await,
                     None => Err(Error::new(Side::Client, Kind::NotFound, "Token not found")),
                 }
             }
@@ -158,13 +166,21 @@ impl Gate {
     fn describe_targets(&self) -> String {
         match &self.source {
             Source::Fixed(target) => target.to_string(),
-            Source::Tokens { plugin, host_token } => {
+            Source::Tokens {
+                plugin,
+                host_token,
+                allow,
+            } => {
                 let from = if *host_token {
                     "the Host header"
                 } else {
                     "?token="
                 };
-                format!("targets by token ({from}) from {}", plugin.describe())
+                let only = match allow.describe() {
+                    Some(list) => format!(", only to {list}"),
+                    None => String::new(),
+                };
+                format!("targets by token ({from}) from {}{only}", plugin.describe())
             }
         }
     }

@@ -65,6 +65,16 @@ impl Connector {
                 "--ssl-target is for TCP targets only",
             )),
             (TargetSpec::Unix(path), None) => unix::connect(path).await.map(Target::Unix),
+            // Addresses the gate resolved and checked (`--target-allow`): connected as they
+            // are, never resolved again; the host name is what TLS verifies.
+            (TargetSpec::Resolved { host, addrs }, Some(config)) => {
+                let tcp = tcp::connect_addrs(addrs).await?;
+                let stream = tls::handshake(tcp, host, config).await?;
+                Ok(Target::Tls(Box::new(stream)))
+            }
+            (TargetSpec::Resolved { addrs, .. }, None) => {
+                tcp::connect_addrs(addrs).await.map(Target::Tcp)
+            }
         }
     }
 }

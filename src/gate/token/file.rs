@@ -45,13 +45,13 @@ pub enum Line {
 /// (`tok: ::1:5901`), and brackets around the host are dropped (`[::1]:5901`, which the
 /// reference would pass on as a host name and fail on); `unix_socket:/path` names a Unix socket.
 pub fn parse_line(line: &str) -> Line {
-    let line = line.trim();
+    let line = line.trim_matches(is_space);
     if line.is_empty() || line.starts_with('#') {
         return Line::Skip;
     }
     let mut splits = line
         .char_indices()
-        .filter(|&(i, c)| c == ':' && line[i + 1..].starts_with(char::is_whitespace));
+        .filter(|&(i, c)| c == ':' && line[i + 1..].starts_with(is_space));
     let Some((colon, _)) = splits.next() else {
         return Line::Malformed("expected 'token: host:port'");
     };
@@ -62,31 +62,43 @@ pub fn parse_line(line: &str) -> Line {
     // Past the colon and the one whitespace character the split consumed.
     let rest = &line[colon + 1..];
     let rest = &rest[rest.chars().next().map_or(0, char::len_utf8)..];
-    let Some((host, port)) = rest.trim().rsplit_once(':') else {
-        return Line::Malformed("the target has no ':port'");
+    match parse_target(rest.trim_matches(is_space)) {
+        Ok(target) => Line::Entry {
+            token: token.to_owned(),
+            target,
+        },
+        Err(why) => Line::Malformed(why),
+    }
+}
+
+/// Whitespace as Python sees it (`str.strip`, the regex `\s`): Unicode whitespace and the
+/// four separators U+001C..U+001F, which Rust's `char::is_whitespace` leaves out.
+pub fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// A target as token sources write it (already stripped): `host:port`, split at the LAST
+/// colon, brackets around the host dropped, the port 0-65535; or `unix_socket:/path`.
+pub fn parse_target(target: &str) -> Result<TargetSpec, &'static str> {
+    let Some((host, port)) = target.rsplit_once(':') else {
+        return Err("the target has no ':port'");
     };
     if host == "unix_socket" {
         if port.is_empty() {
-            return Line::Malformed("unix_socket: needs a path");
+            return Err("unix_socket: needs a path");
         }
-        return Line::Entry {
-            token: token.to_owned(),
-            target: TargetSpec::Unix(PathBuf::from(port)),
-        };
+        return Ok(TargetSpec::Unix(PathBuf::from(port)));
     }
     let host = host.trim_matches(['[', ']']);
     if host.is_empty() {
-        return Line::Malformed("the target has no host");
+        return Err("the target has no host");
     }
     match port.trim().parse::<u16>() {
-        Ok(port) => Line::Entry {
-            token: token.to_owned(),
-            target: TargetSpec::Tcp {
-                host: host.to_owned(),
-                port,
-            },
-        },
-        Err(_) => Line::Malformed("the target's port is not a number (0-65535)"),
+        Ok(port) => Ok(TargetSpec::Tcp {
+            host: host.to_owned(),
+            port,
+        }),
+        Err(_) => Err("the target's port is not a number (0-65535)"),
     }
 }
 
@@ -200,7 +212,7 @@ impl TokenFile {
     }
 }
 
-fn unavailable() -> Error {
+pub(super) fn unavailable() -> Error {
     Error::new(
         Side::Internal,
         Kind::Unavailable,
@@ -209,7 +221,7 @@ fn unavailable() -> Error {
 }
 
 /// Runs `work` on the blocking pool: file system calls never block the runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
@@ -323,6 +335,11 @@ mod tests {
         assert_eq!(parse_line("b:\t::1:5901"), entry("b", "::1", 5901));
         assert_eq!(parse_line("c: [::1]:5901"), entry("c", "::1", 5901));
         assert_eq!(parse_line("d:   host:5900"), entry("d", "host", 5900));
+        // Python's whitespace includes U+001C..U+001F (found by the token_line fuzz model).
+        assert_eq!(
+            parse_line("\u{1f}f:\u{1c}host:1\u{1d}"),
+            entry("f", "host", 1)
+        );
         // The token is kept as it is, trailing space included (the split is at ': ').
         assert_eq!(parse_line("e : host:1"), entry("e ", "host", 1));
         assert_eq!(

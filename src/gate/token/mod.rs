@@ -6,6 +6,8 @@
 //! state (a parsed file, a connection pool). Lookups are async and never block the runtime.
 
 pub mod file;
+pub mod file_name;
+pub mod unix_dir;
 
 use std::sync::Arc;
 
@@ -21,6 +23,8 @@ use crate::percent::percent_decode;
 pub enum Plugin {
     /// `TokenFile`, `ReadOnlyTokenFile` (and `--target-config`).
     File(file::TokenFile),
+    FileName(file_name::TokenFileName),
+    UnixDir(unix_dir::SocketDirectory),
 }
 
 impl Plugin {
@@ -36,6 +40,10 @@ impl Plugin {
         match name {
             "TokenFile" => Ok(Plugin::File(file::TokenFile::open(source()?, true)?)),
             "ReadOnlyTokenFile" => Ok(Plugin::File(file::TokenFile::open(source()?, false)?)),
+            "TokenFileName" => Ok(Plugin::FileName(file_name::TokenFileName::open(source()?)?)),
+            "UnixDomainSocketDirectory" => {
+                Ok(Plugin::UnixDir(unix_dir::SocketDirectory::open(source()?)?))
+            }
             _ => Err(StartError::new(format!(
                 "--token-plugin {}: unknown token plugin (known: {})",
                 config.plugin,
@@ -48,6 +56,8 @@ impl Plugin {
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
         match self {
             Plugin::File(plugin) => plugin.lookup(token).await,
+            Plugin::FileName(plugin) => plugin.lookup(token).await,
+            Plugin::UnixDir(plugin) => plugin.lookup(token).await,
         }
     }
 
@@ -55,12 +65,19 @@ impl Plugin {
     pub fn describe(&self) -> String {
         match self {
             Plugin::File(plugin) => plugin.describe(),
+            Plugin::FileName(plugin) => plugin.describe(),
+            Plugin::UnixDir(plugin) => plugin.describe(),
         }
     }
 }
 
 /// The plugins this websockify knows, by the reference's class names.
-const KNOWN: &[&str] = &["TokenFile", "ReadOnlyTokenFile"];
+const KNOWN: &[&str] = &[
+    "TokenFile",
+    "ReadOnlyTokenFile",
+    "TokenFileName",
+    "UnixDomainSocketDirectory",
+];
 
 /// The plugin's class name from `--token-plugin`: bare, or dotted with the reference's module
 /// (`websockify.token_plugins.TokenFile`); another module names Python code we cannot run.
