@@ -55,6 +55,9 @@ pub enum Kind {
     NotFound,
     /// What decides targets cannot answer now (a token source that cannot be read).
     Unavailable,
+    /// What decides targets answered, but uselessly (a token API's error status or garbage,
+    /// a malformed stored target): a 502, as a gateway reports an invalid upstream answer.
+    BadAnswer,
 }
 
 impl Kind {
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::NotFound => "not_found",
             Kind::Unavailable => "unavailable",
+            Kind::BadAnswer => "bad_answer",
         }
     }
 }
@@ -163,6 +167,7 @@ impl Error {
             (Side::Client, Kind::Timeout) => 408,
             (Side::Client, Kind::NotFound) => 404,
             (_, Kind::Unavailable) => 503,
+            (_, Kind::BadAnswer) => 502,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
             _ => 500,
@@ -285,6 +290,10 @@ mod tests {
         assert_eq!(
             Error::new(Side::Internal, Kind::Unavailable, "x").status(),
             503
+        );
+        assert_eq!(
+            Error::new(Side::Internal, Kind::BadAnswer, "x").status(),
+            502
         );
     }
 

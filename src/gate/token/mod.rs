@@ -5,6 +5,7 @@
 //! Plugins are an enum (static dispatch): a lookup is one `match`, and each plugin owns its
 //! state (a parsed file, a connection pool). Lookups are async and never block the runtime.
 
+pub mod api;
 pub mod file;
 
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::percent::percent_decode;
 pub enum Plugin {
     /// `TokenFile`, `ReadOnlyTokenFile` (and `--target-config`).
     File(file::TokenFile),
+    /// `BaseTokenAPI`, `JSONTokenApi`.
+    Api(Box<api::TokenApi>),
 }
 
 impl Plugin {
@@ -36,6 +39,9 @@ impl Plugin {
         match name {
             "TokenFile" => Ok(Plugin::File(file::TokenFile::open(source()?, true)?)),
             "ReadOnlyTokenFile" => Ok(Plugin::File(file::TokenFile::open(source()?, false)?)),
+            "BaseTokenAPI" | "JSONTokenApi" => {
+                Ok(Plugin::Api(api::TokenApi::open(name, source()?)?))
+            }
             _ => Err(StartError::new(format!(
                 "--token-plugin {}: unknown token plugin (known: {})",
                 config.plugin,
@@ -48,6 +54,7 @@ impl Plugin {
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
         match self {
             Plugin::File(plugin) => plugin.lookup(token).await,
+            Plugin::Api(plugin) => plugin.lookup(token).await,
         }
     }
 
@@ -55,12 +62,18 @@ impl Plugin {
     pub fn describe(&self) -> String {
         match self {
             Plugin::File(plugin) => plugin.describe(),
+            Plugin::Api(plugin) => plugin.describe(),
         }
     }
 }
 
 /// The plugins this websockify knows, by the reference's class names.
-const KNOWN: &[&str] = &["TokenFile", "ReadOnlyTokenFile"];
+const KNOWN: &[&str] = &[
+    "TokenFile",
+    "ReadOnlyTokenFile",
+    "BaseTokenAPI",
+    "JSONTokenApi",
+];
 
 /// The plugin's class name from `--token-plugin`: bare, or dotted with the reference's module
 /// (`websockify.token_plugins.TokenFile`); another module names Python code we cannot run.
