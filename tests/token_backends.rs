@@ -337,3 +337,238 @@ fn malformed_api_urls_are_start_up_errors_naming_the_source() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// TokenRedis, against a real redis-server
+
+/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
+struct Redis {
+    port: u16,
+    password: Option<String>,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    fn start(password: Option<&str>) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            password: password.map(str::to_owned),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server (again, on the same port: its data is gone) and waits until it
+    /// answers.
+    fn restart(&mut self) {
+        let mut command = std::process::Command::new("redis-server");
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server and waits for it to be gone.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `redis-cli` against this server (database `db` with `-n`); its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let mut command = std::process::Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = command.args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn set(&self, db: u32, key: &str, value: &str) {
+        let db = db.to_string();
+        assert_eq!(self.cli(&["-n", &db, "SET", key, value]).trim(), "OK");
+    }
+
+    /// Connections the server accepted since it started (each `redis-cli` call is one).
+    fn connections_received(&self) -> u64 {
+        let info = self.cli(&["INFO", "stats"]);
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .expect("INFO stats")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn token_redis_json_and_plain_values_each_token_its_own_target() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let redis = Redis::start(None);
+    redis.set(0, "desk-a", &format!(r#"{{"host": "{a}"}}"#));
+    redis.set(0, "desk-b", &format!("  127.0.0.1:{}\n", b.port()));
+    redis.set(0, "broken", "no target here");
+    redis.set(0, "broken-json", r#"{"hostname": "x:1"}"#);
+    redis.cli(&["RPUSH", "a-list", "x"]);
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
+    assert_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_refused(
+        proxy.addr,
+        "/?token=broken",
+        502,
+        "token Redis value malformed",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=broken-json",
+        502,
+        "token Redis value malformed",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=a-list",
+        502,
+        "token Redis answered an error",
+    )
+    .await;
+    // A deleted key stops working at once (nothing is cached).
+    redis.cli(&["DEL", "desk-a"]);
+    assert_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_db_password_and_a_quoted_namespace() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let redis = Redis::start(Some("se:cret"));
+    // The namespace `app:v1` (quoted: it holds a colon) makes the key `app:v1:desk`.
+    redis.set(2, "app:v1:desk", &a.to_string());
+    redis.set(2, "desk", &b.to_string());
+    redis.set(0, "app:v1:other", &b.to_string());
+    let source = format!("127.0.0.1:{}:2:\"se:cret\":\"app:v1\"", redis.port);
+    let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    // Only that database, only that namespace.
+    assert_refused(proxy.addr, "/?token=other", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/?token=v1:desk", 404, "Token not found").await;
+    proxy.stop().await;
+
+    // A wrong password: Redis refuses, every lookup is refused.
+    let source = format!("127.0.0.1:{}:2:wrong:\"app:v1\"", redis.port);
+    let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
+    let answer =
+        send_and_read_all(proxy.addr, upgrade_request("/?token=desk", "").as_bytes()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 50"), "{answer}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_uses_one_connection_and_recovers_when_redis_comes_back() {
+    let a = named_target("A").await;
+    let mut redis = Redis::start(None);
+    redis.set(0, "desk", &a.to_string());
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    // Ten more lookups: no new connection to Redis (the INFO call itself is one).
+    let before = redis.connections_received();
+    for _ in 0..10 {
+        assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    }
+    let after = redis.connections_received();
+    assert_eq!(after - before, 1, "connections to Redis for 10 lookups");
+
+    // Redis goes away: each lookup is a 503, quickly.
+    redis.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    // Redis is back (empty: nothing was saved): lookups work again, with no restart.
+    redis.restart();
+    assert_refused(proxy.addr, "/?token=desk", 404, "Token not found").await;
+    redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_down_at_start_up_is_503_until_it_is_up() {
+    let a = named_target("A").await;
+    let mut redis = Redis::start(None);
+    redis.stop();
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    redis.restart();
+    redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[test]
+fn malformed_redis_sources_are_start_up_errors_naming_the_source() {
+    for (source, why) in [
+        ("h:1:2:3:4:5", "more than five fields"),
+        ("h:port", "port"),
+        (":6379", "no host"),
+        ("h::db", "db"),
+    ] {
+        let err = startup_error(token_settings("TokenRedis", source));
+        assert!(
+            err.message.contains(&format!("--token-source {source}: ")),
+            "{err}"
+        );
+        assert!(err.message.contains(why), "{source}: {err}");
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod file;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub enum Plugin {
     File(file::TokenFile),
     /// `BaseTokenAPI`, `JSONTokenApi`.
     Api(Box<api::TokenApi>),
+    /// `TokenRedis`.
+    Redis(Box<redis::TokenRedis>),
 }
 
 impl Plugin {
@@ -42,6 +45,7 @@ impl Plugin {
             "BaseTokenAPI" | "JSONTokenApi" => {
                 Ok(Plugin::Api(api::TokenApi::open(name, source()?)?))
             }
+            "TokenRedis" => Ok(Plugin::Redis(redis::TokenRedis::open(source()?)?)),
             _ => Err(StartError::new(format!(
                 "--token-plugin {}: unknown token plugin (known: {})",
                 config.plugin,
@@ -55,6 +59,7 @@ impl Plugin {
         match self {
             Plugin::File(plugin) => plugin.lookup(token).await,
             Plugin::Api(plugin) => plugin.lookup(token).await,
+            Plugin::Redis(plugin) => plugin.lookup(token).await,
         }
     }
 
@@ -63,6 +68,7 @@ impl Plugin {
         match self {
             Plugin::File(plugin) => plugin.describe(),
             Plugin::Api(plugin) => plugin.describe(),
+            Plugin::Redis(plugin) => plugin.describe(),
         }
     }
 }
@@ -73,6 +79,7 @@ const KNOWN: &[&str] = &[
     "ReadOnlyTokenFile",
     "BaseTokenAPI",
     "JSONTokenApi",
+    "TokenRedis",
 ];
 
 /// The plugin's class name from `--token-plugin`: bare, or dotted with the reference's module
