@@ -401,6 +401,17 @@ impl Redis {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
+    /// (the kernel does) but answers nothing.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// `redis-cli` against this server (database `db` with `-n`); its output.
     fn cli(&self, args: &[&str]) -> String {
         let mut command = std::process::Command::new("redis-cli");
@@ -495,13 +506,10 @@ async fn token_redis_db_password_and_a_quoted_namespace() {
     assert_refused(proxy.addr, "/?token=v1:desk", 404, "Token not found").await;
     proxy.stop().await;
 
-    // A wrong password: Redis refuses, every lookup is refused.
+    // A wrong password: Redis cannot be used, every lookup is refused (the log says why).
     let source = format!("127.0.0.1:{}:2:wrong:\"app:v1\"", redis.port);
     let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
-    let answer =
-        send_and_read_all(proxy.addr, upgrade_request("/?token=desk", "").as_bytes()).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 50"), "{answer}");
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
     proxy.stop().await;
 }
 
@@ -535,6 +543,28 @@ async fn token_redis_uses_one_connection_and_recovers_when_redis_comes_back() {
     redis.restart();
     assert_refused(proxy.addr, "/?token=desk", 404, "Token not found").await;
     redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_503_within_the_lookup_bound() {
+    let a = named_target("A").await;
+    let redis = Redis::start(None);
+    redis.set(0, "desk", &a.to_string());
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    redis.signal("STOP");
+    let started = Instant::now();
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    let took = started.elapsed();
+    // The lookup bound (2 s), well before the gate's (10 s).
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    redis.signal("CONT");
     assert_reaches(proxy.addr, "/?token=desk", "A").await;
     proxy.stop().await;
 }
