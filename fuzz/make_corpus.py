@@ -156,3 +156,22 @@ write("token_line", {
     "unicode_space": "tok:\u2003host:5900\u3000".encode(),
     "empty_token": b": host:1",
 })
+
+# TokenRedis sources: host[:port[:db[:password[:namespace]]]], quoted fields may hold ':'.
+write("redis_source", {
+    "host": b"my-redis",
+    "port": b"my-redis:6380",
+    "empty_fields": b"my-redis:::",
+    "password": b"my-redis:::verysecretpass",
+    "namespace": b"my-redis::::my-app",
+    "quoted_namespace": b'my-redis::::"first-ns:second-ns"',
+    "full": b"my-redis:6380:1:pass:ns",
+    "quoted_password": b'r:6379:2:"p:w":"a:b"',
+    "ipv6_quoted": b'"::1":6379',
+    "too_many": b"a:1:2:3:4:5",
+    "unbalanced": b'h:"a:b',
+    "quote_then_text": b'h:"b:c"d:e',
+    "empty_quotes": b'h:"":x',
+    "spaced_port": b"h: +6380 :  3",
+    "big_db": b"h::99999999999999999999",
+})

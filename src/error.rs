@@ -63,6 +63,9 @@ pub enum Kind {
     /// a malformed `Authorization`, a foreign `Origin`, no allowed client certificate), or it
     /// names a target outside `--target-allow`.
     Forbidden,
+    /// What decides targets answered, but uselessly (a token API's error status or garbage,
+    /// a malformed stored target): a 502, as a gateway reports an invalid upstream answer.
+    BadAnswer,
 }
 
 impl Kind {
@@ -78,6 +81,7 @@ impl Kind {
             Kind::Unavailable => "unavailable",
             Kind::Unauthorized(_) => "unauthorized",
             Kind::Forbidden => "forbidden",
+            Kind::BadAnswer => "bad_answer",
         }
     }
 }
@@ -175,6 +179,7 @@ impl Error {
             (Side::Client, Kind::Unauthorized(_)) => 401,
             (Side::Client, Kind::Forbidden) => 403,
             (_, Kind::Unavailable) => 503,
+            (_, Kind::BadAnswer) => 502,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
             _ => 500,
@@ -314,6 +319,10 @@ mod tests {
         let forbidden = Error::new(Side::Client, Kind::Forbidden, "x");
         assert_eq!((forbidden.status(), forbidden.challenge()), (403, None));
         assert_eq!(forbidden.level(), Level::Info);
+        assert_eq!(
+            Error::new(Side::Internal, Kind::BadAnswer, "x").status(),
+            502
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! Plugins are an enum (static dispatch): a lookup is one `match`, and each plugin owns its
 //! state (a parsed file, a connection pool). Lookups are async and never block the runtime.
 
+pub mod api;
 pub mod file;
 pub mod file_name;
+pub mod redis;
 pub mod unix_dir;
 
 use std::sync::Arc;
@@ -25,6 +27,10 @@ pub enum Plugin {
     File(file::TokenFile),
     FileName(file_name::TokenFileName),
     UnixDir(unix_dir::SocketDirectory),
+    /// `BaseTokenAPI`, `JSONTokenApi`.
+    Api(Box<api::TokenApi>),
+    /// `TokenRedis`.
+    Redis(Box<redis::TokenRedis>),
 }
 
 impl Plugin {
@@ -44,6 +50,10 @@ impl Plugin {
             "UnixDomainSocketDirectory" => {
                 Ok(Plugin::UnixDir(unix_dir::SocketDirectory::open(source()?)?))
             }
+            "BaseTokenAPI" | "JSONTokenApi" => {
+                Ok(Plugin::Api(api::TokenApi::open(name, source()?)?))
+            }
+            "TokenRedis" => Ok(Plugin::Redis(redis::TokenRedis::open(source()?)?)),
             _ => Err(StartError::new(format!(
                 "--token-plugin {}: unknown token plugin (known: {})",
                 config.plugin,
@@ -58,6 +68,8 @@ impl Plugin {
             Plugin::File(plugin) => plugin.lookup(token).await,
             Plugin::FileName(plugin) => plugin.lookup(token).await,
             Plugin::UnixDir(plugin) => plugin.lookup(token).await,
+            Plugin::Api(plugin) => plugin.lookup(token).await,
+            Plugin::Redis(plugin) => plugin.lookup(token).await,
         }
     }
 
@@ -67,6 +79,8 @@ impl Plugin {
             Plugin::File(plugin) => plugin.describe(),
             Plugin::FileName(plugin) => plugin.describe(),
             Plugin::UnixDir(plugin) => plugin.describe(),
+            Plugin::Api(plugin) => plugin.describe(),
+            Plugin::Redis(plugin) => plugin.describe(),
         }
     }
 }
@@ -77,6 +91,9 @@ const KNOWN: &[&str] = &[
     "ReadOnlyTokenFile",
     "TokenFileName",
     "UnixDomainSocketDirectory",
+    "BaseTokenAPI",
+    "JSONTokenApi",
+    "TokenRedis",
 ];
 
 /// The plugin's class name from `--token-plugin`: bare, or dotted with the reference's module

@@ -1,0 +1,604 @@
+//! Token plugins with a backend: BaseTokenAPI and JSONTokenApi against a real HTTP server in
+//! this process (targets, 404, 500, garbage, a slow answer, the cache, URL-encoding), and
+//! TokenRedis against a real `redis-server` started on a free loopback port (JSON and plain
+//! values, namespaces, quoted fields, one pooled connection, Redis restarted mid-test).
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use support::*;
+use tokio::net::TcpStream;
+use websockify::{Settings, StartError, Targets, TokenConfig};
+
+/// A target that says who it is, then echoes.
+async fn named_target(name: &'static str) -> SocketAddr {
+    tcp_server(move |mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stream.write_all(name.as_bytes()).await;
+        let (mut r, mut w) = stream.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
+}
+
+fn token_settings(plugin: &str, source: &str) -> Settings {
+    let mut settings = settings_to("127.0.0.1:9".parse().unwrap());
+    settings.target = Targets::Tokens(TokenConfig {
+        plugin: plugin.into(),
+        source: Some(source.into()),
+        host_token: false,
+    });
+    settings
+}
+
+/// Asserts `path` reaches the target that calls itself `name`.
+async fn assert_reaches(proxy: SocketAddr, path: &str, name: &str) {
+    let mut client = RawClient::new(TcpStream::connect(proxy).await.unwrap());
+    let head = client.request(&upgrade_request(path, "")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    assert_eq!(
+        client.read_data(name.len()).await,
+        name.as_bytes(),
+        "{path}"
+    );
+    client.send(true, 0x2, b"ping").await;
+    assert_eq!(client.read_data(4).await, b"ping");
+}
+
+/// Asserts `path` is refused with `status` and `reason`, and the connection ends.
+async fn assert_refused(proxy: SocketAddr, path: &str, status: u16, reason: &str) {
+    let answer = send_and_read_all(proxy, upgrade_request(path, "").as_bytes()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{path}: {answer}"
+    );
+    assert!(
+        answer.ends_with(&format!(": {reason}\n")),
+        "{path}: {answer}"
+    );
+}
+
+fn startup_error(settings: Settings) -> StartError {
+    match websockify::Server::new(settings) {
+        Ok(_) => panic!("the server should refuse to start"),
+        Err(err) => err,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The token APIs
+
+/// What the fake API answers for a path.
+#[derive(Clone)]
+enum Reply {
+    Ok(String),
+    Status(u16),
+    Slow(Duration, String),
+}
+
+/// A token API on 127.0.0.1: answers by the request's path-and-query (as received, still
+/// percent-encoded), 404 for anything it does not know; counts and records requests.
+struct Api {
+    addr: SocketAddr,
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (r, s, h) = (replies.clone(), seen.clone(), hits.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (r, s, h) = (r.clone(), s.clone(), h.clone());
+                let service = hyper::service::service_fn(move |req: Request<_>| {
+                    let (r, s, h) = (r.clone(), s.clone(), h.clone());
+                    async move {
+                        let key = req.uri().path_and_query().unwrap().to_string();
+                        h.fetch_add(1, Ordering::SeqCst);
+                        s.lock().unwrap().push(key.clone());
+                        let reply = r.lock().unwrap().get(&key).cloned();
+                        let (status, body) = match reply {
+                            Some(Reply::Ok(body)) => (200, body),
+                            Some(Reply::Status(status)) => (status, "oops".into()),
+                            Some(Reply::Slow(delay, body)) => {
+                                tokio::time::sleep(delay).await;
+                                (200, body)
+                            }
+                            None => (404, "no such token".into()),
+                        };
+                        let response = Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Api {
+            addr,
+            replies,
+            seen,
+            hits,
+        }
+    }
+
+    /// The source URL: the token goes in the path, a fixed parameter follows.
+    fn source(&self) -> String {
+        format!("http://{}/t/%s?v=1", self.addr)
+    }
+
+    fn reply(&self, encoded_token: &str, reply: Reply) {
+        self.replies
+            .lock()
+            .unwrap()
+            .insert(format!("/t/{encoded_token}?v=1"), reply);
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn base_token_api_each_token_reaches_its_own_target() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let api = Api::start().await;
+    api.reply("desk-a", Reply::Ok(format!("{a}\n")));
+    api.reply("desk-b", Reply::Ok(format!("  127.0.0.1 : {} ", b.port())));
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
+    assert_reaches(proxy.addr, "/websockify?token=desk-b", "B").await;
+    assert_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/", 404, "Token not present").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn json_token_api_takes_host_and_a_numeric_or_string_port() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let api = Api::start().await;
+    let json = |addr: SocketAddr, quoted: bool| {
+        let port = if quoted {
+            format!("\"{}\"", addr.port())
+        } else {
+            addr.port().to_string()
+        };
+        format!(r#"{{"host": "{}", "port": {port}}}"#, addr.ip())
+    };
+    api.reply("desk-a", Reply::Ok(json(a, false)));
+    api.reply("desk-b", Reply::Ok(json(b, true)));
+    api.reply("plain", Reply::Ok(a.to_string()));
+    let proxy = start_proxy(token_settings(
+        "websockify.token_plugins.JSONTokenApi",
+        &api.source(),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
+    assert_refused(
+        proxy.addr,
+        "/?token=plain",
+        502,
+        "token API answer malformed",
+    )
+    .await;
+    assert_refused(proxy.addr, "/?token=nope", 404, "Token not found").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn api_errors_are_502_and_an_api_that_does_not_answer_is_503() {
+    let api = Api::start().await;
+    api.reply("err", Reply::Status(500));
+    api.reply("forbidden", Reply::Status(403));
+    api.reply("garbage", Reply::Ok("<html>hello</html>".into()));
+    api.reply(
+        "slow",
+        Reply::Slow(Duration::from_secs(8), "127.0.0.1:1".into()),
+    );
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    assert_refused(
+        proxy.addr,
+        "/?token=err",
+        502,
+        "token API answered an error",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=forbidden",
+        502,
+        "token API answered an error",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=garbage",
+        502,
+        "token API answer malformed",
+    )
+    .await;
+    // Past the API time-out (5 s), before the gate's (10 s).
+    let started = Instant::now();
+    assert_refused(proxy.addr, "/?token=slow", 503, "token API unavailable").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    proxy.stop().await;
+
+    // Nothing listening.
+    let closed = closed_port().await;
+    let proxy = start_proxy(token_settings(
+        "JSONTokenApi",
+        &format!("http://{closed}/%s"),
+    ))
+    .await;
+    assert_refused(proxy.addr, "/?token=x", 503, "token API unavailable").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn answers_are_cached_briefly_errors_never_and_the_api_recovers() {
+    let a = named_target("A").await;
+    let api = Api::start().await;
+    api.reply("desk", Reply::Ok(a.to_string()));
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    // A target: the API is asked once for two lookups.
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    assert_eq!(api.hits(), 1);
+    // "Not found" too.
+    assert_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
+    assert_eq!(api.hits(), 2);
+    // An error is not cached: each lookup asks again ...
+    api.reply("flaky", Reply::Status(500));
+    assert_refused(
+        proxy.addr,
+        "/?token=flaky",
+        502,
+        "token API answered an error",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=flaky",
+        502,
+        "token API answered an error",
+    )
+    .await;
+    assert_eq!(api.hits(), 4);
+    // ... so the token works as soon as the API does.
+    api.reply("flaky", Reply::Ok(a.to_string()));
+    assert_reaches(proxy.addr, "/?token=flaky", "A").await;
+    assert_eq!(api.hits(), 5);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_is_url_encoded_into_the_api_url() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let api = Api::start().await;
+    // The token `a&b/c d` (sent as `?token=a%26b%2Fc%20d`) must reach the API as one
+    // encoded path segment, not as a parameter, a path or a broken request line.
+    api.reply("a%26b%2Fc%20d", Reply::Ok(a.to_string()));
+    api.reply("a", Reply::Ok(b.to_string()));
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    assert_reaches(proxy.addr, "/?token=a%26b%2Fc%20d", "A").await;
+    assert_refused(proxy.addr, "/?token=x%3Fv%3D2%23", 404, "Token not found").await;
+    assert_eq!(
+        *api.seen.lock().unwrap(),
+        ["/t/a%26b%2Fc%20d?v=1", "/t/x%3Fv%3D2%23?v=1"]
+    );
+    proxy.stop().await;
+}
+
+#[test]
+fn malformed_api_urls_are_start_up_errors_naming_the_source() {
+    for (source, why) in [
+        ("http://api/lookup", "no %s"),
+        ("ftp://api/%s", "http://"),
+        ("/tmp/%s", "URL"),
+        ("http://api/%s/%s", "more than one %s"),
+    ] {
+        for plugin in ["BaseTokenAPI", "JSONTokenApi"] {
+            let err = startup_error(token_settings(plugin, source));
+            assert!(
+                err.message.contains(&format!("--token-source {source}: ")),
+                "{err}"
+            );
+            assert!(err.message.contains(why), "{source}: {err}");
+            assert_eq!(err.code, 1);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// TokenRedis, against a real redis-server
+
+/// A `redis-server` on a free loopback port, without persistence; killed when dropped.
+struct Redis {
+    port: u16,
+    password: Option<String>,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    fn start(password: Option<&str>) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            password: password.map(str::to_owned),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Starts the server (again, on the same port: its data is gone) and waits until it
+    /// answers.
+    fn restart(&mut self) {
+        let mut command = std::process::Command::new("redis-server");
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server and waits for it to be gone.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a stopped server accepts connections
+    /// (the kernel does) but answers nothing.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// `redis-cli` against this server (database `db` with `-n`); its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let mut command = std::process::Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = command.args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn set(&self, db: u32, key: &str, value: &str) {
+        let db = db.to_string();
+        assert_eq!(self.cli(&["-n", &db, "SET", key, value]).trim(), "OK");
+    }
+
+    /// Connections the server accepted since it started (each `redis-cli` call is one).
+    fn connections_received(&self) -> u64 {
+        let info = self.cli(&["INFO", "stats"]);
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .expect("INFO stats")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn token_redis_json_and_plain_values_each_token_its_own_target() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let redis = Redis::start(None);
+    redis.set(0, "desk-a", &format!(r#"{{"host": "{a}"}}"#));
+    redis.set(0, "desk-b", &format!("  127.0.0.1:{}\n", b.port()));
+    redis.set(0, "broken", "no target here");
+    redis.set(0, "broken-json", r#"{"hostname": "x:1"}"#);
+    redis.cli(&["RPUSH", "a-list", "x"]);
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
+    assert_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_refused(
+        proxy.addr,
+        "/?token=broken",
+        502,
+        "token Redis value malformed",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=broken-json",
+        502,
+        "token Redis value malformed",
+    )
+    .await;
+    assert_refused(
+        proxy.addr,
+        "/?token=a-list",
+        502,
+        "token Redis answered an error",
+    )
+    .await;
+    // A deleted key stops working at once (nothing is cached).
+    redis.cli(&["DEL", "desk-a"]);
+    assert_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_db_password_and_a_quoted_namespace() {
+    let (a, b) = (named_target("A").await, named_target("B").await);
+    let redis = Redis::start(Some("se:cret"));
+    // The namespace `app:v1` (quoted: it holds a colon) makes the key `app:v1:desk`.
+    redis.set(2, "app:v1:desk", &a.to_string());
+    redis.set(2, "desk", &b.to_string());
+    redis.set(0, "app:v1:other", &b.to_string());
+    let source = format!("127.0.0.1:{}:2:\"se:cret\":\"app:v1\"", redis.port);
+    let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    // Only that database, only that namespace.
+    assert_refused(proxy.addr, "/?token=other", 404, "Token not found").await;
+    assert_refused(proxy.addr, "/?token=v1:desk", 404, "Token not found").await;
+    proxy.stop().await;
+
+    // A wrong password: Redis cannot be used, every lookup is refused (the log says why).
+    let source = format!("127.0.0.1:{}:2:wrong:\"app:v1\"", redis.port);
+    let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_uses_one_connection_and_recovers_when_redis_comes_back() {
+    let a = named_target("A").await;
+    let mut redis = Redis::start(None);
+    redis.set(0, "desk", &a.to_string());
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    // Ten more lookups: no new connection to Redis (the INFO call itself is one).
+    let before = redis.connections_received();
+    for _ in 0..10 {
+        assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    }
+    let after = redis.connections_received();
+    assert_eq!(after - before, 1, "connections to Redis for 10 lookups");
+
+    // Redis goes away: each lookup is a 503, quickly.
+    redis.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    // Redis is back (empty: nothing was saved): lookups work again, with no restart.
+    redis.restart();
+    assert_refused(proxy.addr, "/?token=desk", 404, "Token not found").await;
+    redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_503_within_the_lookup_bound() {
+    let a = named_target("A").await;
+    let redis = Redis::start(None);
+    redis.set(0, "desk", &a.to_string());
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    redis.signal("STOP");
+    let started = Instant::now();
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    let took = started.elapsed();
+    // The lookup bound (2 s), well before the gate's (10 s).
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    redis.signal("CONT");
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn token_redis_down_at_start_up_is_503_until_it_is_up() {
+    let a = named_target("A").await;
+    let mut redis = Redis::start(None);
+    redis.stop();
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    redis.restart();
+    redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    proxy.stop().await;
+}
+
+#[test]
+fn malformed_redis_sources_are_start_up_errors_naming_the_source() {
+    for (source, why) in [
+        ("h:1:2:3:4:5", "more than five fields"),
+        ("h:port", "port"),
+        (":6379", "no host"),
+        ("h::db", "db"),
+    ] {
+        let err = startup_error(token_settings("TokenRedis", source));
+        assert!(
+            err.message.contains(&format!("--token-source {source}: ")),
+            "{err}"
+        );
+        assert!(err.message.contains(why), "{source}: {err}");
+    }
+}
