@@ -142,9 +142,10 @@ impl AllowEntry {
             Some(_) => return Err("the prefix length is not a number"),
         };
         let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
-                (IpAddr::V4(v6.to_ipv4_mapped().unwrap()), prefix - 96)
-            }
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
             other => (other, prefix),
         };
         Ok(AllowEntry::Net {
