@@ -6,11 +6,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -400,74 +398,20 @@ fn a_useless_source_is_a_start_up_error() {
     }
 }
 
-/// The binary, with its stderr collected line by line.
-struct Binary {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Binary {
-    fn start(args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                sink.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&line).into_owned());
-            }
-        });
-        Binary { child, lines }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, needle: &str) -> String {
-        bounded(&format!("a log line with {needle:?}"), async {
-            loop {
-                if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                    return line;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_refusal_is_one_log_line_without_the_credentials() {
     let (target, _) = counted_echo().await;
     let target = target.to_string();
-    let server = Binary::start(&[
+    let server = LoggedBinary::start(&[
         "--auth-plugin=BasicHTTPAuth",
         "--auth-source=admin:hunter2",
         "127.0.0.1:0",
         &target,
-    ]);
-    let listen = server.wait_for("Listen on").await;
-    let port: u16 = listen.rsplit(':').next().unwrap().trim().parse().unwrap();
+    ])
+    .await;
     let summary = server.wait_for("Proxying to").await;
     assert!(summary.contains("auth by BasicHTTPAuth"), "{summary}");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr = server.addr;
 
     let sent = basic(b"admin:hunter3");
     assert_refused(

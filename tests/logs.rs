@@ -4,101 +4,24 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use support::*;
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_websockify");
-
-/// The binary, running, with its log lines collected as they come.
-struct Server {
-    child: Child,
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    /// Starts `websockify ARGS 127.0.0.1:0 TARGET` (plain, no colours; no TARGET when it is
-    /// empty) and waits for its start-up lines to learn the port.
-    async fn start(args: &[&str], target: &str) -> Server {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .arg("127.0.0.1:0")
-            .args((!target.is_empty()).then_some(target))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                // Kept byte for byte (lossy only where it is not UTF-8): the tests look for raw
-                // bytes that must not be there.
-                sink.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&line).into_owned());
-            }
-        });
-        let mut server = Server {
-            child,
-            port: 0,
-            lines,
-        };
-        let line = server.wait_for("Listen on").await;
-        server.port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        server
+/// The binary on 127.0.0.1 (any port) to `target` (none when empty), with `args` first.
+async fn start(args: &[&str], target: &str) -> LoggedBinary {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push("127.0.0.1:0");
+    if !target.is_empty() {
+        all.push(target);
     }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    /// The first line containing `needle`, waiting (bounded) for it.
-    async fn wait_for(&self, needle: &str) -> String {
-        bounded(&format!("a log line with {needle:?}"), async {
-            loop {
-                if let Some(line) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                    return line;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.lines().iter().filter(|l| l.contains(needle)).count()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    LoggedBinary::start(&all).await
 }
 
 #[tokio::test]
 async fn a_session_logs_one_line_at_open_and_one_at_close_with_its_token_redacted() {
     let target = echo_server().await;
-    let server = Server::start(&[], &target.to_string()).await;
-    let stream = TcpStream::connect(server.addr()).await.unwrap();
+    let server = start(&[], &target.to_string()).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
     let mut client = RawClient::new(stream);
     let head = client
         .request(&upgrade_request("/websockify?token=s3cret&x=1", ""))
@@ -130,11 +53,11 @@ async fn a_session_logs_one_line_at_open_and_one_at_close_with_its_token_redacte
 
 #[tokio::test]
 async fn peer_text_is_escaped_so_it_cannot_split_a_line_or_forge_a_field() {
-    let server = Server::start(&["-v"], "127.0.0.1:1").await;
+    let server = start(&["-v"], "127.0.0.1:1").await;
     // U+2028 (a line separator to many log viewers), a quote, a backslash, a fake field.
     let refused = b"GET /a\xe2\x80\xa8b\"c\\d%20status=101?token=x HTTP/1.1\r\nHost: x\r\n\
                     Upgrade: websocket\r\n\r\n";
-    let answer = send_and_read_all(server.addr(), refused).await;
+    let answer = send_and_read_all(server.addr, refused).await;
     assert!(answer.starts_with(b"HTTP/1.1 400 "), "{answer:?}");
     let line = server.wait_for("refused:").await;
     assert!(
@@ -143,7 +66,7 @@ async fn peer_text_is_escaped_so_it_cannot_split_a_line_or_forge_a_field() {
     );
     // A 405 (logged at debug) goes through the same escaping.
     let answer = send_and_read_all(
-        server.addr(),
+        server.addr,
         b"GET /x\"\xe2\x80\xa9y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
@@ -160,20 +83,20 @@ async fn peer_text_is_escaped_so_it_cannot_split_a_line_or_forge_a_field() {
 
 /// Waits until every line written before now is collected: a request on a new connection
 /// logs a marker line, and stderr is one ordered stream.
-async fn sync_log(server: &Server, marker: &str) {
+async fn sync_log(server: &LoggedBinary, marker: &str) {
     let request = format!("GET /{marker} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    send_and_read_all(server.addr(), request.as_bytes()).await;
+    send_and_read_all(server.addr, request.as_bytes()).await;
     server.wait_for(marker).await;
 }
 
 #[tokio::test]
 async fn one_connection_cannot_write_unbounded_lines_to_the_log() {
-    let server = Server::start(&["-v"], "127.0.0.1:1").await;
+    let server = start(&["-v"], "127.0.0.1:1").await;
     // Pipelined refused upgrades: the first refusal ends the connection, so one line. (The
     // client may not even see that answer: closing with unread requests resets the
     // connection; what counts is the log.)
     let bad_upgrade = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
-    let answer = send_and_read_all(server.addr(), bad_upgrade.repeat(500).as_bytes()).await;
+    let answer = send_and_read_all(server.addr, bad_upgrade.repeat(500).as_bytes()).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.matches("HTTP/1.1 400 ").count() <= 1, "{answer}");
     sync_log(&server, "marker-1").await;
@@ -182,7 +105,7 @@ async fn one_connection_cannot_write_unbounded_lines_to_the_log() {
     // Pipelined plain requests (405, one debug line each): at most MAX_REQUESTS are
     // answered, then the connection ends.
     let get = "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n";
-    let answer = send_and_read_all(server.addr(), get.repeat(1000).as_bytes()).await;
+    let answer = send_and_read_all(server.addr, get.repeat(1000).as_bytes()).await;
     let answered = String::from_utf8_lossy(&answer)
         .matches("HTTP/1.1 405 ")
         .count();
@@ -205,7 +128,7 @@ async fn a_malformed_token_file_line_is_a_warning_naming_file_and_line_and_token
     )
     .unwrap();
     let source = format!("--token-source={}", file.display());
-    let server = Server::start(&["--token-plugin=TokenFile", &source], "").await;
+    let server = start(&["--token-plugin=TokenFile", &source], "").await;
     let lines = server.lines();
     let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("token file:")).collect();
     assert_eq!(warnings.len(), 2, "{lines:#?}");
@@ -221,7 +144,7 @@ async fn a_malformed_token_file_line_is_a_warning_naming_file_and_line_and_token
         .await;
 
     // A good token and an unknown one: neither value is written to the log.
-    let stream = TcpStream::connect(server.addr()).await.unwrap();
+    let stream = TcpStream::connect(server.addr).await.unwrap();
     let mut client = RawClient::new(stream);
     let head = client
         .request(&upgrade_request("/?token=good-s3cret", ""))
@@ -229,7 +152,7 @@ async fn a_malformed_token_file_line_is_a_warning_naming_file_and_line_and_token
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     drop(client);
     let answer = send_and_read_all(
-        server.addr(),
+        server.addr,
         upgrade_request("/?token=wrong-s3cret", "").as_bytes(),
     )
     .await;

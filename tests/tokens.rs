@@ -11,17 +11,6 @@ use support::*;
 use tokio::net::TcpStream;
 use websockify::{Settings, StartError, Targets, TokenConfig};
 
-/// A target that says who it is, then echoes.
-async fn named_target(name: &'static str) -> SocketAddr {
-    tcp_server(move |mut stream| async move {
-        use tokio::io::AsyncWriteExt;
-        let _ = stream.write_all(name.as_bytes()).await;
-        let (mut r, mut w) = stream.split();
-        let _ = tokio::io::copy(&mut r, &mut w).await;
-    })
-    .await
-}
-
 fn token_settings(plugin: &str, source: &Path, host_token: bool) -> Settings {
     let mut settings = settings_to(closed_port_sync());
     settings.target = Targets::Tokens(TokenConfig {

@@ -2,6 +2,10 @@
 //! client that can send any frame (including broken ones), and certificates made on the spot.
 #![allow(dead_code)]
 
+mod binary;
+#[allow(unused_imports)]
+pub use binary::LoggedBinary;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -393,4 +397,14 @@ pub async fn send_and_read_all(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(raw).await.unwrap();
     read_until_dropped(&mut stream).await
+}
+
+/// A target that says who it is (`name`), then echoes.
+pub async fn named_target(name: &'static str) -> SocketAddr {
+    tcp_server(move |mut stream| async move {
+        let _ = stream.write_all(name.as_bytes()).await;
+        let (mut r, mut w) = stream.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await
 }
