@@ -4,6 +4,8 @@
 #   - a fixed target (no tokens),
 #   - --token-plugin TokenFile with a 10,000-line token file (stat per lookup, read on change),
 #   - --token-plugin ReadOnlyTokenFile with the same file (read once),
+#   - --token-plugin TokenRedis with a real redis-server on loopback holding the same 10,000
+#     tokens (one multiplexed connection, a GET per lookup), when redis-server is installed,
 # the runs interleaved, medians of RUNS. Loopback only; everything started is killed on exit.
 # Usage: scripts/bench-tokens.sh [--runs N] [--duration S] [--no-build]
 set -euo pipefail
@@ -38,9 +40,24 @@ start() { # name args... -> prints the port
   "$BIN/wsbench" wait-port "127.0.0.1:$port" >/dev/null
   echo "$port"
 }
+redis_port=""
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  redis_port=$("$BIN/wsbench" free-port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$TMP/redis.log" 2>&1 &
+  pids+=($!)
+  "$BIN/wsbench" wait-port "127.0.0.1:$redis_port" >/dev/null
+  for i in $(seq 1 10000); do echo "SET desk-$i 127.0.0.1:$echo_port"; done |
+    redis-cli -p "$redis_port" >/dev/null
+fi
 fixed=$(FIXED=1 start)
 tokenfile=$(start --token-plugin TokenFile --token-source "$TMP/tokens")
 readonly_=$(start --token-plugin ReadOnlyTokenFile --token-source "$TMP/tokens")
+kinds="fixed tokenfile readonly"
+if [ -n "$redis_port" ]; then
+  redis=$(start --token-plugin TokenRedis --token-source "127.0.0.1:$redis_port")
+  kinds="$kinds redis"
+fi
 
 churn() { # port query -> sessions/s
   "$BIN/wsbench" load --url "ws://127.0.0.1:$1/websockify$2" --mode handshake --conns 16 \
@@ -49,8 +66,9 @@ churn() { # port query -> sessions/s
 }
 declare -A results
 for run in $(seq 1 "$RUNS"); do
-  for kind in fixed tokenfile readonly; do
+  for kind in $kinds; do
     case $kind in
+      redis) out=$(churn "$redis" "?token=desk-5000") ;;
       fixed) out=$(churn "$fixed" "") ;;
       tokenfile) out=$(churn "$tokenfile" "?token=desk-5000") ;;
       readonly) out=$(churn "$readonly_" "?token=desk-5000") ;;
@@ -64,7 +82,7 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 base=$(median "${results[fixed]}")
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-for kind in fixed tokenfile readonly; do
+for kind in $kinds; do
   m=$(median "${results[$kind]}")
   printf '%-10s %8s sessions/s  %5.2fx of fixed\n' "$kind" "$m" "$(python3 -c "print($m/$base)")"
 done
