@@ -513,3 +513,32 @@ async fn target_allow_unix_entries_compare_canonical_paths_by_components() {
     }
     proxy.stop().await;
 }
+
+/// A client's token reaches no warning unescaped, and a name no file system allows is simply
+/// not found (404, not a 503 with a warning per request).
+#[tokio::test]
+async fn overlong_or_hostile_tokens_are_not_found_and_never_logged_raw() {
+    let dir = temp_dir("tokens-long");
+    let server = LoggedBinary::start(&[
+        "--token-plugin=TokenFileName",
+        &format!("--token-source={}", dir.display()),
+        "127.0.0.1:0",
+    ])
+    .await;
+    let long = "x".repeat(300);
+    for token in [long.as_str(), "a%0Ab%E2%80%A8c", "..%2F..%2Fetc%2Fpasswd"] {
+        let path = format!("/?token={token}");
+        let answer = send_and_read_all(server.addr, upgrade_request(&path, "").as_bytes()).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{token}: {answer}");
+    }
+    server.wait_for("refused:").await;
+    for line in server.lines() {
+        assert!(!line.contains(['\u{2028}']), "raw separator: {line}");
+        assert!(!line.contains(&long), "the token in the log: {line}");
+        assert!(
+            !line.contains("WARN"),
+            "a warning for a client's token: {line}"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use tracing::warn;
 
 use crate::config::{AllowEntry, TargetSpec};
 use crate::error::{Error, Kind, Side};
+use crate::observe::redact::Quoted;
 
 /// The configured list; empty means every target is allowed (the reference's behaviour).
 #[derive(Debug, Default)]
@@ -88,7 +89,11 @@ impl Allow {
 
 /// The operator learns which target the token source named; the client only gets the 403.
 fn refuse(target: &TargetSpec, outside: &dyn std::fmt::Display) -> Error {
-    warn!(%target, %outside, "token source named a target outside --target-allow; refused");
+    warn!(
+        target = %Quoted(&target.to_string()),
+        %outside,
+        "token source named a target outside --target-allow; refused"
+    );
     Error::new(Side::Client, Kind::Forbidden, "Target not allowed")
 }
 

@@ -36,6 +36,7 @@ use tracing::warn;
 
 use crate::config::TargetSpec;
 use crate::error::{Error, Kind, Side, StartError};
+use crate::observe::redact::Quoted;
 use crate::percent::percent_encode;
 
 /// The longest one call of the API may take: connect, answer and body. Half the gate's
@@ -315,7 +316,7 @@ impl TokenApi {
     async fn ask(&self, token: &str) -> Result<Answer, Error> {
         let uri = self.template.url(token).map_err(|why| {
             // Only a token that makes the URL invalid gets here; encoding prevents it.
-            warn!("token API: {why}");
+            warn!("token API: {}", Quoted(&why));
             bad_answer("token API URL invalid for this token")
         })?;
         let request = Request::get(uri)

@@ -22,6 +22,7 @@ use tracing::warn;
 use super::file::{blocking, is_space, parse_target, unavailable};
 use crate::config::TargetSpec;
 use crate::error::{Error, StartError};
+use crate::observe::redact::Quoted;
 
 /// The most a token file may hold; a target is a few dozen bytes.
 const MAX_FILE: u64 = 4096;
@@ -72,13 +73,17 @@ pub(super) fn inside(dir: &Path, path: &Path) -> bool {
     path != dir && path.starts_with(dir)
 }
 
+/// The longest file name Linux file systems allow; a longer token names no file (and must not
+/// reach the file system, which would answer with an error instead of "no such file").
+const NAME_MAX: usize = 255;
+
 /// The token as the reference reduces it (`os.path.basename`: after the last `/`); `None` for
-/// what cannot name a file in the directory (empty, `.`, `..`, a NUL byte).
+/// what cannot name a file in the directory (empty, `.`, `..`, a NUL byte, over `NAME_MAX`).
 pub fn base_name(token: &str) -> Option<&str> {
     let base = token.rsplit('/').next().unwrap_or(token);
     match base {
         "" | "." | ".." => None,
-        _ if base.contains('\0') => None,
+        _ if base.contains('\0') || base.len() > NAME_MAX => None,
         _ => Some(base),
     }
 }
@@ -95,7 +100,7 @@ pub fn parse_content(content: &str) -> Result<TargetSpec, &'static str> {
 
 fn read_target(dir: &Path, path: &Path) -> Result<Option<Arc<TargetSpec>>, Error> {
     let refuse = |why: &dyn std::fmt::Display| {
-        warn!(file = %path.display(), "TokenFileName: {why}; token refused");
+        warn!(file = %Quoted(&path.to_string_lossy()), "TokenFileName: {why}; token refused");
         Err(unavailable())
     };
     let real = match std::fs::canonicalize(path) {
@@ -110,8 +115,8 @@ fn read_target(dir: &Path, path: &Path) -> Result<Option<Arc<TargetSpec>>, Error
     };
     if !inside(dir, &real) {
         warn!(
-            file = %path.display(),
-            leads_to = %real.display(),
+            file = %Quoted(&path.to_string_lossy()),
+            leads_to = %Quoted(&real.to_string_lossy()),
             "TokenFileName: the file leads out of the token directory; token refused"
         );
         return Ok(None);

@@ -23,6 +23,7 @@ use super::file::{blocking, unavailable};
 use super::file_name::{inside, source_dir};
 use crate::config::TargetSpec;
 use crate::error::{Error, StartError};
+use crate::observe::redact::Quoted;
 
 /// `UnixDomainSocketDirectory`.
 #[derive(Debug)]
@@ -40,7 +41,9 @@ impl SocketDirectory {
     }
 
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
-        if token.is_empty() || token.contains('\0') {
+        // What cannot name a socket never reaches the file system (which would answer a name
+        // too long with an error, worth a warning, instead of "no such file").
+        if token.is_empty() || token.contains('\0') || token.split('/').any(|c| c.len() > 255) {
             return Ok(None);
         }
         let dir = self.dir.clone();
@@ -70,7 +73,7 @@ fn find_socket(dir: &Path, token: &str) -> Result<Option<Arc<TargetSpec>>, Error
             return Ok(None);
         }
         Err(err) => {
-            warn!(socket = %path.display(), "UnixDomainSocketDirectory: {err}; token refused");
+            warn!(socket = %Quoted(&path.to_string_lossy()), "UnixDomainSocketDirectory: {err}; token refused");
             return Ok(None);
         }
     };
@@ -84,8 +87,8 @@ fn find_socket(dir: &Path, token: &str) -> Result<Option<Arc<TargetSpec>>, Error
             info!("UnixDomainSocketDirectory: a token leading out of the directory, refused");
         } else {
             warn!(
-                socket = %path.display(),
-                leads_to = %real.display(),
+                socket = %Quoted(&path.to_string_lossy()),
+                leads_to = %Quoted(&real.to_string_lossy()),
                 "UnixDomainSocketDirectory: a symlink leads out of the directory; token refused"
             );
         }
