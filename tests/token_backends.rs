@@ -16,8 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use support::*;
-use tokio::net::TcpStream;
-use websockify::{Settings, StartError, Targets, TokenConfig};
+use websockify::{Settings, Targets, TokenConfig};
 
 fn token_settings(plugin: &str, source: &str) -> Settings {
     let mut settings = settings_to("127.0.0.1:9".parse().unwrap());
@@ -27,41 +26,6 @@ fn token_settings(plugin: &str, source: &str) -> Settings {
         host_token: false,
     });
     settings
-}
-
-/// Asserts `path` reaches the target that calls itself `name`.
-async fn assert_reaches(proxy: SocketAddr, path: &str, name: &str) {
-    let mut client = RawClient::new(TcpStream::connect(proxy).await.unwrap());
-    let head = client.request(&upgrade_request(path, "")).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
-    assert_eq!(
-        client.read_data(name.len()).await,
-        name.as_bytes(),
-        "{path}"
-    );
-    client.send(true, 0x2, b"ping").await;
-    assert_eq!(client.read_data(4).await, b"ping");
-}
-
-/// Asserts `path` is refused with `status` and `reason`, and the connection ends.
-async fn assert_refused(proxy: SocketAddr, path: &str, status: u16, reason: &str) {
-    let answer = send_and_read_all(proxy, upgrade_request(path, "").as_bytes()).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with(&format!("HTTP/1.1 {status} ")),
-        "{path}: {answer}"
-    );
-    assert!(
-        answer.ends_with(&format!(": {reason}\n")),
-        "{path}: {answer}"
-    );
-}
-
-fn startup_error(settings: Settings) -> StartError {
-    match websockify::Server::new(settings) {
-        Ok(_) => panic!("the server should refuse to start"),
-        Err(err) => err,
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -160,8 +124,8 @@ async fn base_token_api_each_token_reaches_its_own_target() {
     let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
     assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
     assert_reaches(proxy.addr, "/websockify?token=desk-b", "B").await;
-    assert_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
-    assert_refused(proxy.addr, "/", 404, "Token not present").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/", 404, "Token not present").await;
     proxy.stop().await;
 }
 
@@ -187,14 +151,14 @@ async fn json_token_api_takes_host_and_a_numeric_or_string_port() {
     .await;
     assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
     assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=plain",
         502,
         "token API answer malformed",
     )
     .await;
-    assert_refused(proxy.addr, "/?token=nope", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=nope", 404, "Token not found").await;
     proxy.stop().await;
 }
 
@@ -209,21 +173,21 @@ async fn api_errors_are_502_and_an_api_that_does_not_answer_is_503() {
         Reply::Slow(Duration::from_secs(8), "127.0.0.1:1".into()),
     );
     let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=err",
         502,
         "token API answered an error",
     )
     .await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=forbidden",
         502,
         "token API answered an error",
     )
     .await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=garbage",
         502,
@@ -232,7 +196,7 @@ async fn api_errors_are_502_and_an_api_that_does_not_answer_is_503() {
     .await;
     // Past the API time-out (5 s), before the gate's (10 s).
     let started = Instant::now();
-    assert_refused(proxy.addr, "/?token=slow", 503, "token API unavailable").await;
+    assert_upgrade_refused(proxy.addr, "/?token=slow", 503, "token API unavailable").await;
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(4) && took < Duration::from_secs(8),
@@ -247,7 +211,7 @@ async fn api_errors_are_502_and_an_api_that_does_not_answer_is_503() {
         &format!("http://{closed}/%s"),
     ))
     .await;
-    assert_refused(proxy.addr, "/?token=x", 503, "token API unavailable").await;
+    assert_upgrade_refused(proxy.addr, "/?token=x", 503, "token API unavailable").await;
     proxy.stop().await;
 }
 
@@ -262,19 +226,19 @@ async fn answers_are_cached_briefly_errors_never_and_the_api_recovers() {
     assert_reaches(proxy.addr, "/?token=desk", "A").await;
     assert_eq!(api.hits(), 1);
     // "Not found" too.
-    assert_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
-    assert_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=gone", 404, "Token not found").await;
     assert_eq!(api.hits(), 2);
     // An error is not cached: each lookup asks again ...
     api.reply("flaky", Reply::Status(500));
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=flaky",
         502,
         "token API answered an error",
     )
     .await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=flaky",
         502,
@@ -299,7 +263,7 @@ async fn the_token_is_url_encoded_into_the_api_url() {
     api.reply("a", Reply::Ok(b.to_string()));
     let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
     assert_reaches(proxy.addr, "/?token=a%26b%2Fc%20d", "A").await;
-    assert_refused(proxy.addr, "/?token=x%3Fv%3D2%23", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=x%3Fv%3D2%23", 404, "Token not found").await;
     assert_eq!(
         *api.seen.lock().unwrap(),
         ["/t/a%26b%2Fc%20d?v=1", "/t/x%3Fv%3D2%23?v=1"]
@@ -451,22 +415,22 @@ async fn token_redis_json_and_plain_values_each_token_its_own_target() {
     .await;
     assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
     assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
-    assert_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
-    assert_refused(
+    assert_upgrade_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=broken",
         502,
         "token Redis value malformed",
     )
     .await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=broken-json",
         502,
         "token Redis value malformed",
     )
     .await;
-    assert_refused(
+    assert_upgrade_refused(
         proxy.addr,
         "/?token=a-list",
         502,
@@ -475,7 +439,7 @@ async fn token_redis_json_and_plain_values_each_token_its_own_target() {
     .await;
     // A deleted key stops working at once (nothing is cached).
     redis.cli(&["DEL", "desk-a"]);
-    assert_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
     proxy.stop().await;
 }
 
@@ -491,14 +455,14 @@ async fn token_redis_db_password_and_a_quoted_namespace() {
     let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
     assert_reaches(proxy.addr, "/?token=desk", "A").await;
     // Only that database, only that namespace.
-    assert_refused(proxy.addr, "/?token=other", 404, "Token not found").await;
-    assert_refused(proxy.addr, "/?token=v1:desk", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=other", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=v1:desk", 404, "Token not found").await;
     proxy.stop().await;
 
     // A wrong password: Redis cannot be used, every lookup is refused (the log says why).
     let source = format!("127.0.0.1:{}:2:wrong:\"app:v1\"", redis.port);
     let proxy = start_proxy(token_settings("TokenRedis", &source)).await;
-    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
     proxy.stop().await;
 }
 
@@ -525,12 +489,12 @@ async fn token_redis_uses_one_connection_and_recovers_when_redis_comes_back() {
     redis.stop();
     for _ in 0..3 {
         let started = Instant::now();
-        assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+        assert_upgrade_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
         assert!(started.elapsed() < Duration::from_secs(3));
     }
     // Redis is back (empty: nothing was saved): lookups work again, with no restart.
     redis.restart();
-    assert_refused(proxy.addr, "/?token=desk", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk", 404, "Token not found").await;
     redis.set(0, "desk", &a.to_string());
     assert_reaches(proxy.addr, "/?token=desk", "A").await;
     proxy.stop().await;
@@ -549,7 +513,7 @@ async fn a_redis_that_does_not_answer_is_503_within_the_lookup_bound() {
     assert_reaches(proxy.addr, "/?token=desk", "A").await;
     redis.signal("STOP");
     let started = Instant::now();
-    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
     let took = started.elapsed();
     // The lookup bound (2 s), well before the gate's (10 s).
     assert!(took < Duration::from_secs(4), "{took:?}");
@@ -568,7 +532,7 @@ async fn token_redis_down_at_start_up_is_503_until_it_is_up() {
         &format!("127.0.0.1:{}", redis.port),
     ))
     .await;
-    assert_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk", 503, "token Redis unavailable").await;
     redis.restart();
     redis.set(0, "desk", &a.to_string());
     assert_reaches(proxy.addr, "/?token=desk", "A").await;

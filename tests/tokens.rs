@@ -9,7 +9,7 @@ use std::path::Path;
 
 use support::*;
 use tokio::net::TcpStream;
-use websockify::{Settings, StartError, Targets, TokenConfig};
+use websockify::{Settings, Targets, TokenConfig};
 
 fn token_settings(plugin: &str, source: &Path, host_token: bool) -> Settings {
     let mut settings = settings_to(closed_port_sync());
@@ -25,40 +25,6 @@ fn token_settings(plugin: &str, source: &Path, host_token: bool) -> Settings {
 fn closed_port_sync() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
-}
-
-/// Upgrades on `path` (with `extra` header lines); the response head and, on 101, the client.
-async fn open(proxy: SocketAddr, path: &str, extra: &str) -> (String, RawClient<TcpStream>) {
-    let mut client = RawClient::new(TcpStream::connect(proxy).await.unwrap());
-    let head = client.request(&upgrade_request(path, extra)).await;
-    (head, client)
-}
-
-/// Asserts `path` reaches the target that calls itself `name`.
-async fn assert_reaches(proxy: SocketAddr, path: &str, extra: &str, name: &str) {
-    let (head, mut client) = open(proxy, path, extra).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
-    assert_eq!(
-        client.read_data(name.len()).await,
-        name.as_bytes(),
-        "{path}"
-    );
-    client.send(true, 0x2, b"ping").await;
-    assert_eq!(client.read_data(4).await, b"ping");
-}
-
-/// Asserts `path` is refused with `status` and `reason`, and the connection ends.
-async fn assert_refused(proxy: SocketAddr, path: &str, extra: &str, status: u16, reason: &str) {
-    let answer = send_and_read_all(proxy, upgrade_request(path, extra).as_bytes()).await;
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.starts_with(&format!("HTTP/1.1 {status} ")),
-        "{path}: {answer}"
-    );
-    assert!(
-        answer.ends_with(&format!(": {reason}\n")),
-        "{path}: {answer}"
-    );
 }
 
 fn write(path: &Path, text: &str) {
@@ -78,16 +44,16 @@ async fn each_token_reaches_its_own_target_and_nothing_else_reaches_anything() {
         ),
     );
     let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
-    assert_reaches(proxy.addr, "/websockify?token=desk-a", "", "A").await;
-    assert_reaches(proxy.addr, "/?token=desk-b", "", "B").await;
+    assert_reaches(proxy.addr, "/websockify?token=desk-a", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
     // Any path, other parameters around it.
-    assert_reaches(proxy.addr, "/x/y?a=1&token=desk-b&z", "", "B").await;
-    assert_refused(proxy.addr, "/?token=desk-c", "", 404, "Token not found").await;
-    assert_refused(proxy.addr, "/?token=DESK-A", "", 404, "Token not found").await;
-    assert_refused(proxy.addr, "/websockify", "", 404, "Token not present").await;
-    assert_refused(proxy.addr, "/?token=", "", 404, "Token not present").await;
+    assert_reaches(proxy.addr, "/x/y?a=1&token=desk-b&z", "B").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk-c", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=DESK-A", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/websockify", 404, "Token not present").await;
+    assert_upgrade_refused(proxy.addr, "/?token=", 404, "Token not present").await;
     // A fixed target (the settings' original one) is not a fallback.
-    assert_refused(proxy.addr, "/?tokenx=desk-a", "", 404, "Token not present").await;
+    assert_upgrade_refused(proxy.addr, "/?tokenx=desk-a", 404, "Token not present").await;
     proxy.stop().await;
 }
 
@@ -109,7 +75,7 @@ async fn host_token_takes_the_host_header_without_its_port() {
         assert_eq!(client.read_data(1).await, name.as_bytes(), "{host}");
     }
     // The query's token is not used with --host-token.
-    assert_refused(proxy.addr, "/?token=desk-a", "", 404, "Token not found").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
     proxy.stop().await;
 }
 
@@ -120,29 +86,22 @@ async fn token_file_edits_apply_without_a_restart_in_place_and_by_rename() {
     let file = dir.join("tokens");
     write(&file, &format!("desk: {a}\n"));
     let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
-    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
     // Edited in place, the same length (size unchanged: the modification time or inode tells).
     write(&file, &format!("desk: {b}\n"));
-    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    assert_reaches(proxy.addr, "/?token=desk", "B").await;
     // Replaced by rename, as editors and configuration managers do.
     let staged = dir.join("tokens.new");
     write(&staged, &format!("desk: {a}\nother: {b}\n"));
     std::fs::rename(&staged, &file).unwrap();
-    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
-    assert_reaches(proxy.addr, "/?token=other", "", "B").await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    assert_reaches(proxy.addr, "/?token=other", "B").await;
     // Removed: every token is refused (revoking access must not keep the old table) ...
     std::fs::remove_file(&file).unwrap();
-    assert_refused(
-        proxy.addr,
-        "/?token=desk",
-        "",
-        503,
-        "token source unavailable",
-    )
-    .await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk", 503, "token source unavailable").await;
     // ... until it is back.
     write(&file, &format!("desk: {b}\n"));
-    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    assert_reaches(proxy.addr, "/?token=desk", "B").await;
     proxy.stop().await;
 }
 
@@ -154,7 +113,7 @@ async fn read_only_token_file_reads_its_source_once() {
     write(&file, &format!("desk: {a}\n"));
     let proxy = start_proxy(token_settings("ReadOnlyTokenFile", &file, false)).await;
     write(&file, &format!("desk: {b}\n"));
-    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
     proxy.stop().await;
 }
 
@@ -165,10 +124,10 @@ async fn a_directory_source_reads_every_file_in_it_and_sees_new_ones() {
     write(&dir.join("one"), &format!("desk-a: {a}\n"));
     std::fs::create_dir(dir.join("subdir")).unwrap();
     let proxy = start_proxy(token_settings("TokenFile", &dir, false)).await;
-    assert_reaches(proxy.addr, "/?token=desk-a", "", "A").await;
-    assert_refused(proxy.addr, "/?token=desk-b", "", 404, "Token not found").await;
+    assert_reaches(proxy.addr, "/?token=desk-a", "A").await;
+    assert_upgrade_refused(proxy.addr, "/?token=desk-b", 404, "Token not found").await;
     write(&dir.join("two"), &format!("desk-b: {b}\n"));
-    assert_reaches(proxy.addr, "/?token=desk-b", "", "B").await;
+    assert_reaches(proxy.addr, "/?token=desk-b", "B").await;
     proxy.stop().await;
 }
 
@@ -188,18 +147,12 @@ async fn a_unix_socket_target_from_a_token() {
     let file = dir.join("tokens");
     write(&file, &format!("u: unix_socket:{}\n", sock.display()));
     let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
-    let (head, mut client) = open(proxy.addr, "/?token=u", "").await;
+    let mut client = RawClient::new(TcpStream::connect(proxy.addr).await.unwrap());
+    let head = client.request(&upgrade_request("/?token=u", "")).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     client.send(true, 0x2, b"over unix").await;
     assert_eq!(client.read_data(9).await, b"over unix");
     proxy.stop().await;
-}
-
-fn startup_error(settings: Settings) -> StartError {
-    match websockify::Server::new(settings) {
-        Ok(_) => panic!("the server should refuse to start"),
-        Err(err) => err,
-    }
 }
 
 #[test]
@@ -241,7 +194,7 @@ async fn an_edit_that_keeps_size_time_and_inode_is_still_seen_while_the_file_is_
     write(&file, &format!("desk: {a}\n"));
     let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
     let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
-    assert_reaches(proxy.addr, "/?token=desk", "", "A").await;
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
     // Rewritten in place within one tick of the file clock: size, time and inode all as
     // they were (the time set back explicitly, as a coarse clock would leave it).
     write(&file, &format!("desk: {b}\n"));
@@ -251,7 +204,7 @@ async fn an_edit_that_keeps_size_time_and_inode_is_still_seen_while_the_file_is_
         .unwrap()
         .set_modified(modified)
         .unwrap();
-    assert_reaches(proxy.addr, "/?token=desk", "", "B").await;
+    assert_reaches(proxy.addr, "/?token=desk", "B").await;
     proxy.stop().await;
 }
 
@@ -309,13 +262,13 @@ async fn token_file_name_reads_the_file_the_token_names_and_stays_in_its_directo
 
     let proxy = start_proxy(token_settings("TokenFileName", &dir, false)).await;
     let p = proxy.addr;
-    assert_reaches(p, "/?token=desk-a", "", "A").await;
-    assert_reaches(p, "/?token=desk-b", "", "B").await;
-    assert_reaches(p, "/?token=desk-u", "", "U").await;
-    assert_reaches(p, "/?token=alias", "", "A").await;
+    assert_reaches(p, "/?token=desk-a", "A").await;
+    assert_reaches(p, "/?token=desk-b", "B").await;
+    assert_reaches(p, "/?token=desk-u", "U").await;
+    assert_reaches(p, "/?token=alias", "A").await;
     // Reduced to the base name, as the reference: a path in the token cannot climb out.
-    assert_reaches(p, "/?token=..%2F..%2Fdesk-a", "", "A").await;
-    assert_reaches(p, "/?token=%2Fetc%2Fdesk-a", "", "A").await;
+    assert_reaches(p, "/?token=..%2F..%2Fdesk-a", "A").await;
+    assert_reaches(p, "/?token=%2Fetc%2Fdesk-a", "A").await;
     for refused in [
         "nope",
         "..",
@@ -328,16 +281,16 @@ async fn token_file_name_reads_the_file_the_token_names_and_stays_in_its_directo
         "..%2Fsecret",
         "..%2Ftok-other%2Fsecret",
     ] {
-        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+        assert_upgrade_refused(p, &format!("/?token={refused}"), 404, "Token not found").await;
     }
     // The token exists but its file is broken: our side's fault, not a wrong token.
     for broken in ["broken", "not-utf8"] {
         let path = format!("/?token={broken}");
-        assert_refused(p, &path, "", 503, "token source unavailable").await;
+        assert_upgrade_refused(p, &path, 503, "token source unavailable").await;
     }
     // Files added later apply at once.
     write(&dir.join("late"), &format!("{b}"));
-    assert_reaches(p, "/?token=late", "", "B").await;
+    assert_reaches(p, "/?token=late", "B").await;
     proxy.stop().await;
 }
 
@@ -360,10 +313,10 @@ async fn unix_domain_socket_directory_finds_sockets_and_nothing_outside_its_dire
 
     let proxy = start_proxy(token_settings("UnixDomainSocketDirectory", &dir, false)).await;
     let p = proxy.addr;
-    assert_reaches(p, "/?token=desk.sock", "", "D").await;
-    assert_reaches(p, "/?token=sub%2Ftwo.sock", "", "T").await;
-    assert_reaches(p, "/?token=alias.sock", "", "D").await;
-    assert_reaches(p, "/?token=sub%2F..%2Fdesk.sock", "", "D").await;
+    assert_reaches(p, "/?token=desk.sock", "D").await;
+    assert_reaches(p, "/?token=sub%2Ftwo.sock", "T").await;
+    assert_reaches(p, "/?token=alias.sock", "D").await;
+    assert_reaches(p, "/?token=sub%2F..%2Fdesk.sock", "D").await;
     for refused in [
         // The reference's escapes: `..` and a sibling sharing the prefix.
         "..%2Foutside.sock",
@@ -379,7 +332,7 @@ async fn unix_domain_socket_directory_finds_sockets_and_nothing_outside_its_dire
         ".",
         "..",
     ] {
-        assert_refused(p, &format!("/?token={refused}"), "", 404, "Token not found").await;
+        assert_upgrade_refused(p, &format!("/?token={refused}"), 404, "Token not found").await;
     }
     proxy.stop().await;
 }
@@ -444,13 +397,13 @@ async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_
         ),
     );
     let forbidden = |p, path: &'static str| async move {
-        assert_refused(p, path, "", 403, "Target not allowed").await;
+        assert_upgrade_refused(p, path, 403, "Target not allowed").await;
     };
 
     // Without the option every target goes (the reference's behaviour).
     let proxy = start_proxy(token_settings("TokenFile", &file, false)).await;
-    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
-    assert_reaches(proxy.addr, "/?token=two", "", "2").await;
+    assert_reaches(proxy.addr, "/?token=one", "1").await;
+    assert_reaches(proxy.addr, "/?token=two", "2").await;
     proxy.stop().await;
 
     // A block holding 127.0.0.0 and 127.0.0.1 only.
@@ -458,8 +411,8 @@ async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_
     settings.target_allow = allow(&["127.0.0.0/31"]);
     let proxy = start_proxy(settings).await;
     let p = proxy.addr;
-    assert_reaches(p, "/?token=one", "", "1").await;
-    assert_reaches(p, "/?token=name-one", "", "1").await;
+    assert_reaches(p, "/?token=one", "1").await;
+    assert_reaches(p, "/?token=name-one", "1").await;
     forbidden(p, "/?token=two").await;
     forbidden(p, "/?token=mapped-two").await;
     proxy.stop().await;
@@ -470,7 +423,7 @@ async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_
     settings.target_allow = allow(&["::/0", "127.0.0.1"]);
     let proxy = start_proxy(settings).await;
     forbidden(proxy.addr, "/?token=mapped-two").await;
-    assert_reaches(proxy.addr, "/?token=one", "", "1").await;
+    assert_reaches(proxy.addr, "/?token=one", "1").await;
     proxy.stop().await;
 
     // The name is resolved and its address checked: localhost is 127.0.0.1, not allowed here.
@@ -480,7 +433,7 @@ async fn target_allow_refuses_token_targets_outside_the_list_names_resolved_and_
     let p = proxy.addr;
     forbidden(p, "/?token=name-one").await;
     forbidden(p, "/?token=one").await;
-    assert_reaches(p, "/?token=two", "", "2").await;
+    assert_reaches(p, "/?token=two", "2").await;
     proxy.stop().await;
 }
 
@@ -506,10 +459,10 @@ async fn target_allow_unix_entries_compare_canonical_paths_by_components() {
     settings.target_allow = allow(&[&format!("unix:{r}/vnc")]);
     let proxy = start_proxy(settings).await;
     let p = proxy.addr;
-    assert_reaches(p, "/?token=in", "", "A").await;
+    assert_reaches(p, "/?token=in", "A").await;
     for token in ["sibling", "dotdot", "link", "tcp"] {
         let path = format!("/?token={token}");
-        assert_refused(p, &path, "", 403, "Target not allowed").await;
+        assert_upgrade_refused(p, &path, 403, "Target not allowed").await;
     }
     proxy.stop().await;
 }

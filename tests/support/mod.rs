@@ -408,3 +408,41 @@ pub async fn named_target(name: &'static str) -> SocketAddr {
     })
     .await
 }
+
+/// Asserts an upgrade on `path` reaches the target that calls itself `name` (see
+/// [`named_target`]) and relays both ways.
+pub async fn assert_reaches(proxy: SocketAddr, path: &str, name: &str) {
+    let mut client = RawClient::new(TcpStream::connect(proxy).await.unwrap());
+    let head = client.request(&upgrade_request(path, "")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+    assert_eq!(
+        client.read_data(name.len()).await,
+        name.as_bytes(),
+        "{path}"
+    );
+    client.send(true, 0x2, b"ping").await;
+    assert_eq!(client.read_data(4).await, b"ping");
+}
+
+/// Asserts an upgrade on `path` is refused with `status` and `reason` (the body's one line),
+/// and the connection ends.
+pub async fn assert_upgrade_refused(proxy: SocketAddr, path: &str, status: u16, reason: &str) {
+    let answer = send_and_read_all(proxy, upgrade_request(path, "").as_bytes()).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{path}: {answer}"
+    );
+    assert!(
+        answer.ends_with(&format!(": {reason}\n")),
+        "{path}: {answer}"
+    );
+}
+
+/// The start-up error of `Server::new(settings)`; panics if it starts.
+pub fn startup_error(settings: Settings) -> websockify::StartError {
+    match Server::new(settings) {
+        Ok(_) => panic!("the server should refuse to start"),
+        Err(err) => err,
+    }
+}
