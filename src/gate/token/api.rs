@@ -34,6 +34,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
+use super::bad_answer;
 use crate::config::TargetSpec;
 use crate::error::{Error, Kind, Side, StartError};
 use crate::observe::redact::Quoted;
@@ -370,10 +371,6 @@ impl TokenApi {
 
 fn unavailable() -> Error {
     Error::new(Side::Internal, Kind::Unavailable, "token API unavailable")
-}
-
-fn bad_answer(context: &'static str) -> Error {
-    Error::new(Side::Internal, Kind::BadAnswer, context)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use hyper::header::HOST;
 use hyper::HeaderMap;
 
 use crate::config::{TargetSpec, TokenConfig};
-use crate::error::{Error, StartError};
+use crate::error::{Error, Kind, Side, StartError};
 use crate::percent::percent_decode;
 
 /// A token plugin, ready to look tokens up.
@@ -137,6 +137,12 @@ pub fn from_host(headers: &HeaderMap) -> Option<String> {
 /// becomes U+FFFD (as Python's `unquote`).
 fn form_decode(s: &str) -> String {
     String::from_utf8_lossy(&percent_decode(&s.replace('+', " "))).into_owned()
+}
+
+/// What decides targets answered, but uselessly (a token API's error status or garbage, a
+/// malformed stored target): a 502.
+pub(super) fn bad_answer(context: &'static str) -> Error {
+    Error::new(Side::Internal, Kind::BadAnswer, context)
 }
 
 #[cfg(test)]

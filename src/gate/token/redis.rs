@@ -23,6 +23,7 @@ use tokio::sync::OnceCell;
 use tracing::warn;
 
 use super::api::parse_target;
+use super::bad_answer;
 use crate::config::TargetSpec;
 use crate::error::{Error, Kind, Side, StartError};
 
@@ -265,10 +266,6 @@ fn is_down(err: &::redis::RedisError) -> bool {
 
 fn unavailable() -> Error {
     Error::new(Side::Internal, Kind::Unavailable, "token Redis unavailable")
-}
-
-fn bad_answer(context: &'static str) -> Error {
-    Error::new(Side::Internal, Kind::BadAnswer, context)
 }
 
 #[cfg(test)]
