@@ -29,7 +29,7 @@ enum Source {
     Fixed(Arc<TargetSpec>),
     /// The request's token names the target.
     Tokens {
-        plugin: Arc<token::Plugin>,
+        plugin: token::Plugin,
         /// `--host-token`: the token is the Host header, not `?token=`.
         host_token: bool,
         /// `--target-allow`: where the tokens' targets may be.
@@ -54,7 +54,7 @@ impl Gate {
         let source = match &settings.target {
             Targets::Fixed(target) => Source::Fixed(Arc::new(target.clone())),
             Targets::Tokens(config) => Source::Tokens {
-                plugin: Arc::new(token::Plugin::new(config)?),
+                plugin: token::Plugin::new(config)?,
                 host_token: config.host_token,
                 allow: allow::Allow::new(&settings.target_allow),
             },
