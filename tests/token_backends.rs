@@ -500,6 +500,29 @@ async fn token_redis_uses_one_connection_and_recovers_when_redis_comes_back() {
     proxy.stop().await;
 }
 
+/// Redis restarted while no lookup ran: the shared connection is dead, and only a lookup
+/// finds out. That lookup must still succeed (the dead connection is replaced and the command
+/// sent again), not fail once per restart.
+#[tokio::test]
+async fn the_first_lookup_after_a_quiet_redis_restart_succeeds() {
+    let a = named_target("A").await;
+    let mut redis = Redis::start(None);
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    redis.set(0, "desk", &a.to_string());
+    assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    for _ in 0..3 {
+        redis.stop();
+        redis.restart();
+        redis.set(0, "desk", &a.to_string());
+        assert_reaches(proxy.addr, "/?token=desk", "A").await;
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_redis_that_does_not_answer_is_503_within_the_lookup_bound() {
     let a = named_target("A").await;
