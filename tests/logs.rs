@@ -164,3 +164,28 @@ async fn a_malformed_token_file_line_is_a_warning_naming_file_and_line_and_token
         assert!(!line.contains("s3cret"), "a token in the log: {line}");
     }
 }
+
+#[tokio::test]
+async fn the_start_up_line_names_a_token_api_without_its_credentials() {
+    let server = start(
+        &[
+            "--token-plugin=JSONTokenApi",
+            "--token-source=http://desk-user:pa55w0rd@127.0.0.1:9/lookup?api_key=k3y&token=%s",
+        ],
+        "",
+    )
+    .await;
+    let line = server.wait_for("Proxying to").await;
+    assert!(
+        line.contains("JSONTokenApi http://REDACTED@127.0.0.1:9/lookup?api_key=REDACTED&token=%s"),
+        "{line}"
+    );
+    for secret in ["desk-user", "pa55w0rd", "k3y"] {
+        assert_eq!(
+            server.count(secret),
+            0,
+            "{secret} logged: {:#?}",
+            server.lines()
+        );
+    }
+}

@@ -44,11 +44,17 @@ pub fn request_target(path_and_query: &str) -> String {
 /// `password`, `secret` or `key` becomes `REDACTED`; everything else is kept byte for byte.
 /// noVNC passes its token as `?token=…`, and a log file must not hand it to its readers.
 pub fn redact_target(path_and_query: &str) -> Cow<'_, str> {
+    redact_query(path_and_query, |_| true)
+}
+
+/// Redacts, in `path_and_query`, the non-empty values of secret-named parameters for which
+/// `is_secret_value` holds.
+fn redact_query(path_and_query: &str, is_secret_value: fn(&str) -> bool) -> Cow<'_, str> {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return Cow::Borrowed(path_and_query);
     };
     let secret = |param: &str| match param.split_once('=') {
-        Some((name, value)) => !value.is_empty() && is_secret_name(name),
+        Some((name, value)) => !value.is_empty() && is_secret_value(value) && is_secret_name(name),
         None => false,
     };
     if !query.split('&').any(secret) {
@@ -62,6 +68,29 @@ pub fn redact_target(path_and_query: &str) -> Cow<'_, str> {
         })
         .collect();
     Cow::Owned(format!("{path}?{}", params.join("&")))
+}
+
+/// A URL from the configuration (a token API), as the start-up lines may show it: the
+/// user-info (`user:password@`) and the values of secret-named query parameters become
+/// `REDACTED`, so a log reader learns where lookups go but not how they authenticate. A `%s`
+/// value is the template's slot for the token, not a secret, and stays.
+pub fn url(text: &str) -> Cow<'_, str> {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => Cow::Owned(format!("REDACTED@{host}")),
+        None => Cow::Borrowed(authority),
+    };
+    let tail = redact_query(tail, |value| value != "%s");
+    if matches!((&host, &tail), (Cow::Borrowed(_), Cow::Borrowed(_))) {
+        return Cow::Borrowed(text);
+    }
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    Cow::Owned(format!("{scheme}{host}{tail}"))
 }
 
 fn is_secret_name(name: &str) -> bool {
@@ -92,6 +121,23 @@ mod tests {
             redact_target("/?password=p&api_key=k&secret=s"),
             "/?password=REDACTED&api_key=REDACTED&secret=REDACTED"
         );
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_but_keep_host_path_and_slot() {
+        assert_eq!(
+            url("https://user:pa55@api.example:8443/t/%s?key=k1&x=1"),
+            "https://REDACTED@api.example:8443/t/%s?key=REDACTED&x=1"
+        );
+        assert_eq!(
+            url("http://tok@h/lookup?token=%s"),
+            "http://REDACTED@h/lookup?token=%s"
+        );
+        // No credentials: the very same text, borrowed.
+        let plain = "http://127.0.0.1:8080/t?token=%s";
+        assert!(matches!(url(plain), Cow::Borrowed(p) if p == plain));
+        // An `@` in the path is not user-info.
+        assert_eq!(url("http://h/a@b/%s"), "http://h/a@b/%s");
     }
 
     #[test]

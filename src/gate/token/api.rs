@@ -37,7 +37,7 @@ use tracing::warn;
 use super::bad_answer;
 use crate::config::TargetSpec;
 use crate::error::{Error, Kind, Side, StartError};
-use crate::observe::redact::Quoted;
+use crate::observe::redact::{self, Quoted};
 use crate::percent::percent_encode;
 
 /// The longest one call of the API may take: connect, answer and body. Half the gate's
@@ -361,11 +361,13 @@ impl TokenApi {
             Format::Text => "BaseTokenAPI",
             Format::Json => "JSONTokenApi",
         };
-        format!(
-            "{kind} {}%s{}",
+        // Credentials in the URL stay out of the log.
+        let url = format!(
+            "{}%s{}",
             self.template.before.replace('%', "%%"),
             self.template.after.replace('%', "%%")
-        )
+        );
+        format!("{kind} {}", redact::url(&url))
     }
 }
 
