@@ -1,5 +1,6 @@
 //! Token plugins with a backend: BaseTokenAPI and JSONTokenApi against a real HTTP server in
-//! this process (targets, 404, 500, garbage, a slow answer, the cache, URL-encoding), and
+//! this process (targets, 404, 500, garbage, a slow answer, the cache, URL-encoding, https with
+//! certificate and host-name checks), and
 //! TokenRedis against a real `redis-server` started on a free loopback port (JSON and plain
 //! values, namespaces, quoted fields, one pooled connection, Redis restarted mid-test).
 
@@ -50,6 +51,28 @@ struct Api {
 
 impl Api {
     async fn start() -> Api {
+        Api::serve(None).await
+    }
+
+    /// The same API over https, with the certificate and key given (PEM).
+    async fn start_tls(cert_pem: &str, key_pem: &str) -> Api {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Api::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
@@ -82,11 +105,23 @@ impl Api {
                         Ok::<_, Infallible>(response)
                     }
                 });
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                        Some(tls) => {
+                            // A client that refuses our certificate ends here.
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                    }
                 });
             }
         });
@@ -269,6 +304,56 @@ async fn the_token_is_url_encoded_into_the_api_url() {
         ["/t/a%26b%2Fc%20d?v=1", "/t/x%3Fv%3D2%23?v=1"]
     );
     proxy.stop().await;
+}
+
+/// An https token API: its certificate is checked against the system's roots (here a private
+/// CA named by `SSL_CERT_FILE`, which the system store honours) and the URL's host name. The
+/// same API is refused when its certificate is not trusted or names another host.
+#[tokio::test]
+async fn an_https_token_api_is_trusted_through_the_system_roots_and_the_host_name() {
+    let a = named_target("A").await;
+    // For "localhost" only: the API is reached by that name, or by 127.0.0.1 to be refused.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    let dir = temp_dir("https-api");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &cert_pem).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+    let api = Api::start_tls(&cert_pem, &key_pem).await;
+    api.reply("desk", Reply::Ok(a.to_string()));
+    let port = api.addr.port();
+
+    // Trusted, and named as the certificate names it: the token reaches its target.
+    let source = format!("--token-source=https://localhost:{port}/t/%s?v=1");
+    let trusted = [("SSL_CERT_FILE", ca_file), ("SSL_CERT_DIR", "/nonexistent")];
+    let server = LoggedBinary::start_with_env(
+        &["--token-plugin=BaseTokenAPI", &source, "127.0.0.1:0"],
+        &trusted,
+    )
+    .await;
+    assert_reaches(server.addr, "/?token=desk", "A").await;
+    assert_eq!(api.hits(), 1);
+    drop(server);
+
+    // The same API by a name its certificate does not carry: refused, the API never answers.
+    let source = format!("--token-source=https://127.0.0.1:{port}/t/%s?v=1");
+    let server = LoggedBinary::start_with_env(
+        &["--token-plugin=BaseTokenAPI", &source, "127.0.0.1:0"],
+        &trusted,
+    )
+    .await;
+    assert_upgrade_refused(server.addr, "/?token=desk", 503, "token API unavailable").await;
+    drop(server);
+
+    // Named right, but its CA is not among the roots (only the distribution's are).
+    let source = format!("--token-source=https://localhost:{port}/t/%s?v=1");
+    let server = LoggedBinary::start_with_env(
+        &["--token-plugin=BaseTokenAPI", &source, "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    assert_upgrade_refused(server.addr, "/?token=desk", 503, "token API unavailable").await;
+    assert_eq!(api.hits(), 1, "an untrusted connection got an answer");
 }
 
 #[test]

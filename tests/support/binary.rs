@@ -21,8 +21,14 @@ impl LoggedBinary {
     /// Starts `websockify ARGS` (plain, no colours; ARGS include the listen address, usually
     /// `127.0.0.1:0`) and waits for its start-up lines to learn the address.
     pub async fn start(args: &[&str]) -> LoggedBinary {
+        LoggedBinary::start_with_env(args, &[]).await
+    }
+
+    /// [`LoggedBinary::start`] with `env` added to its environment.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
