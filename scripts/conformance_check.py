@@ -2,8 +2,11 @@
 """Compares a kosoku (Autobahn) report with the committed expectations.
 
 A case counts as passed only when both its behaviour and its close behaviour are OK (strict).
-Fails on any regression: a case expected to pass that does not. Cases that pass but were not
-expected to are reported as improvements (rerun with --update to record them).
+Fails on any regression: a case whose behaviour or close behaviour is graded worse than
+expected (OK > NON-STRICT, INFORMATIONAL > UNIMPLEMENTED > WRONG CODE, UNCLEAN > FAILED), so a
+NON-STRICT or INFORMATIONAL case that turns FAILED fails the check as surely as an OK one. A
+case expected `RACE` may go either way. Cases graded better than expected are reported as
+improvements (rerun with --update to record them).
 """
 import json
 import sys
@@ -24,6 +27,41 @@ def outcomes(index_path):
     }
 
 
+# Lower is better; an unknown grade ranks as FAILED.
+RANK = {
+    "OK": 0,
+    "NON-STRICT": 1,
+    "INFORMATIONAL": 1,
+    "UNIMPLEMENTED": 2,
+    "WRONG CODE": 3,
+    "UNCLEAN": 3,
+    "FAILED": 4,
+}
+
+
+def ranks(outcome):
+    """(behaviour, close behaviour) ranks of an outcome string."""
+    if outcome == "OK":
+        return (0, 0)
+    behaviour, _, close = outcome.partition("/")
+    return (RANK.get(behaviour, 4), RANK.get(close or behaviour, 4))
+
+
+def worse(actual, expected):
+    """Whether `actual` is graded worse than `expected` in either half."""
+    if expected == "RACE":
+        return False
+    if actual is None:
+        return True  # a case that did not run at all
+    return any(a > e for a, e in zip(ranks(actual), ranks(expected)))
+
+
+def better(actual, expected):
+    if expected == "RACE":
+        return False
+    return not worse(actual, expected) and ranks(actual) != ranks(expected)
+
+
 def main():
     report, expected_path = sys.argv[1], sys.argv[2]
     update = "--update" in sys.argv[3:]
@@ -38,12 +76,12 @@ def main():
         print(f"wrote {expected_path}")
         return 0
     expected = json.load(open(expected_path))
-    regressions = [c for c, v in expected.items() if v == "OK" and actual.get(c) != "OK"]
-    improvements = [c for c, v in actual.items() if v == "OK" and expected.get(c) != "OK"]
+    regressions = [c for c, v in expected.items() if worse(actual.get(c), v)]
+    improvements = [c for c, v in actual.items() if c in expected and better(v, expected[c])]
     for c in sorted(regressions, key=case_key):
-        print(f"REGRESSION {c}: expected OK, got {actual.get(c, 'missing')}")
+        print(f"REGRESSION {c}: expected {expected[c]}, got {actual.get(c, 'missing')}")
     for c in sorted(improvements, key=case_key):
-        print(f"improved {c}: now OK (was {expected.get(c, 'missing')})")
+        print(f"improved {c}: now {actual[c]} (was {expected[c]})")
     if regressions:
         print(f"{len(regressions)} conformance regressions")
         return 1

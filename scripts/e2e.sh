@@ -119,6 +119,11 @@ TESTS_PID=
 passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$ART/results.tap" 2>/dev/null | tail -n 1)
 failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$ART/results.tap" 2>/dev/null | tail -n 1)
 [ "$rc" = 0 ] || [ "${failed:-0}" != 0 ] || failed=1 # the runner itself failed or timed out
+# A run that discovered no test would pass: it must not.
+if [ "$rc" = 0 ] && [ "${passed:-0}" = 0 ]; then
+  echo "e2e: FAILED: no test ran (none discovered in e2e/?)"
+  rc=1
+fi
 echo "== e2e: done in $(($(date +%s) - T0)) s (artifacts in target/e2e/)"
 echo "e2e: ${passed:-0} passed, ${failed:-0} failed"
 exit $rc

@@ -27,7 +27,10 @@ cargo fuzz build -a
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failed=()
-for target in $(cargo fuzz list); do
+targets=$(cargo fuzz list)
+# A loop over nothing would pass: there must be targets, and each must really run.
+[ -n "$targets" ] || { echo "fuzz: FAILED: cargo fuzz list found no targets"; exit 1; }
+for target in $targets; do
     mkdir -p "$work/$target"
     cp corpus/"$target"/* "$work/$target/"
     log="$work/$target.log"
@@ -35,7 +38,13 @@ for target in $(cargo fuzz list); do
         -max_total_time="$per_target" -print_final_stats=1 >"$log" 2>&1; then
         runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")
         cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
-        echo "fuzz $target: ok, ${runs:-?} runs in ${per_target}s, $cov"
+        if [ "${runs:-0}" -gt 0 ]; then
+            echo "fuzz $target: ok, $runs runs in ${per_target}s, $cov"
+        else
+            echo "fuzz $target: FAILED: no runs reported"
+            tail -n 40 "$log"
+            failed+=("$target")
+        fi
     else
         echo "fuzz $target: FAILED"
         tail -n 40 "$log"

@@ -62,9 +62,18 @@ PIDS+=("$PROXY")
   --bytes "$BYTES" --duration 120 --timeout 30 >"$WORK/load.json" 2>"$WORK/load.log" || {
   echo "perf-guard: load failed:" >&2; cat "$WORK/load.log" >&2; exit 1; }
 # --run-once: the proxy exits when the session ends, and callgrind writes its counts then.
+# It must end by itself, and well: a proxy that crashed or hung measured something else.
 for _ in $(seq 300); do kill -0 "$PROXY" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$PROXY" 2>/dev/null && kill -TERM "$PROXY"
-wait "$PROXY" 2>/dev/null || true
+if kill -0 "$PROXY" 2>/dev/null; then
+  kill -TERM "$PROXY"
+  echo "perf-guard: FAIL: the proxy did not exit after its --run-once session" >&2
+  cat "$WORK/proxy.log" >&2
+  exit 1
+fi
+status=0
+wait "$PROXY" || status=$?
+[ "$status" = 0 ] || {
+  echo "perf-guard: FAIL: the proxy exited with status $status" >&2; cat "$WORK/proxy.log" >&2; exit 1; }
 IR=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$WORK/callgrind.out" | head -1)
 [ -n "$IR" ] || { echo "perf-guard: no callgrind summary" >&2; cat "$WORK/proxy.log" >&2; exit 1; }
 # Relayed: the upload, and (about) the same bytes echoed back down.
