@@ -196,6 +196,8 @@ async function lineConsole(t, scheme) {
     await assertEventually(output, /\[disconnected: code \d+/);
     const closed = (await output.textContent()).match(/\[disconnected: code \d+[^\]]*\]/)[0];
     t.diagnostic(`after quit: ${closed}, status ${await page.locator('#status').getAttribute('data-state')}`);
+    // The target ended the session: the proxy says so with a normal close and its reason.
+    assert.equal(closed, '[disconnected: code 1000, Target closed]');
     assert.equal(await page.locator('#status').getAttribute('data-state'), 'disconnected');
   });
 }
