@@ -82,6 +82,39 @@ impl LoggedBinary {
     pub fn count(&self, needle: &str) -> usize {
         self.lines().iter().filter(|l| l.contains(needle)).count()
     }
+
+    /// Resident memory of the server process, KiB: its own, not the test's clients and
+    /// targets, and not changed by what other tests in this binary do.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// Descriptors open in the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("the server process is running")
+            .count()
+    }
+
+    /// Waits (bounded) until the server process has `baseline` descriptors open again.
+    pub async fn fds_return_to(&self, baseline: usize, what: &str) {
+        bounded(
+            &format!("the server's descriptors to return to {baseline} {what}"),
+            async {
+                while self.open_fds() > baseline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        )
+        .await
+    }
 }
 
 impl Drop for LoggedBinary {
