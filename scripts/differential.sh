@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The differential compatibility suite: ours and the Python reference (websockify 0.13.0)
+# side by side, with the same command lines against the same real targets
+# (tests/differential/). Checks docs/compatibility.md against what it observes.
+#
+#   scripts/differential.sh               # what CI runs
+#   scripts/differential.sh --write-doc   # regenerate docs/compatibility.md after a change
+#   scripts/differential.sh --only TEXT   # the cases whose name contains TEXT
+#
+# Installs what it needs: python3-venv and openssl (apt) if missing, the reference into a
+# virtualenv under target/ (pip), and builds our release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import ensurepip' 2>/dev/null || ! command -v openssl >/dev/null; then
+  echo "differential: installing python3-venv and openssl" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv openssl) >&2
+fi
+venv=target/reference-venv
+if ! [ -x "$venv/bin/websockify" ]; then
+  echo "differential: installing the reference (websockify 0.13.0) into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q websockify==0.13.0 numpy jwcrypto redis requests >&2
+fi
+cargo build --release -q --bin websockify
+
+mode=(--check-doc docs/compatibility.md)
+if [ "${1:-}" = "--write-doc" ]; then
+  mode=(--write-doc docs/compatibility.md)
+  shift
+fi
+exec python3 tests/differential/run.py --ours target/release/websockify \
+  --ref "$venv/bin/websockify" "${mode[@]}" "$@"
