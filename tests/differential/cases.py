@@ -743,3 +743,157 @@ for _name, _extra in [
         return auth_status(impl, "ExpectOrigin", "https://desk.example https://other.example", extra)
 
     CASES.append(Case("auth", f"ExpectOrigin: {_name}", _origin, None, None))
+
+
+# ---- tokens from a backend ----
+
+
+class _Redis:
+    """One real redis-server for the run, on a free loopback port."""
+
+    def __init__(self):
+        import subprocess
+
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import atexit
+        import time
+
+        atexit.register(self.proc.kill)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+
+    def set(self, db, key, value):
+        import subprocess
+
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "-n", str(db), "SET", key, value],
+            check=True,
+            capture_output=True,
+        )
+
+
+@lru_cache(maxsize=None)
+def _redis():
+    r = _Redis()
+    a_host, a_port = target("A").rsplit(":", 1)
+    r.set(0, "json", '{"host": "%s:%s"}' % (a_host, a_port))
+    r.set(0, "plain", target("B"))
+    r.set(3, "app:desk", target("A"))
+    return r
+
+
+def redis():
+    with _lock:
+        return _redis()
+
+
+for _name, _source, _token in [
+    ("a JSON value", "{host}:{port}", "json"),
+    ("a plain `host:port` value", "{host}:{port}", "plain"),
+    ("database 3 and namespace `app`", "{host}:{port}:3::app", "desk"),
+]:
+
+    def _from_redis(impl, source=_source, token=_token):
+        r = redis()
+        src = source.format(host="127.0.0.1", port=r.port)
+        return where(impl, ["--token-plugin=TokenRedis", f"--token-source={src}", "{listen}"], f"/?token={token}")
+
+    CASES.append(Case("tokens", f"TokenRedis: {_name}", _from_redis, None, None))
+
+
+class _Api:
+    """A token API on a thread: /t/<token> answers the target as text or JSON."""
+
+    def __init__(self):
+        import http.server
+        import json
+
+        replies = {
+            "/text/desk": target("A").encode(),
+            "/json/desk": json.dumps(
+                {"host": target("B").rsplit(":", 1)[0], "port": int(target("B").rsplit(":", 1)[1])}
+            ).encode(),
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = replies.get(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@lru_cache(maxsize=None)
+def _api():
+    return _Api()
+
+
+def api():
+    with _lock:
+        return _api()
+
+
+@case("tokens", "BaseTokenAPI: the API answers `host:port`")
+def base_token_api(impl):
+    src = f"http://127.0.0.1:{api().port}/text/%s"
+    return where(impl, ["--token-plugin=BaseTokenAPI", f"--token-source={src}", "{listen}"], "/?token=desk")
+
+
+@case("tokens", "JSONTokenApi: the API answers `{\"host\", \"port\"}`")
+def json_token_api(impl):
+    src = f"http://127.0.0.1:{api().port}/json/%s"
+    return where(impl, ["--token-plugin=JSONTokenApi", f"--token-source={src}", "{listen}"], "/?token=desk")
+
+
+def socket_dirs(impl):
+    """A socket directory with `desk` in it, and a sibling directory sharing its prefix."""
+    base = os.path.join(scratch(), f"sockets-{impl.name}")
+    inside, sibling = base + "/vnc", base + "/vnc-other"
+    if not os.path.exists(inside):
+        os.makedirs(inside)
+        os.makedirs(sibling)
+        Target(named("inside"), unix_path=inside + "/desk")
+        Target(named("sibling"), unix_path=sibling + "/desk")
+    return inside
+
+
+@case("tokens", "UnixDomainSocketDirectory: the token names a socket in the directory")
+def socket_dir(impl):
+    d = socket_dirs(impl)
+    return where(impl, ["--token-plugin=UnixDomainSocketDirectory", f"--token-source={d}", "{listen}"], "/?token=desk")
+
+
+@case(
+    "tokens",
+    "UnixDomainSocketDirectory: a token escaping to a sibling directory (`../vnc-other/desk`)",
+    ours="HTTP 404",
+    why="the reference compares path prefixes as strings, so `/run/vnc-other` passes for "
+    "`/run/vnc`; we compare canonical paths by components",
+)
+def socket_dir_escape(impl):
+    d = socket_dirs(impl)
+    return where(
+        impl,
+        ["--token-plugin=UnixDomainSocketDirectory", f"--token-source={d}", "{listen}"],
+        "/?token=../vnc-other/desk",
+    )
