@@ -46,10 +46,13 @@ impl Drop for Daemon {
     }
 }
 
-/// The daemon whose command line has `marker` (its listen address, unique to the test).
+/// The daemon whose command line has `marker` (its listen address, unique to the test): the
+/// one process left with it, once the forks in between have exited.
 fn find_daemon(marker: &str) -> Daemon {
     Daemon(procs::poll("the daemon", WAIT, || {
-        procs::pids_with_arg(marker).into_iter().next()
+        let first = procs::pids_with_arg(marker);
+        std::thread::sleep(Duration::from_millis(100));
+        (first.len() == 1 && procs::pids_with_arg(marker) == first).then(|| first[0])
     }))
 }
 
