@@ -29,17 +29,19 @@ mod ws;
 pub use config::cli::{self, CliError};
 pub use config::{
     AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
-    DEFAULT_HANDSHAKE_TIMEOUT,
+    Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
 pub use listen::{
-    bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Tcp as TcpListener,
-    Unix as UnixListener,
+    bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Prepared,
+    Tcp as TcpListener, Unix as UnixListener,
 };
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
+pub use process::daemon::daemonize;
+pub use process::wrap::{Program, Supervisor};
 pub use process::{exit, shutdown_signal};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;

@@ -3,42 +3,71 @@
 
 use std::process::ExitCode;
 
-use websockify::{cli, Bound, Listener, Server, StartError};
+use websockify::{cli, Bound, Listener, Prepared, Program, Server, StartError, Supervisor};
 
 fn main() -> ExitCode {
     match run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => websockify::exit(&err),
     }
 }
 
-fn run() -> Result<(), StartError> {
-    let settings = cli::parse_from(std::env::args_os())?;
+fn run() -> Result<ExitCode, StartError> {
+    let mut settings = cli::parse_from(std::env::args_os())?;
     websockify::init_logging(settings.verbose);
+    // Everything that can fail is checked here, on the one thread there is, so that a failure
+    // reaches the terminal and `-D` can still fork.
+    let listener =
+        Prepared::bind(&settings.listen, settings.prefer_ipv6).map_err(StartError::new)?;
+    let program = Program::prepare(&mut settings)?;
+    let detach_to = settings
+        .daemon
+        .then(|| settings.web.clone().unwrap_or_else(|| "/".into()));
+    let server = Server::new(settings)?;
+    if let Some(dir) = detach_to {
+        websockify::daemonize(&dir)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|err| StartError::new(format!("cannot start the runtime: {err}")))?;
     runtime.block_on(async {
-        let bound = websockify::bind(&settings.listen, settings.prefer_ipv6)
-            .await
-            .map_err(StartError::new)?;
-        let server = Server::new(settings)?;
+        let bound = listener.register().map_err(StartError::new)?;
+        let program = program.map(Program::start).transpose()?;
         // The one dispatch on the kind of listener; the server is generic over it.
         match bound {
-            Bound::Tcp(listener) => serve(server, listener).await,
-            Bound::Unix(listener) => serve(server, listener).await,
-            Bound::Inetd(listener) => serve(server, listener).await,
+            Bound::Tcp(listener) => serve(server, listener, program.as_ref()).await?,
+            Bound::Unix(listener) => serve(server, listener, program.as_ref()).await?,
+            Bound::Inetd(listener) => serve(server, listener, program.as_ref()).await?,
         }
+        Ok(match program {
+            Some(program) => program.stop().await,
+            None => ExitCode::SUCCESS,
+        })
     })
 }
 
-/// Announces and serves `listener` until a signal or a limit ends the server.
-async fn serve<L: Listener>(server: Server, listener: L) -> Result<(), StartError> {
+/// Announces and serves `listener` until a signal, a limit or the wrapped program's exit
+/// ends the server.
+async fn serve<L: Listener>(
+    server: Server,
+    listener: L,
+    program: Option<&Supervisor>,
+) -> Result<(), StartError> {
     server.announce(&listener);
+    let exited = program.map(Supervisor::exited);
+    let shutdown = async move {
+        match exited {
+            Some(exited) => tokio::select! {
+                () = websockify::shutdown_signal() => {}
+                () = exited => {}
+            },
+            None => websockify::shutdown_signal().await,
+        }
+    };
     // On a worker thread, not the main thread (which is no worker): spawning each
     // connection from there would cost a cross-thread wake-up per connection.
-    tokio::spawn(server.run(listener, websockify::shutdown_signal()))
+    tokio::spawn(server.run(listener, shutdown))
         .await
         .map_err(|err| StartError::new(format!("server task failed: {err}")))
 }

@@ -163,15 +163,41 @@ fn target_config_is_token_file_with_that_source() {
 }
 
 #[test]
-fn wrap_command_form_is_recognised_but_not_supported_yet() {
-    for args in [
-        &["6080", "--", "vncserver", ":1", "-geometry", "800x600"][..],
-        &["-v", "6080", "--", "vncserver"],
+fn wrap_command_form_gives_the_command_its_listen_port_and_mode() {
+    for (args, command) in [
+        (
+            &["6080", "--", "vncserver", ":1", "-geometry", "800x600"][..],
+            &["vncserver", ":1", "-geometry", "800x600"][..],
+        ),
+        (&["-v", "6080", "--", "vncserver"], &["vncserver"]),
         // The reference reads every word after `--` as positional, source included.
-        &["--", "6080", "vncserver"],
+        (&["--", "6080", "vncserver"], &["vncserver"]),
     ] {
-        assert_err_contains(args, "-- WRAP_COMMAND_LINE: not supported yet");
+        let s = ok(args);
+        let wrap = s.wrap.expect("a wrapped command");
+        assert_eq!(wrap.command, command, "{args:?}");
+        assert_eq!(wrap.port, 6080);
+        assert_eq!(wrap.mode, websockify::WrapMode::Exit);
     }
+    let s = ok(&["--wrap-mode=respawn", "6080", "--", "x"]);
+    assert_eq!(s.wrap.unwrap().mode, websockify::WrapMode::Respawn);
+    // As the reference, --wrap-mode without a command is accepted (and means nothing).
+    assert_eq!(ok(&["--wrap-mode=ignore", "6080", "h:5900"]).wrap, None);
+}
+
+#[test]
+fn wrap_with_unix_listen_takes_the_programs_port_before_the_separator() {
+    let s = ok(&["--unix-listen=/tmp/w.sock", "5999", "--", "prog", "5999"]);
+    assert_eq!(s.wrap.unwrap().port, 5999);
+    assert_err_contains(
+        &["--unix-listen=/tmp/w.sock", "--", "prog"],
+        "give the port the program binds",
+    );
+    assert_err_contains(
+        &["--inetd", "--", "prog"],
+        "--inetd: not supported with a wrapped",
+    );
+    assert_err_contains(&["0", "--", "prog"], "must not be 0");
 }
 
 #[test]
@@ -756,10 +782,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--traffic"], "--traffic"),
         (&["--record=/tmp/rec"], "--record"),
         (&["--record", "/tmp/rec"], "--record"),
-        (&["-D"], "-D/--daemon"),
-        (&["--daemon"], "-D/--daemon"),
-        (&["--wrap-mode=exit"], "--wrap-mode"),
-        (&["--wrap-mode", "respawn"], "--wrap-mode"),
         (&["--heartbeat=30"], "--heartbeat"),
         (&["--heartbeat", "30"], "--heartbeat"),
         (&["--log-file=/tmp/log"], "--log-file"),
@@ -903,9 +925,6 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
             "--legacy-syslog",
             &["--syslog=/dev/log", "--legacy-syslog", "6080", "h:5900"],
         ),
-        ("--daemon", &["-D", "6080", "h:5900"]),
-        ("--wrap-mode", &["--wrap-mode=exit", "6080", "h:5900"]),
-        ("[WRAP_COMMAND_LINE]...", &["6080", "--", "vncserver"]),
         ("--heartbeat", &["--heartbeat=30", "6080", "h:5900"]),
     ];
     for (_, args) in refused {

@@ -159,12 +159,12 @@ impl SslVersion {
 /// `--wrap-mode`: what to do when the wrapped program exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum WrapMode {
-    // Exit with the program's status (the default).
+    /// Stop serving and exit with the program's status (the default)
     #[default]
     Exit,
-    // Keep serving (for programs that daemonize).
+    /// Keep serving (for programs that daemonize, such as vncserver)
     Ignore,
-    // Restart the program.
+    /// Start the program again (at most 3 starts in 10 seconds; a warning when it dies faster)
     Respawn,
 }
 
@@ -173,7 +173,8 @@ websockify [options] [source_addr:]source_port target_addr:target_port
        websockify [options] --token-plugin=CLASS [source_addr:]source_port
        websockify [options] --unix-target=FILE [source_addr:]source_port
        websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
-       websockify [options] --inetd|--unix-listen=FILE target_addr:target_port";
+       websockify [options] --inetd|--unix-listen=FILE target_addr:target_port
+       websockify [options] --unix-listen=FILE PORT -- WRAP_COMMAND_LINE";
 
 /// Every option of the reference (0.13.0), parsed but not yet judged. Options this websockify
 /// does not implement yet are kept here too, so the code that implements them finds them parsed.
@@ -472,7 +473,9 @@ pub struct Cli {
     pub legacy_syslog: bool,
 
     // ---- Process ----
-    /// Become a daemon (background process)
+    /// Become a daemon (background process): detach after every start-up check (listening
+    /// socket, certificate, token source) has passed, so failures still reach the terminal
+    /// and the exit status; then cwd is / (the --web directory with --web) and stdio /dev/null
     #[arg(short = 'D', long, help_heading = "Process")]
     pub daemon: bool,
 
@@ -502,7 +505,9 @@ pub struct Cli {
     )]
     pub idle_timeout: u64,
 
-    /// Action to take when the wrapped program exits or daemonizes [default: exit]
+    /// Action to take when the wrapped program exits or daemonizes: exit (with its status;
+    /// 128+N after signal N), ignore (keep serving), respawn (start it again; at most 3
+    /// starts in 10 s) [default: exit]
     #[arg(
         long,
         value_name = "MODE",
@@ -528,7 +533,11 @@ pub struct Cli {
     )]
     pub args: Vec<String>,
 
-    /// Program (with its arguments) to run and proxy to; it comes after `--`
+    /// Program (with its arguments) to run and proxy to; it comes after `--`. Its bind() of the
+    /// listen port (IPv4 or IPv6) is moved to a free loopback port by an LD_PRELOAD shim built
+    /// into websockify (REBIND_OLD_PORT/REBIND_NEW_PORT; an existing LD_PRELOAD is kept). It
+    /// gets SIGTERM when websockify stops. With --unix-listen, PORT before `--` is the port the
+    /// program binds
     #[arg(value_name = "WRAP_COMMAND_LINE", last = true)]
     pub wrap_command_line: Vec<String>,
 }
@@ -553,6 +562,8 @@ pub struct Positionals {
     pub target: Option<(String, u16)>,
     /// The command after `--`, when there is one.
     pub wrap_cmd: Option<Vec<String>>,
+    /// With `--unix-listen` and a command: the port the program binds, given before `--`.
+    pub wrap_port: Option<u16>,
 }
 
 /// Python truthiness: the reference ignores an option given an empty value (`--web=`).
@@ -653,11 +664,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("log_file", "--log-file", |c, _| given(&c.log_file)),
     ("syslog", "--syslog", |c, _| given(&c.syslog)),
     ("legacy_syslog", "--legacy-syslog", |c, _| c.legacy_syslog),
-    ("daemon", "-D/--daemon", |c, _| c.daemon),
-    ("wrap_mode", "--wrap-mode", |c, _| c.wrap_mode.is_some()),
-    ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
-        p.wrap_cmd.is_some()
-    }),
     ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
 ];
 
@@ -742,6 +748,11 @@ impl Cli {
 
         // A `--` followed by no command is no wrap at all (the reference: `wrap_cmd = []`).
         if !self.wrap_command_line.is_empty() && words.len() > next {
+            let mut wrap_port = None;
+            if matches!(listen, ListenArg::Unix { .. }) && n_before == 1 {
+                wrap_port = Some(parse_port(words[0], "wrapped program")?);
+                next = 1;
+            }
             if n_before > next {
                 return Err(CliError::usage(format!(
                     "Too many arguments: '{}' before --",
@@ -752,6 +763,7 @@ impl Cli {
                 listen,
                 target: None,
                 wrap_cmd: Some(words[next..].iter().map(|w| (*w).to_owned()).collect()),
+                wrap_port,
             });
         }
 
@@ -774,6 +786,7 @@ impl Cli {
             listen,
             target,
             wrap_cmd: None,
+            wrap_port: None,
         })
     }
 
@@ -794,6 +807,14 @@ impl Cli {
             return Err(CliError::not_supported(option));
         }
 
+        let wrap = match (&pos.wrap_cmd, &pos.listen) {
+            (None, _) => None,
+            (Some(command), listen) => Some(super::Wrap {
+                command: command.clone(),
+                port: wrap_port(listen, pos.wrap_port)?,
+                mode: self.wrap_mode.unwrap_or_default(),
+            }),
+        };
         let listen = match pos.listen {
             ListenArg::Tcp { host, port } => Listen::Tcp { host, port },
             ListenArg::Unix { path, mode } => Listen::Unix { path, mode },
@@ -804,9 +825,11 @@ impl Cli {
                 Targets::Fixed(TargetSpec::Unix(path.clone()))
             }
             (_, Some((host, port))) => Targets::Fixed(TargetSpec::Tcp { host, port }),
-            _ if pos.wrap_cmd.is_some() => {
-                return Err(CliError::not_supported("-- WRAP_COMMAND_LINE"))
-            }
+            // A placeholder until start-up picks the program's loopback port.
+            _ if wrap.is_some() => Targets::Fixed(TargetSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            }),
             // As the reference: `--target-config PATH` is `--token-plugin TokenFile
             // --token-source PATH` (and wins over them).
             _ if given(&self.target_config) => Targets::Tokens(TokenConfig {
@@ -908,8 +931,37 @@ impl Cli {
             handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: super::DEFAULT_SEND_TIMEOUT,
             target_allow,
+            daemon: self.daemon,
+            wrap,
         })
     }
+}
+
+/// The port a wrapped program binds (and the shim moves): the listen port, or the one given
+/// before `--` with `--unix-listen`. Port 0 cannot work: the program would bind a port
+/// nobody knows.
+fn wrap_port(listen: &ListenArg, given: Option<u16>) -> Result<u16, CliError> {
+    let port = match (listen, given) {
+        (ListenArg::Tcp { port, .. }, _) => *port,
+        (ListenArg::Unix { .. }, Some(port)) => port,
+        (ListenArg::Unix { .. }, None) => {
+            return Err(CliError::usage(
+                "--unix-listen with a wrapped program: give the port the program binds before \
+                 `--` (websockify --unix-listen=FILE PORT -- PROGRAM ARGS)",
+            ))
+        }
+        (ListenArg::Inetd, _) => {
+            return Err(CliError::usage(
+                "--inetd: not supported with a wrapped program (-- WRAP_COMMAND_LINE)",
+            ))
+        }
+    };
+    if port == 0 {
+        return Err(CliError::usage(
+            "-- WRAP_COMMAND_LINE: the listen port must not be 0 (the program binds that port)",
+        ));
+    }
+    Ok(port)
 }
 
 /// `--web DIR` as an absolute, canonical path, checked to be a directory now: a later chdir

@@ -269,7 +269,25 @@ pub struct Settings {
     /// `--target-allow`: the only places a token source may send connections (empty: anywhere).
     /// A fixed target is the operator's own choice and is not checked.
     pub target_allow: Vec<AllowEntry>,
+    /// `-D/--daemon`: detach once every start-up check has passed.
+    pub daemon: bool,
+    /// `-- PROGRAM ARGS`: the program to run and proxy to. `target` is then its loopback port,
+    /// filled in at start-up when the port is picked.
+    pub wrap: Option<Wrap>,
 }
+
+/// A wrapped program (`websockify PORT -- PROGRAM ARGS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrap {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// The port the program binds, moved to loopback by the rebind shim: the listen port, or
+    /// with `--unix-listen` the port given before `--`.
+    pub port: u16,
+    pub mode: WrapMode,
+}
+
+pub use cli::WrapMode;
 
 /// The certificate file used when `--cert` is not given (the reference's default).
 pub const DEFAULT_CERT: &str = "self.pem";
@@ -316,6 +334,8 @@ impl Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             target_allow: Vec::new(),
+            daemon: false,
+            wrap: None,
         }
     }
 }

@@ -31,6 +31,17 @@ impl Inetd {
     /// Takes the listening socket on standard input (a duplicate of fd 0: stdin itself stays
     /// open). Must run inside the runtime.
     pub fn from_stdin() -> io::Result<Inetd> {
+        PreparedInetd::from_stdin()?.register()
+    }
+}
+
+/// The socket on standard input, checked before any runtime exists (`-D` forks after it).
+#[derive(Debug)]
+pub struct PreparedInetd(Socket);
+
+impl PreparedInetd {
+    /// Checks that standard input is a listening stream socket and takes a duplicate of it.
+    pub fn from_stdin() -> io::Result<PreparedInetd> {
         let refused = |why: &dyn std::fmt::Display| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -50,16 +61,23 @@ impl Inetd {
         if !socket.is_listener().map_err(|e| refused(&e))? {
             return Err(refused(&"not listening: inetd must pass it in `wait` mode"));
         }
+        if !local.is_unix() && local.as_socket().is_none() {
+            return Err(refused(&"neither a TCP nor a Unix socket"));
+        }
         socket.set_nonblocking(true)?;
-        if local.is_unix() {
+        Ok(PreparedInetd(socket))
+    }
+
+    /// Hands the socket to the runtime (must run inside it).
+    pub fn register(self) -> io::Result<Inetd> {
+        let socket = self.0;
+        if socket.local_addr()?.is_unix() {
             Ok(Inetd::Unix(Unix::inherited(socket.into())?))
-        } else if local.as_socket().is_some() {
+        } else {
             let std: std::net::TcpListener = socket.into();
             Ok(Inetd::Tcp(Tcp::new(tokio::net::TcpListener::from_std(
                 std,
             )?)?))
-        } else {
-            Err(refused(&"neither a TCP nor a Unix socket"))
         }
     }
 }

@@ -70,3 +70,45 @@ pub async fn bind(listen: &Listen, prefer_ipv6: bool) -> io::Result<Bound> {
         Listen::Inetd => Bound::Inetd(Inetd::from_stdin()?),
     })
 }
+
+/// A listening socket bound before the runtime exists: `-D` must fork while the process has
+/// one thread, and a port in use must still reach the terminal. [`Prepared::register`] then
+/// hands it to the runtime.
+#[derive(Debug)]
+pub enum Prepared {
+    Tcp(std::net::TcpListener),
+    Unix(unix::PreparedUnix),
+    Inetd(inetd::PreparedInetd),
+}
+
+impl Prepared {
+    /// [`bind`] on this thread, without the runtime (the name is resolved here, blocking).
+    pub fn bind(listen: &Listen, prefer_ipv6: bool) -> io::Result<Prepared> {
+        Ok(match listen {
+            Listen::Tcp { host, port } => {
+                Prepared::Tcp(tcp::bind_blocking(host, *port, prefer_ipv6)?)
+            }
+            Listen::Unix { path, mode } => Prepared::Unix(unix::PreparedUnix::bind(path, *mode)?),
+            Listen::Inetd => Prepared::Inetd(inetd::PreparedInetd::from_stdin()?),
+        })
+    }
+
+    /// The TCP port it listens on, if it is a TCP socket (what a wrapped program binds).
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self {
+            Prepared::Tcp(listener) => listener.local_addr().ok().map(|a| a.port()),
+            _ => None,
+        }
+    }
+
+    /// Hands the socket to the runtime; must run inside it.
+    pub fn register(self) -> io::Result<Bound> {
+        Ok(match self {
+            Prepared::Tcp(listener) => {
+                Bound::Tcp(Tcp::new(tokio::net::TcpListener::from_std(listener)?)?)
+            }
+            Prepared::Unix(unix) => Bound::Unix(unix.register()?),
+            Prepared::Inetd(inetd) => Bound::Inetd(inetd.register()?),
+        })
+    }
+}

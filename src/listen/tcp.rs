@@ -1,7 +1,7 @@
 //! tcp: the TCP listener: binding it the way servers should, and accepting from it.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,20 +21,46 @@ pub async fn bind(host: &str, port: u16, prefer_ipv6: bool) -> io::Result<Tcp> {
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
+/// [`bind`] before any runtime exists (`-D` forks after binding, and a process may only fork
+/// while it has one thread): resolves on this thread, gives a std listener.
+pub fn bind_blocking(
+    host: &str,
+    port: u16,
+    prefer_ipv6: bool,
+) -> io::Result<std::net::TcpListener> {
+    let addr = if host.is_empty() {
+        any(port, prefer_ipv6)
+    } else {
+        let addrs = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {host}: {e}")))?;
+        pick(host, addrs.collect(), prefer_ipv6)?
+    };
+    bind_std(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 /// The address to bind for `host:port`: all interfaces for an empty host (IPv6 and IPv4 with
 /// `-6`), else the first address the name resolves to, IPv6 ones first with `-6`.
 pub async fn resolve(host: &str, port: u16, prefer_ipv6: bool) -> io::Result<SocketAddr> {
     if host.is_empty() {
-        return Ok(if prefer_ipv6 {
-            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
-        } else {
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
-        });
+        return Ok(any(port, prefer_ipv6));
     }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {host}: {e}")))?
         .collect();
+    pick(host, addrs, prefer_ipv6)
+}
+
+fn any(port: u16, prefer_ipv6: bool) -> SocketAddr {
+    if prefer_ipv6 {
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
+    }
+}
+
+fn pick(host: &str, addrs: Vec<SocketAddr>, prefer_ipv6: bool) -> io::Result<SocketAddr> {
     let preferred = if prefer_ipv6 {
         addrs.iter().find(|a| a.is_ipv6())
     } else {
@@ -49,6 +75,11 @@ pub async fn resolve(host: &str, port: u16, prefer_ipv6: bool) -> io::Result<Soc
 /// Binds a listener the way servers should: SO_REUSEADDR (restarts do not wait out
 /// TIME_WAIT), a dual-stack socket for `::`, a deep backlog.
 pub fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?)
+}
+
+/// [`bind_addr`] without the runtime.
+fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
@@ -57,7 +88,7 @@ pub fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// A bound TCP listener.

@@ -30,6 +30,7 @@ pub struct Unix {
     listener: UnixListener,
     path: Option<PathBuf>,
     /// The socket file this listener created, removed on drop while it is still that file.
+    #[allow(dead_code)] // held for its Drop
     created: Option<Created>,
 }
 
@@ -41,10 +42,17 @@ struct Created {
     ino: u64,
 }
 
-impl Unix {
-    /// Binds a Unix stream socket at `path` with permission bits `mode`, replacing a stale
-    /// socket file there. The error names the file.
-    pub fn bind(path: &Path, mode: u32) -> io::Result<Unix> {
+/// A Unix listener bound before any runtime exists (`-D` forks after binding); its socket
+/// file is removed if it is dropped unregistered (a later start-up check failed).
+#[derive(Debug)]
+pub struct PreparedUnix {
+    listener: std::os::unix::net::UnixListener,
+    created: Created,
+}
+
+impl PreparedUnix {
+    /// [`Unix::bind`] without the runtime.
+    pub fn bind(path: &Path, mode: u32) -> io::Result<PreparedUnix> {
         let named = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -54,16 +62,38 @@ impl Unix {
         clear_stale(path).map_err(named)?;
         let socket = bind_with_mode(path, mode).map_err(named)?;
         let meta = std::fs::symlink_metadata(path).map_err(named)?;
-        let listener = UnixListener::from_std(socket.into()).map_err(named)?;
-        Ok(Unix {
-            listener,
-            path: Some(path.to_path_buf()),
-            created: Some(Created {
+        Ok(PreparedUnix {
+            listener: socket.into(),
+            created: Created {
                 path: path.to_path_buf(),
                 dev: meta.dev(),
                 ino: meta.ino(),
-            }),
+            },
         })
+    }
+
+    /// Hands the socket to the runtime (must run inside it).
+    pub fn register(self) -> io::Result<Unix> {
+        let named = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on unix:{}: {e}", self.created.path.display()),
+            )
+        };
+        let listener = UnixListener::from_std(self.listener).map_err(named)?;
+        Ok(Unix {
+            listener,
+            path: Some(self.created.path.clone()),
+            created: Some(self.created),
+        })
+    }
+}
+
+impl Unix {
+    /// Binds a Unix stream socket at `path` with permission bits `mode`, replacing a stale
+    /// socket file there. The error names the file.
+    pub fn bind(path: &Path, mode: u32) -> io::Result<Unix> {
+        PreparedUnix::bind(path, mode)?.register()
     }
 
     /// Wraps a listener bound elsewhere (`--inetd`): its file, if any, is not ours to remove.
@@ -132,15 +162,13 @@ fn bind_with_mode(path: &Path, mode: u32) -> io::Result<Socket> {
     Ok(socket)
 }
 
-impl Drop for Unix {
+impl Drop for Created {
     /// Removes the socket file we created, unless it has been replaced since (by another
     /// instance that found ours stale, say).
     fn drop(&mut self) {
-        if let Some(created) = &self.created {
-            if let Ok(meta) = std::fs::symlink_metadata(&created.path) {
-                if meta.dev() == created.dev && meta.ino() == created.ino {
-                    let _ = std::fs::remove_file(&created.path);
-                }
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
             }
         }
     }

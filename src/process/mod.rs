@@ -1,5 +1,8 @@
 //! process: what concerns the whole process rather than a connection: the way out when it cannot start,
-//! signals (later: daemonizing, reload on SIGHUP).
+//! signals, detaching (`daemon`), the wrapped program (`wrap`) (later: reload on SIGHUP).
+
+pub mod daemon;
+pub mod wrap;
 
 use crate::error::StartError;
 

@@ -26,6 +26,23 @@ impl LoggedBinary {
 
     /// [`LoggedBinary::start`] with `env` added to its environment.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
+        let mut binary = LoggedBinary::spawn_with_env(args, env);
+        let line = binary.wait_for("Listen on").await;
+        let port: u16 = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        binary.addr.set_port(port);
+        binary
+    }
+
+    /// Starts `websockify ARGS` without waiting for anything (`addr` is then meaningless).
+    pub fn spawn(args: &[&str]) -> LoggedBinary {
+        LoggedBinary::spawn_with_env(args, &[])
+    }
+
+    fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
             .args(args)
             .envs(env.iter().copied())
@@ -47,19 +64,37 @@ impl LoggedBinary {
                     .push(String::from_utf8_lossy(&line).into_owned());
             }
         });
-        let mut binary = LoggedBinary {
+        LoggedBinary {
             child,
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
-        };
-        let line = binary.wait_for("Listen on").await;
-        let port: u16 = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        binary.addr.set_port(port);
-        binary
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Its exit status, waiting for it (bounded by `limit`).
+    pub async fn exit_status(&mut self, limit: Duration) -> std::process::ExitStatus {
+        bounded("the binary to exit", async {
+            tokio::time::timeout(limit, async {
+                loop {
+                    if let Some(status) = self.child.try_wait().unwrap() {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("still running after {limit:?}"))
+        })
+        .await
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// The first line containing `needle`, waiting (bounded) for it.
@@ -73,6 +108,16 @@ impl LoggedBinary {
             }
         })
         .await
+    }
+
+    /// Waits until `n` lines contain `needle` (the caller bounds the wait).
+    pub async fn wait_for_count(&self, needle: &str, n: usize) {
+        loop {
+            if self.count(needle) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -118,7 +163,17 @@ impl LoggedBinary {
 }
 
 impl Drop for LoggedBinary {
+    /// SIGTERM first, so that the binary stops what it runs (a wrapped program), then SIGKILL
+    /// if it is still there after a few seconds.
     fn drop(&mut self) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..400 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

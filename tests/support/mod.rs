@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod binary;
+pub mod procs;
 #[allow(unused_imports)]
 pub use binary::LoggedBinary;
 
