@@ -85,11 +85,17 @@ def reach(port, path, extra=""):
     try:
         if ws.status != 101:
             return f"HTTP {ws.status}" if ws.status else "closed without an answer"
-        got = ws.data(64).split(b"\n")[0].decode("utf-8", "replace")
-        if got:
-            return f"reaches {got}"
-        closed = ws.close_frame()
-        return f"101 then close {closed[0]}" if closed else "101 then closed"
+        # The target says its name in one write: the first data frame carries it.
+        f = ws.frame()
+        while f is not None and f[0] in (9, 10):
+            f = ws.frame()
+        if f is None:
+            return "101 then closed"
+        if f[0] == 8:
+            code = struct.unpack(">H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+            return f"101 then close {code}"
+        name = f[1].split(b"\n")[0].decode("utf-8", "replace")
+        return f"reaches {name}"
     finally:
         ws.close()
 
@@ -897,3 +903,71 @@ def socket_dir_escape(impl):
         ["--token-plugin=UnixDomainSocketDirectory", f"--token-source={d}", "{listen}"],
         "/?token=../vnc-other/desk",
     )
+
+
+# ---- program wrapping and daemon ----
+
+
+def wrapped_answer(port):
+    """Asks the wrapped http.server for / through a WebSocket, retrying while the program
+    starts (it binds after we listen)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        ws = WebSocket(port)
+        try:
+            if ws.status == 101:
+                ws.send(2, b"GET / HTTP/1.0\r\n\r\n")
+                got = ws.data(12)
+                if got.startswith(b"HTTP/1.0"):
+                    return f"101, then the program answers {got[:12].decode()}"
+        finally:
+            ws.close()
+        if time.monotonic() > deadline:
+            return f"not reached (last: HTTP {ws.status})"
+        time.sleep(0.2)
+
+
+@case(
+    "wrap",
+    "`LISTEN -- python3 -m http.server PORT`: the program's bind moves behind the proxy",
+)
+def wrap_http_server(impl):
+    with Server(impl, ["{listen}", "--", "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]) as server:
+        return wrapped_answer(server.port)
+
+
+@case(
+    "wrap",
+    "`--wrap-mode=exit` (the default): the wrapped program exits with status 3",
+    ours="exit 3",
+    why="the program's status reaches the script or service manager that started us; the "
+    "reference exits 0 whatever happened",
+)
+def wrap_exit_status(impl):
+    status, _, _ = run_briefly(
+        impl, [f"127.0.0.1:{free_port()}", "--", "sh", "-c", "sleep 0.5; exit 3"], seconds=10
+    )
+    return f"exit {status}"
+
+
+@case("daemon", "`-D`: the command returns at once with status 0 and the daemon serves")
+def daemon(impl):
+    port = free_port()
+    status, _, _ = run_briefly(
+        impl, ["-D", "--idle-timeout=3", f"127.0.0.1:{port}", target("A")], seconds=10, capture=False
+    )
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            seen = reach(port, "/")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                seen = "not listening"
+                break
+            time.sleep(0.1)
+    return f"exit {status}; the daemon: {seen}"
