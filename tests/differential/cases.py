@@ -971,3 +971,48 @@ def daemon(impl):
                 break
             time.sleep(0.1)
     return f"exit {status}; the daemon: {seen}"
+
+
+@case("command line", "`--inetd`: the listening socket comes on stdin")
+def inetd(impl):
+    import subprocess
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    proc = subprocess.Popen(
+        impl.argv + ["--inetd", target("A")],
+        stdin=listener.fileno(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    listener.close()
+    try:
+        return reach(port, "/")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@case("command line", "`--unix-listen-mode=0660` sets the socket's mode")
+def unix_listen_mode(impl):
+    import subprocess
+    import time
+
+    path = os.path.join(scratch(), f"unix-mode-{impl.name}")
+    proc = subprocess.Popen(
+        impl.argv + [f"--unix-listen={path}", "--unix-listen-mode=0660", target("A")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"socket mode {oct(os.stat(path).st_mode & 0o777)}"
+    finally:
+        proc.kill()
+        proc.wait()
