@@ -1016,3 +1016,65 @@ def unix_listen_mode(impl):
     finally:
         proc.kill()
         proc.wait()
+
+
+# ---- JWT ----
+
+REFERENCE_PYTHON = None  # set by the runner: the reference's interpreter (it has jwcrypto)
+
+
+@lru_cache(maxsize=None)
+def _jwts():
+    import json
+    import subprocess
+
+    d = os.path.join(scratch(), "jwt")
+    os.makedirs(d, exist_ok=True)
+    host, port = target("J").rsplit(":", 1)
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run(
+        [REFERENCE_PYTHON, os.path.join(here, "make_jwts.py"), d, host, port],
+        check=True,
+        capture_output=True,
+    )
+    with open(os.path.join(d, "tokens.json")) as f:
+        return d, json.load(f)
+
+
+def jwts():
+    with _lock:
+        return _jwts()
+
+
+JWT_DIFFERENCES = {
+    "a JWS nested in a JWE": (
+        "reaches J",
+        "jwcrypto (the reference's JOSE library) no longer decodes a token nested in a JWE; "
+        "nesting is how a signed and encrypted token is made (RFC 7519 5.2), so we accept it",
+    ),
+}
+
+
+def register_jwt_cases():
+    # The names are fixed by make_jwts.py; the tokens are made when the first case runs.
+    names = [
+        "HS256 with a symmetric key file",
+        "RS256 with a PEM key file",
+        "RS512, port as a string",
+        "expired (`exp` a minute ago)",
+        "not yet valid (`nbf` in an hour)",
+        "signed with another key",
+        "JWE (RSA-OAEP, A256GCM) of the claims",
+        "a JWS nested in a JWE",
+    ]
+    for name in names:
+
+        def _jwt(impl, name=name):
+            d, tokens = jwts()
+            key, token = tokens[name]
+            key_file = os.path.join(d, "rsa.pem" if key == "rsa" else "oct.key")
+            seen = where(impl, ["--token-plugin=JWTTokenApi", f"--token-source={key_file}", "{listen}"], f"/?token={token}")
+            return "not found" if seen in ("HTTP 404", "closed without an answer") else seen
+
+        ours, why = JWT_DIFFERENCES.get(name, (None, None))
+        CASES.append(Case("tokens", f"JWTTokenApi: {name}", _jwt, ours, why))
