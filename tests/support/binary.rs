@@ -21,7 +21,17 @@ impl LoggedBinary {
     /// Starts `websockify ARGS` (plain, no colours; ARGS include the listen address, usually
     /// `127.0.0.1:0`) and waits for its start-up lines to learn the address.
     pub async fn start(args: &[&str]) -> LoggedBinary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
+        Self::start_in(None, args).await
+    }
+
+    /// As [`LoggedBinary::start`], in the working directory `dir` (relative paths in its
+    /// arguments and its targets resolve there).
+    pub async fn start_in(dir: Option<&std::path::Path>, args: &[&str]) -> LoggedBinary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_websockify"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())

@@ -162,6 +162,64 @@ mod tests {
         );
     }
 
+    /// The refusals that matter are refused for their own reason, not by luck further on (a
+    /// zip that is inflated and then fails to parse would still be a 404).
+    #[test]
+    fn refusals_happen_for_their_own_reason() {
+        for (name, key_file, reason) in [
+            ("alg-none", "oct32.key", "alg none"),
+            ("jwe-zip", "oct32.key", "zip"),
+            ("jwe-in-jwe", "oct32.key", "a JWE nested in a JWE"),
+            (
+                "hs256-keyed-with-rsa-public-key",
+                "rsa.pub.pem",
+                "does not fit",
+            ),
+            ("rs256-token-oct-key", "oct32.key", "does not fit"),
+            ("es256-token-p384-key", "ec384.pem", "does not fit"),
+            (
+                "jwe-rsa-oaep-public-key-only",
+                "rsa.pub.pem",
+                "does not fit",
+            ),
+            ("tampered-payload", "oct32.key", "signature does not verify"),
+            ("wrong-key-RS256", "rsa.pem", "signature does not verify"),
+            ("tampered-ciphertext", "oct32.key", "does not decrypt"),
+            ("wrong-key-A256KW", "oct32.key", "does not decrypt"),
+            ("HS512-short-key", "oct32.key", "shorter than the hash"),
+            ("expired", "oct32.key", "expired"),
+            ("nested-expired", "oct32.key", "expired"),
+            ("not-yet-valid", "oct32.key", "not valid yet"),
+        ] {
+            let got = target(&fixture_token(name), &key(key_file), now());
+            assert!(
+                matches!(got, Err(why) if why.contains(reason)),
+                "{name}: {got:?}, expected a refusal for {reason:?}"
+            );
+        }
+    }
+
+    /// A CBC-HS ciphertext with one bit flipped in its first block still unpads; only the
+    /// tag tells it is forged.
+    #[test]
+    fn a_cbc_hs_ciphertext_changed_where_the_padding_survives_is_refused_by_its_tag() {
+        for (name, key_file) in [
+            ("jwe-dir-A128CBC-HS256", "oct32.key"),
+            ("jwe-dir-A256CBC-HS512", "oct64.key"),
+            ("nested-RSA-OAEP-256-A192CBC-HS384", "rsa.pem"),
+        ] {
+            let token = fixture_token(name);
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            use base64::Engine;
+            let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut ciphertext = engine.decode(&parts[3]).unwrap();
+            ciphertext[0] ^= 1;
+            parts[3] = engine.encode(&ciphertext);
+            let got = target(&parts.join("."), &key(key_file), now());
+            assert_eq!(got, Err("the JWE does not decrypt"), "{name}");
+        }
+    }
+
     fn fixture_token(name: &str) -> String {
         let text = std::fs::read_to_string(fixtures().join("tokens.json")).unwrap();
         let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
