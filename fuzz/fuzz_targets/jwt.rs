@@ -26,7 +26,16 @@ const KEYS: &[(&[u8], &[&str])] = &[
     ),
     (
         include_bytes!("../../tests/fixtures/jwt/rsa.pem"),
-        &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "RSA-OAEP", "RSA-OAEP-256"],
+        &[
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "RSA-OAEP",
+            "RSA-OAEP-256",
+        ],
     ),
     (
         include_bytes!("../../tests/fixtures/jwt/rsa.pub.pem"),
@@ -34,7 +43,13 @@ const KEYS: &[(&[u8], &[&str])] = &[
     ),
     (
         include_bytes!("../../tests/fixtures/jwt/ec256.pem"),
-        &["ES256", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"],
+        &[
+            "ES256",
+            "ECDH-ES",
+            "ECDH-ES+A128KW",
+            "ECDH-ES+A192KW",
+            "ECDH-ES+A256KW",
+        ],
     ),
     (
         include_bytes!("../../tests/fixtures/jwt/ed25519.pem"),
