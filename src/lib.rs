@@ -50,6 +50,9 @@ pub use target::CONNECT_TIMEOUT;
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {
     pub use crate::gate::token::file::{parse_line, Line};
+    pub use crate::gate::token::jose::{
+        decode as decode_jose, Key as JoseKey, Refusal as JoseRefusal, MAX_TOKEN as MAX_JOSE_TOKEN,
+    };
     pub use crate::gate::token::redis::{
         parse_source as parse_redis_source, split_source, RedisSource,
     };

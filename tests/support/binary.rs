@@ -21,12 +21,26 @@ impl LoggedBinary {
     /// Starts `websockify ARGS` (plain, no colours; ARGS include the listen address, usually
     /// `127.0.0.1:0`) and waits for its start-up lines to learn the address.
     pub async fn start(args: &[&str]) -> LoggedBinary {
-        LoggedBinary::start_with_env(args, &[]).await
+        LoggedBinary::start_with(None, args, &[]).await
     }
 
     /// [`LoggedBinary::start`] with `env` added to its environment.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
-        let mut binary = LoggedBinary::spawn_with_env(args, env);
+        LoggedBinary::start_with(None, args, env).await
+    }
+
+    /// As [`LoggedBinary::start`], in the working directory `dir` (relative paths in its
+    /// arguments and its targets resolve there).
+    pub async fn start_in(dir: Option<&std::path::Path>, args: &[&str]) -> LoggedBinary {
+        LoggedBinary::start_with(dir, args, &[]).await
+    }
+
+    async fn start_with(
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> LoggedBinary {
+        let mut binary = LoggedBinary::spawn_with(dir, args, env);
         let line = binary.wait_for("Listen on").await;
         let port: u16 = line
             .rsplit(':')
@@ -39,11 +53,19 @@ impl LoggedBinary {
 
     /// Starts `websockify ARGS` without waiting for anything (`addr` is then meaningless).
     pub fn spawn(args: &[&str]) -> LoggedBinary {
-        LoggedBinary::spawn_with_env(args, &[])
+        LoggedBinary::spawn_with(None, args, &[])
     }
 
-    fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
+    fn spawn_with(
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> LoggedBinary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_websockify"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
