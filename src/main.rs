@@ -14,12 +14,18 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), StartError> {
     let settings = cli::parse_from(std::env::args_os())?;
-    websockify::init_logging(settings.verbose);
+    websockify::init_logging(
+        settings.verbose,
+        settings.log_file.as_deref(),
+        settings.syslog.as_ref(),
+    )
+    .map_err(StartError::new)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|err| StartError::new(format!("cannot start the runtime: {err}")))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
+        websockify::reopen_log_on_sigusr1();
         let bound = websockify::bind(&settings.listen, settings.prefer_ipv6)
             .await
             .map_err(StartError::new)?;
@@ -30,7 +36,10 @@ fn run() -> Result<(), StartError> {
             Bound::Unix(listener) => serve(server, listener).await,
             Bound::Inetd(listener) => serve(server, listener).await,
         }
-    })
+    });
+    // The last recordings get their end mark, the last traffic symbols reach stdout.
+    websockify::flush_observers(std::time::Duration::from_secs(5));
+    served
 }
 
 /// Announces and serves `listener` until a signal or a limit ends the server.

@@ -20,7 +20,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
 use super::{
-    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
+    AllowEntry, AuthConfig, Facility, Listen, Settings, SyslogConfig, SyslogDest, TargetSpec,
+    Targets, TlsMinVersion, TokenConfig,
 };
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
@@ -648,11 +649,6 @@ type NotYet = (&'static str, &'static str, fn(&Cli, &Positionals) -> bool);
 /// list behind both the start-up refusal ([`Cli::not_supported_yet`]) and the mark in `--help`
 /// ([`command`]). Implementing one means deleting its line (and mapping it into `Settings`).
 const NOT_SUPPORTED_YET: &[NotYet] = &[
-    ("traffic", "--traffic", |c, _| c.traffic),
-    ("record", "--record", |c, _| given(&c.record)),
-    ("log_file", "--log-file", |c, _| given(&c.log_file)),
-    ("syslog", "--syslog", |c, _| given(&c.syslog)),
-    ("legacy_syslog", "--legacy-syslog", |c, _| c.legacy_syslog),
     ("daemon", "-D/--daemon", |c, _| c.daemon),
     ("wrap_mode", "--wrap-mode", |c, _| c.wrap_mode.is_some()),
     ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
@@ -876,6 +872,16 @@ impl Cli {
             ));
         }
 
+        let syslog = match self.syslog.as_deref().filter(|s| !s.is_empty()) {
+            Some(server) => Some(SyslogConfig {
+                dest: SyslogDest::parse(server)
+                    .map_err(|why| CliError::usage(format!("--syslog {server}: {why}")))?,
+                legacy: self.legacy_syslog,
+                facility: Facility::for_process(self.daemon),
+            }),
+            None => None,
+        };
+
         Ok(Settings {
             listen,
             target,
@@ -908,8 +914,22 @@ impl Cli {
             handshake_timeout: super::DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: super::DEFAULT_SEND_TIMEOUT,
             target_allow,
+            record: given(&self.record)
+                .then(|| self.record.as_deref().map(absolute))
+                .flatten(),
+            traffic: self.traffic,
+            log_file: given(&self.log_file)
+                .then(|| self.log_file.as_deref().map(absolute))
+                .flatten(),
+            syslog,
         })
     }
+}
+
+/// `path` made absolute against the current directory (as the reference's `os.path.abspath`):
+/// a later chdir (`-D`) must not move where recordings and logs go.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `--web DIR` as an absolute, canonical path, checked to be a directory now: a later chdir

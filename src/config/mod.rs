@@ -3,6 +3,8 @@
 
 pub mod cli;
 
+pub use crate::observe::syslog::{Facility, SyslogConfig, SyslogDest};
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -269,6 +271,14 @@ pub struct Settings {
     /// `--target-allow`: the only places a token source may send connections (empty: anywhere).
     /// A fixed target is the operator's own choice and is not checked.
     pub target_allow: Vec<AllowEntry>,
+    /// `--record FILE`: each session's traffic to `FILE.<connection number>` (absolute).
+    pub record: Option<PathBuf>,
+    /// `--traffic`: the reference's per-frame symbols on stdout.
+    pub traffic: bool,
+    /// `--log-file FILE`: log lines appended there too (absolute; reopened on SIGUSR1).
+    pub log_file: Option<PathBuf>,
+    /// `--syslog SERVER`: log lines sent there too.
+    pub syslog: Option<SyslogConfig>,
 }
 
 /// The certificate file used when `--cert` is not given (the reference's default).
@@ -316,6 +326,10 @@ impl Settings {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             target_allow: Vec::new(),
+            record: None,
+            traffic: false,
+            log_file: None,
+            syslog: None,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct LoggedBinary {
     /// Where it listens (read from its start-up lines).
     pub addr: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Everything it wrote to stdout so far (the `--traffic` symbols).
+    stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LoggedBinary {
@@ -24,11 +26,21 @@ impl LoggedBinary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
             .args(args)
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stdout_sink = stdout.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut chunk) {
+                stdout_sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         std::thread::spawn(move || {
@@ -45,6 +57,7 @@ impl LoggedBinary {
             child,
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
+            stdout,
         };
         let line = binary.wait_for("Listen on").await;
         let port: u16 = line
@@ -67,6 +80,33 @@ impl LoggedBinary {
             }
         })
         .await
+    }
+
+    /// Waits (bounded) until its stdout holds `needle`; returns all of stdout.
+    pub async fn wait_for_stdout(&self, needle: &str) -> String {
+        bounded(&format!("{needle:?} on stdout"), async {
+            loop {
+                let out = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+                if out.contains(needle) {
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends it `signal` (a name `kill` knows: `USR1`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     pub fn lines(&self) -> Vec<String> {
