@@ -435,13 +435,13 @@ pub struct Cli {
     #[arg(short = 'v', long, help_heading = "Recording and logging")]
     pub verbose: bool,
 
-    /// Per frame traffic
+    /// Per frame traffic (the reference's symbols, on stdout)
     #[arg(long, help_heading = "Recording and logging")]
     pub traffic: bool,
 
     #[arg(
         long,
-        help = "Record sessions to FILE.[session_number]",
+        help = "Record sessions to FILE.[session_number] (noVNC's playback format; mode 0600)",
         value_parser = path_value(),
         value_name = "FILE",
         allow_hyphen_values = true,
@@ -449,7 +449,7 @@ pub struct Cli {
     )]
     pub record: Option<PathBuf>,
 
-    /// File where logs will be saved
+    /// File where logs will be saved (appended; reopened on SIGUSR1, for logrotate)
     #[arg(
         long,
         value_parser = path_value(),
@@ -459,7 +459,8 @@ pub struct Cli {
     )]
     pub log_file: Option<PathBuf>,
 
-    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port pair
+    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port
+    /// pair (RFC 5424; facility daemon with -D, user otherwise)
     #[arg(
         long,
         value_name = "SERVER",

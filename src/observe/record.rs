@@ -11,8 +11,9 @@
 //! The session's task only copies the bytes into a job for the writer thread
 //! (`observe::writer`), which escapes and writes them: the relay never waits on a disk. What a
 //! session may have queued is bounded ([`SESSION_BACKLOG`], and [`GLOBAL_BACKLOG`] for all
-//! together); past it, or on any write error, the recording stops with a warning and the file
-//! is left without its end mark. The session is never touched.
+//! together); past it the recording stops with a warning (the file ends after what was queued,
+//! with its end mark); on a write error it stops where it failed. The session is never touched.
+//! Files are created 0600: they hold everything typed in the session.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

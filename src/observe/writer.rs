@@ -3,8 +3,9 @@
 //! it jobs over a channel; what each job may hold is bounded by its sender (`record`, `traffic`).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -102,11 +103,18 @@ fn run(inbox: Receiver<Job>) {
         };
         match job {
             Job::RecordOpen { id, path, backlog } => {
-                let opened = File::create(&path).and_then(|file| {
-                    let mut out = BufWriter::with_capacity(64 * 1024, file);
-                    out.write_all(record::HEAD)?;
-                    Ok(out)
-                });
+                // 0600: a recording holds everything typed in the session (passwords too).
+                let opened = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|file| {
+                        let mut out = BufWriter::with_capacity(64 * 1024, file);
+                        out.write_all(record::HEAD)?;
+                        Ok(out)
+                    });
                 match opened {
                     Ok(out) => {
                         files.insert(id, Recording { path, out, backlog });
