@@ -127,7 +127,11 @@ async fn a_recorded_session_replays_byte_identical_in_node() {
 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "a recording holds keystrokes: {mode:o}");
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a recording holds keystrokes: {mode:o}"
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(
         text.starts_with("var VNC_frame_data = [\n"),
