@@ -15,6 +15,8 @@ pub struct LoggedBinary {
     /// Where it listens (read from its start-up lines).
     pub addr: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Everything it wrote to stdout so far (the `--traffic` symbols).
+    stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LoggedBinary {
@@ -69,11 +71,21 @@ impl LoggedBinary {
             .args(args)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stdout_sink = stdout.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut chunk) {
+                stdout_sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         std::thread::spawn(move || {
@@ -90,11 +102,35 @@ impl LoggedBinary {
             child,
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
+            stdout,
         }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Sends it `signal` (a name `kill` knows: `USR1`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits (bounded) until its stdout holds `needle`; returns all of stdout.
+    pub async fn wait_for_stdout(&self, needle: &str) -> String {
+        bounded(&format!("{needle:?} on stdout"), async {
+            loop {
+                let out = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+                if out.contains(needle) {
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
     }
 
     /// Its exit status, waiting for it (bounded by `limit`).
