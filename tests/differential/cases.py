@@ -1083,3 +1083,112 @@ def register_jwt_cases():
 
         ours, why = JWT_DIFFERENCES.get(name, (None, None))
         CASES.append(Case("tokens", f"JWTTokenApi: {name}", _jwt, ours, why))
+
+
+# ---- logs and recording ----
+
+# The reference's start-up lines that scripts wait for, as prefixes: a line of ours counts when
+# it starts with one (ours may say more after it, e.g. which certificate).
+STARTUP_FACTS = (
+    "  - Listen on HOST:PORT",
+    "  - Web server. Web root: DIR",
+    "  - SSL/TLS support",
+    "  - No SSL/TLS support (no cert file)",
+    "  - Deny non-SSL/TLS connections",
+    "  - Recording to 'DIR/startup-rec.*'",
+)
+
+
+def startup_lines(impl, args):
+    import time
+
+    with Server(impl, args) as server:
+        time.sleep(0.3)  # let the summary reach the log
+        out = server.output()
+    facts = []
+    for line in out.splitlines():
+        at = line.find("  - ")
+        if at < 0:
+            continue
+        line = line[at:].replace(server.listen, "HOST:PORT").replace(tmp()["dir"], "DIR")
+        facts += [fact for fact in STARTUP_FACTS if line.startswith(fact)]
+    return " / ".join(sorted(facts))
+
+
+for _name, _args in [
+    ("plain", lambda: []),
+    ("--web", lambda: [f"--web={tmp()['dir']}"]),
+    ("--cert", lambda: [f"--cert={tmp()['pem']}"]),
+    ("--cert --ssl-only", lambda: [f"--cert={tmp()['pem']}", "--ssl-only"]),
+    ("--record", lambda: [f"--record={tmp()['dir']}/startup-rec"]),
+]:
+
+    def _startup(impl, args=_args):
+        return startup_lines(impl, args() + ["{listen}", echo_target()])
+
+    CASES.append(Case("logs", f"start-up lines that scripts wait for: {_name}", _startup, None, None))
+
+
+
+@case("logs", "`--record FILE`: the same session gives the same file (times aside)")
+def record(impl):
+    import glob
+    import re
+    import time
+
+    base = os.path.join(scratch(), f"rec-{impl.name}")
+    with Server(impl, [f"--record={base}", "{listen}", echo_target()]) as server:
+        ws = WebSocket(server.port)
+        for payload in (b"hello", bytes(range(256)), b"it's \\ 'quoted'\n"):
+            ws.send(2, payload)
+            ws.data(len(payload))
+        ws.send(8, struct.pack(">H", 1000))
+        ws.close_frame()
+        ws.close()
+        deadline = time.monotonic() + 10
+        files = []
+        while time.monotonic() < deadline:
+            files = glob.glob(base + ".*")
+            if files and open(files[0], "rb").read().rstrip().endswith(b"];"):
+                break
+            time.sleep(0.1)
+    if len(files) != 1:
+        return f"{len(files)} files"
+    text = open(files[0], "rb").read()
+    # The times differ from run to run: '{12{...' and '}12}...' become '{T{' and '}T}'.
+    text = re.sub(rb"'([{}])\d+\1", rb"'\1T\1", text)
+    name = os.path.basename(files[0]).replace(os.path.basename(base), "FILE")
+    import hashlib
+
+    return f"{name}, {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:16]}"
+
+
+@case("logs", "`--syslog` to a local datagram socket: a line arrives")
+def syslog_unix(impl):
+    return syslog_line(impl, [])
+
+
+@case("logs", "`--syslog --legacy-syslog`: a line arrives")
+def syslog_legacy(impl):
+    return syslog_line(impl, ["--legacy-syslog"])
+
+
+def syslog_line(impl, extra):
+    import re
+
+    path = os.path.join(scratch(), f"syslog-{impl.name}-{len(extra)}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    try:
+        with Server(impl, [f"--syslog={path}"] + extra + ["{listen}", echo_target()]):
+            data = sock.recv(65536)
+    finally:
+        sock.close()
+    text = data.decode("utf-8", "replace")
+    # The header's shape, not its values (time, host, pid).
+    if re.match(r"<\d+>1 \S+ \S+ websockify \d+ - - ", text):
+        return "RFC 5424, facility user" if text.startswith("<14>") or text.startswith("<15>") else text[:20]
+    if re.match(r"<\d+>websockify\[\d+\]: ", text):
+        return "RFC 3164, facility user" if text.startswith("<14>") or text.startswith("<15>") else text[:20]
+    return f"unrecognised: {text[:40]!r}"
