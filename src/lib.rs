@@ -40,10 +40,11 @@ pub use listen::{
 };
 pub use observe::log::init as init_logging;
 pub use observe::{Direction, Ended, Observer, Report};
-pub use process::{exit, shutdown_signal};
+pub use process::{exit, reload_signal, shutdown_signal};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;
+pub use tls::reload::CERT_POLL_INTERVAL;
 
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {

@@ -38,7 +38,8 @@ async fn serve<L: Listener>(server: Server, listener: L) -> Result<(), StartErro
     server.announce(&listener);
     // On a worker thread, not the main thread (which is no worker): spawning each
     // connection from there would cost a cross-thread wake-up per connection.
-    tokio::spawn(server.run(listener, websockify::shutdown_signal()))
+    let (stop, reload) = (websockify::shutdown_signal, websockify::reload_signal);
+    tokio::spawn(server.run(listener, stop, reload))
         .await
         .map_err(|err| StartError::new(format!("server task failed: {err}")))
 }

@@ -505,6 +505,16 @@ fn heartbeat_zero_is_accepted() {
 }
 
 #[test]
+fn heartbeat_and_drain_timeout_become_durations() {
+    let s = ok(&["--heartbeat=30", "6080", "h:5900"]);
+    assert_eq!(s.heartbeat, Some(Duration::from_secs(30)));
+    assert_eq!(s.drain_timeout, Duration::from_secs(5));
+    let s = ok(&["--drain-timeout", "0", "6080", "h:5900"]);
+    assert_eq!((s.heartbeat, s.drain_timeout), (None, Duration::ZERO));
+    assert_err_contains(&["--drain-timeout=x", "6080", "h:5900"], "--drain-timeout");
+}
+
+#[test]
 fn bad_unix_listen_mode_is_an_error() {
     for mode in ["9", "rw", "0x1ff", "17777"] {
         let arg = format!("--unix-listen-mode={mode}");
@@ -760,8 +770,6 @@ fn each_unimplemented_option_fails_naming_the_option() {
         (&["--daemon"], "-D/--daemon"),
         (&["--wrap-mode=exit"], "--wrap-mode"),
         (&["--wrap-mode", "respawn"], "--wrap-mode"),
-        (&["--heartbeat=30"], "--heartbeat"),
-        (&["--heartbeat", "30"], "--heartbeat"),
         (&["--log-file=/tmp/log"], "--log-file"),
         (&["--syslog=/dev/log"], "--syslog"),
         (&["--syslog=/dev/log", "--legacy-syslog"], "--syslog"),
@@ -850,6 +858,7 @@ fn help_is_a_successful_exit_with_grouped_options_and_usage_forms() {
             "--auth-plugin",
             "--auth-source",
             "--heartbeat",
+            "--drain-timeout",
             "--log-file",
             "--syslog",
             "--legacy-syslog",
@@ -906,7 +915,6 @@ fn help_marks_exactly_the_options_refused_as_not_supported_yet() {
         ("--daemon", &["-D", "6080", "h:5900"]),
         ("--wrap-mode", &["--wrap-mode=exit", "6080", "h:5900"]),
         ("[WRAP_COMMAND_LINE]...", &["6080", "--", "vncserver"]),
-        ("--heartbeat", &["--heartbeat=30", "6080", "h:5900"]),
     ];
     for (_, args) in refused {
         assert_err_contains(args, "not supported yet");

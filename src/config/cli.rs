@@ -378,7 +378,9 @@ pub struct Cli {
     )]
     pub target_allow: Vec<String>,
 
-    /// Send a ping to the client every INTERVAL seconds (0: never)
+    /// Send a ping to the client every INTERVAL seconds (0: never); a client that sends
+    /// nothing at all (no pong, no data) for two intervals is closed with 1001, at the next
+    /// ping time (so within three intervals of its last byte)
     #[arg(
         long,
         value_name = "INTERVAL",
@@ -501,6 +503,19 @@ pub struct Cli {
         help_heading = "Process"
     )]
     pub idle_timeout: u64,
+
+    /// On SIGTERM/SIGINT, stop accepting, send every WebSocket client a 1001 "Going away"
+    /// close and shut its target down, wait up to SECONDS for the sessions to end, then drop
+    /// the rest and exit 0. A second signal ends at once. SIGHUP reloads the certificate and
+    /// the token and auth sources
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        allow_hyphen_values = true,
+        help_heading = "Process"
+    )]
+    pub drain_timeout: u64,
 
     /// Action to take when the wrapped program exits or daemonizes [default: exit]
     #[arg(
@@ -658,7 +673,6 @@ const NOT_SUPPORTED_YET: &[NotYet] = &[
     ("wrap_command_line", "-- WRAP_COMMAND_LINE", |_, p| {
         p.wrap_cmd.is_some()
     }),
-    ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
 ];
 
 /// What `--help` puts before the help of each option in [`NOT_SUPPORTED_YET`].
@@ -896,6 +910,8 @@ impl Cli {
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),
+            heartbeat: seconds(self.heartbeat),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
             web,
             file_only: self.file_only,
             // An empty `--auth-plugin=` stays (and fails to start as an unknown plugin): a

@@ -31,3 +31,15 @@ pub async fn shutdown_signal() {
         _ => std::future::pending().await,
     }
 }
+
+/// Completes on SIGHUP: the server then reloads its certificate and its token and auth
+/// sources. Installing the handler also keeps SIGHUP from killing the process (its default).
+pub async fn reload_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            hangup.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
