@@ -124,7 +124,9 @@ where
         client_flush: false,
         client_to_target: 0,
         target_to_client: 0,
-        heartbeat: outside.heartbeat.map(Heartbeat::new),
+        heartbeat: outside
+            .heartbeat
+            .map(|every| Box::new(Heartbeat::new(every))),
         heard: false,
         going_away: outside.going_away,
     };
@@ -230,9 +232,8 @@ struct Outgoing {
     held: Option<(usize, usize)>,
 }
 
-/// `--heartbeat`'s state: only sessions with a heartbeat have one.
+/// `--heartbeat`'s state, boxed: sessions without a heartbeat carry one pointer, not a timer.
 struct Heartbeat {
-    /// Boxed: a timer is not small, and sessions without a heartbeat should not carry one.
     timer: Pin<Box<Sleep>>,
     every: Duration,
     /// Ticks in a row with nothing heard from the client.
@@ -282,7 +283,7 @@ struct Relay<'a, C, T, O> {
     client_to_target: u64,
     target_to_client: u64,
 
-    heartbeat: Option<Heartbeat>,
+    heartbeat: Option<Box<Heartbeat>>,
     /// Set by every client read and every data write the client accepted; the heartbeat looks
     /// at it and clears it.
     heard: bool,
@@ -345,11 +346,11 @@ where
     /// A client we stopped reading (its payload waits for the target) is not silent, nor one
     /// that takes data.
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
-        let up_busy = self.up_busy();
         let heartbeat = self.heartbeat.as_mut()?;
         if heartbeat.timer.as_mut().poll(cx).is_pending() {
             return None;
         }
+        let up_busy = self.up.as_ref().is_some_and(|up| !up.segments.is_empty());
         if self.heard || up_busy {
             heartbeat.silent_ticks = 0;
         } else {
