@@ -66,6 +66,8 @@ pub enum Kind {
     /// What decides targets answered, but uselessly (a token API's error status or garbage,
     /// a malformed stored target): a 502, as a gateway reports an invalid upstream answer.
     BadAnswer,
+    /// The server is shutting down (SIGTERM/SIGINT): sessions are told 1001 "Going away".
+    GoingAway,
 }
 
 impl Kind {
@@ -82,6 +84,7 @@ impl Kind {
             Kind::Unauthorized(_) => "unauthorized",
             Kind::Forbidden => "forbidden",
             Kind::BadAnswer => "bad_answer",
+            Kind::GoingAway => "going_away",
         }
     }
 }
@@ -151,11 +154,20 @@ impl Error {
         Error::new(Side::Target, Kind::Closed, "Target closed")
     }
 
-    /// The WebSocket close code this failure is reported to the client with.
+    /// The server is shutting down: the end of every session still open when it began.
+    pub fn going_away() -> Self {
+        Error::new(Side::Internal, Kind::GoingAway, "server shutting down")
+    }
+
+    /// The WebSocket close code this failure is reported to the client with. A client that
+    /// went silent (the heartbeat's bound) gets 1001 as well: it is not our failure (1011
+    /// would say so), and 1001 is what Jetty and Tomcat send on an idle time-out; noVNC shows
+    /// any code other than 1000 the same way, as a disconnect with the code and reason.
     pub fn close_code(&self) -> u16 {
         match (self.side, self.kind) {
             (_, Kind::Protocol(code)) => code,
             (Side::Target, Kind::Closed) => close_code::NORMAL,
+            (_, Kind::GoingAway) | (Side::Client, Kind::Timeout) => close_code::GOING_AWAY,
             _ => close_code::INTERNAL_ERROR,
         }
     }
@@ -165,6 +177,8 @@ impl Error {
         match (self.side, self.kind) {
             (_, Kind::Protocol(_)) => self.context,
             (Side::Target, Kind::Closed) => "Target closed",
+            (_, Kind::GoingAway) => "Going away",
+            (Side::Client, Kind::Timeout) => "Client silent",
             (Side::Target, _) => "Target error",
             _ => "Internal error",
         }
@@ -200,6 +214,7 @@ impl Error {
     pub fn level(&self) -> Level {
         match (self.side, self.kind) {
             (Side::Client, Kind::Closed | Kind::Timeout) => Level::Debug,
+            (_, Kind::GoingAway) => Level::Info,
             (Side::Client, _) => Level::Info,
             (Side::Target, Kind::Closed) => Level::Info,
             (Side::Target, _) => Level::Warn,
@@ -285,6 +300,17 @@ mod tests {
         assert_eq!(
             (violation.close_code(), violation.close_reason()),
             (1007, "text message is not UTF-8")
+        );
+        let away = Error::going_away();
+        assert_eq!(
+            (away.close_code(), away.close_reason()),
+            (1001, "Going away")
+        );
+        assert_eq!(away.level(), Level::Info);
+        let silent = Error::new(Side::Client, Kind::Timeout, "x");
+        assert_eq!(
+            (silent.close_code(), silent.close_reason()),
+            (1001, "Client silent")
         );
         let ours = Error::new(Side::Internal, Kind::Io, "x");
         assert_eq!(

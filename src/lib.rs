@@ -43,10 +43,11 @@ pub use observe::writer::flush as flush_observers;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::daemon::daemonize;
 pub use process::wrap::{Program, Supervisor};
-pub use process::{exit, reopen_log_on_sigusr1, shutdown_signal};
+pub use process::{exit, reload_signal, reopen_log_on_sigusr1, shutdown_signal};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;
+pub use tls::reload::CERT_POLL_INTERVAL;
 
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {

@@ -66,19 +66,24 @@ async fn serve<L: Listener>(
     program: Option<&Supervisor>,
 ) -> Result<(), StartError> {
     server.announce(&listener);
-    let exited = program.map(Supervisor::exited);
-    let shutdown = async move {
-        match exited {
-            Some(exited) => tokio::select! {
-                () = websockify::shutdown_signal() => {}
-                () = exited => {}
-            },
-            None => websockify::shutdown_signal().await,
+    // Stop on SIGTERM/SIGINT, or when the wrapped program exits (`--wrap-mode exit`); asked
+    // again during the drain, where either ends it at once.
+    let exited = program.map(Supervisor::exit_notice);
+    let stop = move || {
+        let exited = exited.as_ref().map(|notice| notice.wait());
+        async move {
+            match exited {
+                Some(exited) => tokio::select! {
+                    () = websockify::shutdown_signal() => {}
+                    () = exited => {}
+                },
+                None => websockify::shutdown_signal().await,
+            }
         }
     };
     // On a worker thread, not the main thread (which is no worker): spawning each
     // connection from there would cost a cross-thread wake-up per connection.
-    tokio::spawn(server.run(listener, shutdown))
+    tokio::spawn(server.run(listener, stop, websockify::reload_signal))
         .await
         .map_err(|err| StartError::new(format!("server task failed: {err}")))
 }

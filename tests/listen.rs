@@ -153,9 +153,7 @@ async fn the_server_serves_a_unix_listener_like_a_tcp_one() {
     );
     let server = websockify::Server::new(settings_to(echo_server().await)).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(listener, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(server.run(listener, support::once(stopped), std::future::pending));
     let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
     let (mut client, head) = RawClient::upgrade(stream, Some("binary")).await;
     assert!(head.contains("sec-websocket-protocol: binary"), "{head}");

@@ -57,7 +57,7 @@ async fn the_log_file_gets_the_lines_and_sigusr1_reopens_it_after_a_rename() {
     // logrotate: move the file away, then SIGUSR1.
     let rotated = dir.join("websockify.log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    server.signal("USR1");
+    server.signal(rustix::process::Signal::USR1);
     server.wait_for("reopened the log file").await;
     echo_session(server.addr).await;
     let text = wait_for_in_file(&log, "closed: client closed (1000").await;

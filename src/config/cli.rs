@@ -6,9 +6,7 @@
 //! 2. [`Cli::validate`] applies the reference's cross-option rules;
 //! 3. [`Cli::positionals`] reads source, target and wrapped command like the reference.
 //!
-//! Then options this websockify does not implement yet are refused ([`Cli::not_supported_yet`]),
-//! and the rest becomes [`Settings`]. Implementing an option means: add a field to `Settings`,
-//! fill it in [`Cli::settings`], and delete its line from the not-supported list.
+//! Then everything becomes [`Settings`]: every option of the reference is implemented.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Display;
@@ -49,10 +47,6 @@ impl CliError {
     /// One of our own errors, formatted like clap's so every error looks alike.
     fn usage(msg: impl Display) -> Self {
         CliError::Usage(format!("error: {msg}"))
-    }
-
-    fn not_supported(option: &str) -> Self {
-        CliError::usage(format!("{option}: not supported yet by this websockify"))
     }
 
     fn from_clap(err: clap::Error) -> Self {
@@ -380,7 +374,9 @@ pub struct Cli {
     )]
     pub target_allow: Vec<String>,
 
-    /// Send a ping to the client every INTERVAL seconds (0: never)
+    /// Send a ping to the client every INTERVAL seconds (0: never); a client that sends
+    /// nothing at all (no pong, no data) for two intervals is closed with 1001, at the next
+    /// ping time (so within three intervals of its last byte)
     #[arg(
         long,
         value_name = "INTERVAL",
@@ -506,6 +502,19 @@ pub struct Cli {
         help_heading = "Process"
     )]
     pub idle_timeout: u64,
+
+    /// On SIGTERM/SIGINT, stop accepting, send every WebSocket client a 1001 "Going away"
+    /// close and shut its target down, wait up to SECONDS for the sessions to end, then drop
+    /// the rest and exit 0. A second signal ends at once. SIGHUP reloads the certificate and
+    /// the token and auth sources
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        allow_hyphen_values = true,
+        help_heading = "Process"
+    )]
+    pub drain_timeout: u64,
 
     /// Action to take when the wrapped program exits or daemonizes: exit (with its status;
     /// 128+N after signal N), ignore (keep serving), respawn (start it again; at most 3
@@ -653,18 +662,6 @@ fn seconds(n: u64) -> Option<Duration> {
     (n > 0).then(|| Duration::from_secs(n))
 }
 
-/// An option refused at start-up until it is implemented: its clap id (the field name), how
-/// errors name it, and whether a command line uses it.
-type NotYet = (&'static str, &'static str, fn(&Cli, &Positionals) -> bool);
-
-/// The options this websockify does not implement yet, in the order they are reported: the one
-/// list behind both the start-up refusal ([`Cli::not_supported_yet`]) and the mark in `--help`
-/// ([`command`]). Implementing one means deleting its line (and mapping it into `Settings`).
-const NOT_SUPPORTED_YET: &[NotYet] = &[("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0)];
-
-/// What `--help` puts before the help of each option in [`NOT_SUPPORTED_YET`].
-pub const NOT_YET_MARK: &str = "[not yet supported]";
-
 impl Cli {
     /// The reference's cross-option rules, checked before anything else (as it does).
     pub fn validate(&self) -> Result<(), CliError> {
@@ -785,22 +782,10 @@ impl Cli {
         })
     }
 
-    /// The first option given that this websockify cannot honour yet (see
-    /// [`NOT_SUPPORTED_YET`]), as errors name it.
-    pub fn not_supported_yet(&self, pos: &Positionals) -> Option<&'static str> {
-        NOT_SUPPORTED_YET
-            .iter()
-            .find(|(_, _, used)| used(self, pos))
-            .map(|(_, name, _)| *name)
-    }
-
     /// Validates and converts to the server's `Settings`.
     pub fn settings(&self) -> Result<Settings, CliError> {
         self.validate()?;
         let pos = self.positionals()?;
-        if let Some(option) = self.not_supported_yet(&pos) {
-            return Err(CliError::not_supported(option));
-        }
 
         let wrap = match (&pos.wrap_cmd, &pos.listen) {
             (None, _) => None,
@@ -924,6 +909,8 @@ impl Cli {
             run_once: self.run_once,
             timeout: seconds(self.timeout),
             idle_timeout: seconds(self.idle_timeout),
+            heartbeat: seconds(self.heartbeat),
+            drain_timeout: Duration::from_secs(self.drain_timeout),
             web,
             file_only: self.file_only,
             // An empty `--auth-plugin=` stays (and fails to start as an unknown plugin): a
@@ -1003,17 +990,9 @@ where
     parse_with(command(), args)
 }
 
-/// The clap command behind [`parse_from`]: [`Cli`]'s, with [`NOT_YET_MARK`] leading the help of
-/// every option in [`NOT_SUPPORTED_YET`] (leading, so it lines up and is never wrapped).
+/// The clap command behind [`parse_from`] (and the man page and completions).
 pub fn command() -> clap::Command {
-    NOT_SUPPORTED_YET
-        .iter()
-        .fold(Cli::command(), |cmd, (id, _, _)| {
-            cmd.mut_arg(*id, |arg| {
-                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-                arg.help(format!("{NOT_YET_MARK} {help}"))
-            })
-        })
+    Cli::command()
 }
 
 /// [`parse_from`] with a given [`command`]: one built once (`Command::build`) and cloned per
@@ -1069,24 +1048,6 @@ mod tests {
                 Err(CliError::Usage(msg)) => assert!(msg.starts_with(start), "{arg:?}: {msg}"),
                 other => panic!("{arg:?}: {other:?}"),
             }
-        }
-    }
-
-    /// Each line of the not-supported list names, in errors, the option its id is.
-    #[test]
-    fn not_supported_names_match_their_options() {
-        let cmd = Cli::command();
-        for (id, name, _) in NOT_SUPPORTED_YET {
-            let arg = cmd
-                .get_arguments()
-                .find(|a| a.get_id() == *id)
-                .unwrap_or_else(|| panic!("no option {id}"));
-            let shown = match (arg.get_short(), arg.get_long()) {
-                (Some(short), Some(long)) => format!("-{short}/--{long}"),
-                (None, Some(long)) => format!("--{long}"),
-                _ => format!("-- {}", arg.get_value_names().unwrap()[0]),
-            };
-            assert_eq!(shown, *name, "{id}");
         }
     }
 

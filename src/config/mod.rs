@@ -249,6 +249,12 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// `--idle-timeout N`: exit after N seconds with no active connection (None for 0 / absent).
     pub idle_timeout: Option<Duration>,
+    /// `--heartbeat N`: ping every WebSocket client every N seconds; one silent for two
+    /// intervals is closed (None for 0 / absent).
+    pub heartbeat: Option<Duration>,
+    /// `--drain-timeout N`: how long sessions get to close after SIGTERM/SIGINT before the
+    /// rest are dropped.
+    pub drain_timeout: Duration,
     /// `--web DIR`: serve static files from DIR on the same port. The command line makes it an
     /// absolute, canonical path of an existing directory at start-up (so a later chdir does not
     /// matter).
@@ -306,6 +312,11 @@ pub const DEFAULT_CERT: &str = "self.pem";
 /// connections that never speak do not pile up.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The default `drain_timeout`: a close handshake takes one round trip, so a few seconds let
+/// every live client see its 1001 while a stop (systemd's default stop timeout is 90 s) stays
+/// quick.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The default `send_timeout`. A write stalls only once the kernel's send buffer (up to a few
 /// MiB) is full and the client's window is shut, so any client still reading, however slowly,
 /// makes progress well within it; 30 s of none means the client is gone or never meant to read.
@@ -337,6 +348,8 @@ impl Settings {
             run_once: false,
             timeout: None,
             idle_timeout: None,
+            heartbeat: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             web: None,
             file_only: false,
             auth: None,

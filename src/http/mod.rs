@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -61,7 +62,8 @@ pub struct Http {
     pub send_timeout: Duration,
     /// `--web`: the static files, if any.
     pub site: Option<Arc<Site>>,
-    pub gate: Gate,
+    /// Swapped whole on SIGHUP: a request uses the gate it started with.
+    pub gate: ArcSwap<Gate>,
     /// Connects the targets the gate chooses (TLS with `--ssl-target`).
     pub connector: target::Connector,
 }
@@ -178,7 +180,7 @@ async fn answer(
         Some(site) if readable => {
             // `--web-auth`: the auth plugin first; a refusal ends the connection, as above
             // (and as the reference, whose refused request raises out of the handler).
-            if let Err(err) = http.gate.authorize_web(req.headers(), info) {
+            if let Err(err) = http.gate.load().authorize_web(req.headers(), info) {
                 return refusal(&Refused::from(err), &path_of(&req));
             }
             return web::serve(site, req.method(), req.uri(), req.headers()).await;
@@ -215,8 +217,8 @@ async fn open_websocket(
             target: None,
             advertise_versions: refusal == upgrade::Refusal::BadVersion,
         })?;
-    let spec = http
-        .gate
+    let gate = http.gate.load_full();
+    let spec = gate
         .decide(req.uri(), req.headers(), info)
         .await
         .map_err(Refused::from)?;

@@ -47,3 +47,15 @@ pub fn reopen_log_on_sigusr1() {
         });
     }
 }
+
+/// Completes on SIGHUP: the server then reloads its certificate and its token and auth
+/// sources. Installing the handler also keeps SIGHUP from killing the process (its default).
+pub async fn reload_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            hangup.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

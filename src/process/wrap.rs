@@ -194,16 +194,33 @@ pub struct Supervisor {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Supervisor {
+/// Waits for the wrapped program's exit (see [`Supervisor::exit_notice`]).
+#[derive(Clone)]
+pub struct ExitNotice(watch::Receiver<Option<u8>>);
+
+impl ExitNotice {
     /// Completes when the program has exited and `--wrap-mode exit` says to stop serving.
-    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut exited = self.exited.clone();
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut exited = self.0.clone();
         async move {
             if exited.wait_for(Option::is_some).await.is_err() {
                 // The watcher ended without a status (ignore mode, or stopped): never.
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+impl Supervisor {
+    /// Completes when the program has exited and `--wrap-mode exit` says to stop serving.
+    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.exit_notice().wait()
+    }
+
+    /// [`Supervisor::exited`] as often as needed, without borrowing the supervisor: the server
+    /// asks again for a second stop during its drain.
+    pub fn exit_notice(&self) -> ExitNotice {
+        ExitNotice(self.exited.clone())
     }
 
     /// Stops the program (SIGTERM to its group, SIGKILL after [`STOP_GRACE`]), waits for it,

@@ -7,15 +7,21 @@
 //! - a direction holds a pooled buffer only while bytes are in flight; idle, it holds none;
 //! - a direction reads only after its previous bytes were fully written (backpressure);
 //! - payload is forwarded piece by piece as it arrives: a message is never held whole.
+//!
+//! Two things reach a session from outside ([`Outside`]): the `--heartbeat` timer and the
+//! server's "going away" (SIGTERM). The poll loop looks at both once per wake-up; a ping joins
+//! the control frames and a close ends the loop, so both go out only between data frames.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf as _, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{Error, Kind, Side};
 use crate::observe::{Direction, Ended, Observer, Report};
@@ -42,6 +48,31 @@ const CONTROL_BACKLOG_LIMIT: usize = 4096;
 /// The largest target read sent in base64 mode: its encoding must fit one buffer.
 const BASE64_READ_MAX: usize = (BUF_SIZE - frame::MAX_SERVER_HEADER) / 4 * 3;
 
+/// What may interrupt a session from outside, looked at between frames.
+pub struct Outside<'a> {
+    /// `--heartbeat`: a ping this often. A client that for two whole intervals sends nothing at
+    /// all and takes no data (a dead peer's socket buffer fills) is closed (1001) at the next
+    /// tick: between 2 and 3 intervals after the last sign of life.
+    pub heartbeat: Option<Duration>,
+    /// Set when the server is going away (drain): the session is then closed with 1001. A
+    /// flag, not a future: it costs the hot path one load per wake-up. Whoever sets it must
+    /// poll the relay again (the session's task does: it is that task that sees the drain).
+    pub going_away: &'a AtomicBool,
+}
+
+/// Never set: for sessions nothing interrupts.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl Outside<'static> {
+    /// Nothing from outside: no heartbeat, never going away.
+    pub fn none() -> Self {
+        Outside {
+            heartbeat: None,
+            going_away: &NEVER,
+        }
+    }
+}
+
 /// Relays between `client` (an upgraded WebSocket; `leftover` is what the HTTP layer read past
 /// the request head) and `target`, then closes the WebSocket properly. Both streams are left
 /// shut down for writing; the caller drops them. `observer` sees the payload both ways, if
@@ -52,6 +83,23 @@ pub async fn run<C, T, O>(
     leftover: Bytes,
     mode: Mode,
     observer: &mut O,
+) -> Report
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+    O: Observer,
+{
+    run_with(client, target, leftover, mode, observer, Outside::none()).await
+}
+
+/// [`run`], with a heartbeat and a way to be told the server is going away.
+pub async fn run_with<C, T, O>(
+    client: &mut C,
+    target: &mut T,
+    leftover: Bytes,
+    mode: Mode,
+    observer: &mut O,
+    outside: Outside<'_>,
 ) -> Report
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -76,6 +124,11 @@ where
         client_flush: false,
         client_to_target: 0,
         target_to_client: 0,
+        heartbeat: outside
+            .heartbeat
+            .map(|every| Box::new(Heartbeat::new(every))),
+        heard: false,
+        going_away: outside.going_away,
     };
     let ended = poll_fn(|cx| relay.poll_open(cx)).await;
     // Boxed: the close handshake's state is only needed at the end; inline, it would sit in
@@ -179,6 +232,30 @@ struct Outgoing {
     held: Option<(usize, usize)>,
 }
 
+/// `--heartbeat`'s state, boxed: sessions without a heartbeat carry one pointer, not a timer.
+struct Heartbeat {
+    timer: Pin<Box<Sleep>>,
+    every: Duration,
+    /// Ticks in a row with nothing heard from the client.
+    silent_ticks: u8,
+}
+
+impl Heartbeat {
+    fn new(every: Duration) -> Heartbeat {
+        Heartbeat {
+            timer: Box::pin(tokio::time::sleep(every)),
+            every,
+            silent_ticks: 0,
+        }
+    }
+}
+
+/// Ticks in a row without a byte from the client after which it is taken for dead.
+const SILENT_TICKS_LIMIT: u8 = 2;
+
+/// An empty ping, as the reference sends.
+const PING: [u8; 2] = [0x80 | opcode::PING, 0];
+
 struct Relay<'a, C, T, O> {
     client: &'a mut C,
     target: &'a mut T,
@@ -205,6 +282,12 @@ struct Relay<'a, C, T, O> {
 
     client_to_target: u64,
     target_to_client: u64,
+
+    heartbeat: Option<Box<Heartbeat>>,
+    /// Set by every client read and every data write the client accepted; the heartbeat looks
+    /// at it and clears it.
+    heard: bool,
+    going_away: &'a AtomicBool,
 }
 
 impl<C, T, O> Relay<'_, C, T, O>
@@ -221,6 +304,12 @@ where
     /// Relays until something ends the session. Returns Pending only when every step that
     /// could make progress is waiting on I/O (and so has registered a wake-up).
     fn poll_open(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        if self.going_away.load(Ordering::Relaxed) {
+            return Poll::Ready(Ended::Failed(Error::going_away()));
+        }
+        if let Some(ended) = self.poll_heartbeat(cx) {
+            return Poll::Ready(ended);
+        }
         loop {
             let mut progress = match self.poll_client_out(cx) {
                 Ok(progress) => progress,
@@ -250,6 +339,41 @@ where
                 return Poll::Pending;
             }
         }
+    }
+
+    /// On a heartbeat tick: ends the session if the client has been silent too long, else
+    /// queues a ping with the control frames (written between data frames, never inside one).
+    /// A client we stopped reading (its payload waits for the target) is not silent, nor one
+    /// that takes data.
+    fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Option<Ended> {
+        let heartbeat = self.heartbeat.as_mut()?;
+        if heartbeat.timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let up_busy = self.up.as_ref().is_some_and(|up| !up.segments.is_empty());
+        if self.heard || up_busy {
+            heartbeat.silent_ticks = 0;
+        } else {
+            heartbeat.silent_ticks += 1;
+        }
+        self.heard = false;
+        if heartbeat.silent_ticks >= SILENT_TICKS_LIMIT {
+            return Some(Ended::Failed(Error::new(
+                Side::Client,
+                Kind::Timeout,
+                "nothing from the client for two heartbeats",
+            )));
+        }
+        // A ping still unwritten means the client does not read: one is enough.
+        if self.control.is_empty() {
+            self.control.extend_from_slice(&PING);
+        }
+        // From now, not from the missed deadline: a stalled task does not get a burst of pings.
+        let every = heartbeat.every;
+        heartbeat.timer.as_mut().reset(Instant::now() + every);
+        // Registers the wake-up for the new deadline.
+        let _ = heartbeat.timer.as_mut().poll(cx);
+        None
     }
 
     /// Writes pending frames to the client: a data frame already begun first (frames must not
@@ -284,6 +408,9 @@ where
                     progress = true;
                     self.client_flush = true;
                     if data_first {
+                        // The client takes data: alive, whether or not it answers pings (one
+                        // behind a long download reads them late).
+                        self.heard = true;
                         if let Some(down) = &mut self.down {
                             down.pos += n;
                             let complete = down.pos == down.end;
@@ -297,11 +424,10 @@ where
                     } else {
                         self.control_pos += n;
                         if self.control_pos == self.control.len() {
-                            self.control.clear();
+                            // Freed, not kept: an idle session (pinged every heartbeat) holds
+                            // no buffer.
+                            self.control = Vec::new();
                             self.control_pos = 0;
-                            if self.control.capacity() > CONTROL_BACKLOG_LIMIT {
-                                self.control = Vec::new();
-                            }
                         }
                     }
                 }
@@ -387,6 +513,7 @@ where
         };
         let at = held.map_or(CLIENT_READ_OFFSET, |(_, end)| end);
         let n = if !self.leftover.is_empty() {
+            self.heard = true;
             let n = self.leftover.len().min(BUF_SIZE - at);
             buf[at..at + n].copy_from_slice(&self.leftover[..n]);
             self.leftover.advance(n);
@@ -419,6 +546,7 @@ where
                 Poll::Ready(Ok(())) => read_buf.filled().len(),
             }
         };
+        self.heard = true;
         if n == 0 {
             return Poll::Ready(Some(Ended::Failed(Error::new(
                 Side::Client,
@@ -721,6 +849,14 @@ impl ClosePlan {
             Ended::Failed(err) => match (err.side, err.kind) {
                 // The client broke the protocol: tell it why, and do not wait for it.
                 (Side::Client, Kind::Protocol(_)) => ClosePlan {
+                    close_frame: Some((err.close_code(), err.close_reason().to_owned())),
+                    deliver_to_client: false,
+                    deliver_to_target: false,
+                    wait_for_reply: false,
+                },
+                // Silent past the heartbeat's bound: told (it may only be deaf one way), but
+                // not waited for.
+                (Side::Client, Kind::Timeout) => ClosePlan {
                     close_frame: Some((err.close_code(), err.close_reason().to_owned())),
                     deliver_to_client: false,
                     deliver_to_target: false,

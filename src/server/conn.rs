@@ -3,12 +3,13 @@
 //! WebSocket (the gate and the target connect happen inside, before the 101), then the relay
 //! with the session's observers beside it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 
-use super::Shared;
+use super::{DrainFlags, Shared};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, Kind, Side};
 use crate::http::{self, Upgraded};
@@ -20,7 +21,12 @@ use crate::tls;
 
 /// `info` is boxed: every async fn on the way keeps its arguments for its whole life, and a
 /// `ConnInfo` by value would sit in every idle session's task several times over.
-pub(super) async fn serve<S: Stream>(mut stream: S, mut info: Box<ConnInfo>, shared: &Arc<Shared>) {
+pub(super) async fn serve<S: Stream>(
+    mut stream: S,
+    mut info: Box<ConnInfo>,
+    shared: &Arc<Shared>,
+    drain: &DrainFlags,
+) {
     let timeout = shared.settings.handshake_timeout;
     let mut first = [0u8; 1];
     match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
@@ -31,16 +37,18 @@ pub(super) async fn serve<S: Stream>(mut stream: S, mut info: Box<ConnInfo>, sha
     }
     match sniff::classify(&first) {
         Protocol::Tls => {
-            let Some(acceptor) = &shared.tls else {
+            let Some(tls) = &shared.tls else {
                 return info!("TLS client refused: no certificate (give one with --cert FILE)");
             };
+            // The configuration as of now: a reload later does not touch this connection.
+            let acceptor = tls.acceptor();
             // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
             let handshake = Box::pin(acceptor.accept(stream));
             match tokio::time::timeout(timeout, handshake).await {
                 Ok(Ok(tls_stream)) => {
                     info.tls = Some(tls::info(tls_stream.get_ref().1));
                     // Boxed so that plain connections' tasks are not sized for a TLS session.
-                    Box::pin(serve_http(tls_stream, info, shared)).await;
+                    Box::pin(serve_http(tls_stream, info, shared, drain)).await;
                 }
                 Ok(Err(err)) => log::failure(&Error::io(Side::Client, "TLS handshake", err)),
                 Err(_) => log::failure(&Error::new(
@@ -54,11 +62,11 @@ pub(super) async fn serve<S: Stream>(mut stream: S, mut info: Box<ConnInfo>, sha
             info!("plain client refused (--ssl-only)");
         }
         Protocol::FlashPolicy => sniff::answer_flash_policy(stream, timeout).await,
-        Protocol::Http => serve_http(stream, info, shared).await,
+        Protocol::Http => serve_http(stream, info, shared, drain).await,
     }
 }
 
-async fn serve_http<IO>(io: IO, info: Box<ConnInfo>, shared: &Arc<Shared>)
+async fn serve_http<IO>(io: IO, info: Box<ConnInfo>, shared: &Arc<Shared>, drain: &DrainFlags)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -93,6 +101,19 @@ where
     // Not needed while the session runs: an idle session keeps only what the relay uses
     // (observers copy at `open` what they want to keep).
     drop((path, target_name, info));
-    let report = relay::run(&mut client, &mut target, leftover, mode, &mut observers).await;
+    drain.relaying.store(true, Ordering::Relaxed);
+    let outside = relay::Outside {
+        heartbeat: shared.settings.heartbeat,
+        going_away: &drain.going_away,
+    };
+    let report = relay::run_with(
+        &mut client,
+        &mut target,
+        leftover,
+        mode,
+        &mut observers,
+        outside,
+    )
+    .await;
     observers.close(&report);
 }

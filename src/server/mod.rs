@@ -1,17 +1,22 @@
-//! server: the accept loop, its limits and its drain. Shared by `main` and the tests:
-//! [`Server::run`] takes an already-bound [`Listener`] and a shutdown future. One connection's
-//! walk down the pipeline is in `conn`.
+//! server: the accept loop, its limits, its drain and its reloads. Shared by `main` and the
+//! tests: [`Server::run`] takes an already-bound [`Listener`] and the process's requests (stop,
+//! reload) as futures. One connection's walk down the pipeline is in `conn`.
+//!
+//! Drain: a stop request closes the listener at once and moves [`Phase`] to `Draining`; each
+//! connection's task sees it, drops a connection still in HTTP, and tells a relaying one to go
+//! away (1001 at the next frame boundary, target shut down). After `--drain-timeout`, or at a
+//! second stop request, `Stopped` drops whatever is left.
 
 mod conn;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::Settings;
 use crate::conninfo::ConnInfo;
@@ -22,18 +27,19 @@ use crate::http::Http;
 use crate::listen::{Accepted, Listener};
 use crate::target::Connector;
 use crate::tls;
+use crate::tls::reload::Reloadable;
 
 /// A configured proxy, ready to serve a listener.
 pub struct Server {
     settings: Arc<Settings>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<Reloadable>>,
     http: Arc<Http>,
 }
 
 impl Server {
     /// Checks what can be checked before serving (the certificate, mainly).
     pub fn new(settings: Settings) -> Result<Server, StartError> {
-        let tls = tls::load(&settings)?.map(TlsAcceptor::from);
+        let tls = Reloadable::load(&settings)?.map(Arc::new);
         let site = settings
             .web
             .as_deref()
@@ -42,7 +48,7 @@ impl Server {
             handshake_timeout: settings.handshake_timeout,
             send_timeout: settings.send_timeout,
             site,
-            gate: Gate::new(&settings)?,
+            gate: ArcSwap::from_pointee(Gate::new(&settings)?),
             connector: Connector::new(tls::target_client(&settings)?),
         });
         Ok(Server {
@@ -57,7 +63,7 @@ impl Server {
         let settings = &self.settings;
         info!("WebSocket server settings:");
         info!("  - Listen on {}", listener.describe());
-        info!("  - Proxying to {}", self.http.gate.describe());
+        info!("  - Proxying to {}", self.http.gate.load().describe());
         // The reference's wording where a line states the same fact: scripts wait for them.
         match &settings.web {
             Some(dir) if settings.file_only => info!(
@@ -87,9 +93,19 @@ impl Server {
         }
     }
 
-    /// Serves `listener` until `shutdown` completes (then every session ends at once), or until
-    /// `--timeout`, `--idle-timeout` or `--run-once` says to stop (then running sessions finish).
-    pub async fn run<L: Listener>(self, mut listener: L, shutdown: impl Future<Output = ()>) {
+    /// Serves `listener` until a stop request (`stop()` completes; then the sessions drain, see
+    /// the module's doc, and a second `stop()` ends the drain at once), or until `--timeout`,
+    /// `--idle-timeout` or `--run-once` says to stop (then running sessions finish). Each
+    /// `reload()` completing reloads the certificate and the gate; the certificate files are
+    /// also watched (`tls::reload`).
+    pub async fn run<L, S, SF, R, RF>(self, mut listener: L, mut stop: S, mut reload: R)
+    where
+        L: Listener,
+        S: FnMut() -> SF,
+        SF: Future<Output = ()>,
+        R: FnMut() -> RF,
+        RF: Future<Output = ()>,
+    {
         let settings = self.settings.clone();
         let shared = Arc::new(Shared {
             settings: self.settings,
@@ -98,12 +114,19 @@ impl Server {
             next_id: AtomicU64::new(1),
             activity: watch::Sender::new(Activity::default()),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let watcher = shared
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(tls::reload::watch(tls, settings.clone())));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let mut activity = shared.activity.subscribe();
         let started = Instant::now();
         // When the last connection ended (None while some are open), for --idle-timeout.
         let mut idle_since = Some(started);
+        let shutdown = stop();
         tokio::pin!(shutdown);
+        // Boxed: it is made anew after each reload.
+        let mut reload_asked = Box::pin(reload());
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
@@ -122,6 +145,13 @@ impl Server {
                 .map(|(t, since)| since + t);
             tokio::select! {
                 () = &mut shutdown => break true,
+                () = &mut reload_asked => {
+                    reload_asked = Box::pin(reload());
+                    let shared = shared.clone();
+                    // Off the accept loop: it reads files (and may open a token backend).
+                    tokio::task::spawn_blocking(move || shared.reload());
+                    continue;
+                }
                 () = sleep_until(timeout_at) => {
                     info!("listener exit due to --timeout");
                     break false;
@@ -135,15 +165,12 @@ impl Server {
                     Ok(Accepted { stream, peer, local }) => {
                         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                         let guard = ConnectionGuard::new(&shared);
-                        let mut stop = stop_rx.clone();
+                        let phase = phase_rx.clone();
                         let shared = shared.clone();
                         let span = tracing::info_span!("conn", id, %peer);
                         let info = Box::new(ConnInfo { id, peer, local, tls: None });
                         tokio::spawn(async move {
-                            tokio::select! {
-                                () = conn::serve(stream, info, &shared) => {}
-                                _ = stop.changed() => debug!("ended by shutdown"),
-                            }
+                            serve_until_stopped(stream, info, &shared, phase).await;
                             drop(guard);
                         }.instrument(span));
                     }
@@ -157,10 +184,83 @@ impl Server {
         };
         drop(listener);
         if interrupted {
-            let _ = stop_tx.send(true);
+            let drain = shared.settings.drain_timeout;
+            let open = activity.borrow().connections;
+            info!(
+                "stopping: {open} connections get up to {}s to close (a second signal ends them \
+                 at once)",
+                drain.as_secs()
+            );
+            let _ = phase_tx.send(Phase::Draining);
+            let second = stop();
+            tokio::select! {
+                _ = activity.wait_for(|a| a.connections == 0) => {}
+                () = tokio::time::sleep(drain) => {
+                    let left = shared.activity.borrow().connections;
+                    info!("drain time over (--drain-timeout): dropping {left} connections");
+                }
+                () = second => {
+                    let left = shared.activity.borrow().connections;
+                    info!("second signal: dropping {left} connections");
+                }
+            }
+            let _ = phase_tx.send(Phase::Stopped);
         }
         // Wait for sessions to end: at once when interrupted, naturally otherwise.
         let _ = activity.wait_for(|a| a.connections == 0).await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+    }
+}
+
+/// Where the server is in its life, for every connection's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// Stop accepting, close every session (1001), drop connections still in HTTP.
+    Draining,
+    /// The drain is over: drop everything.
+    Stopped,
+}
+
+/// What a connection's task and its relay share about a drain.
+#[derive(Default)]
+struct DrainFlags {
+    /// The connection reached the relay (a drain then closes it properly).
+    relaying: AtomicBool,
+    /// The server is going away: the relay closes at its next wake-up.
+    going_away: AtomicBool,
+}
+
+/// Serves one connection, watching `phase`: a drain drops it if it is not a WebSocket session
+/// yet, and tells its relay to close if it is; the end of the drain drops it.
+async fn serve_until_stopped<S: crate::listen::Stream>(
+    stream: S,
+    info: Box<ConnInfo>,
+    shared: &Arc<Shared>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let flags = DrainFlags::default();
+    let serve = conn::serve(stream, info, shared, &flags);
+    tokio::pin!(serve);
+    loop {
+        tokio::select! {
+            () = &mut serve => return,
+            changed = phase.changed() => {
+                let now = *phase.borrow_and_update();
+                if changed.is_err() || now == Phase::Stopped {
+                    return debug!("ended by shutdown");
+                }
+                if now == Phase::Draining {
+                    if !flags.relaying.load(Ordering::Relaxed) {
+                        return debug!("ended by shutdown before becoming a WebSocket");
+                    }
+                    // The relay sees it when polled: the next round of this loop polls it.
+                    flags.going_away.store(true, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 
@@ -174,10 +274,36 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// What every connection task shares.
 struct Shared {
     settings: Arc<Settings>,
-    tls: Option<TlsAcceptor>,
+    /// The TLS configuration, swapped on reload (None: no TLS).
+    tls: Option<Arc<Reloadable>>,
     http: Arc<Http>,
     next_id: AtomicU64,
     activity: watch::Sender<Activity>,
+}
+
+impl Shared {
+    /// Reloads the certificate and rebuilds the gate (token and auth sources) from the same
+    /// settings; what fails keeps the old one and says so. Sessions running are untouched.
+    /// Blocking.
+    fn reload(&self) {
+        info!("reloading (SIGHUP): certificate, token and auth sources");
+        if let Some(tls) = &self.tls {
+            tls.reload(&self.settings);
+        }
+        match Gate::new(&self.settings) {
+            Ok(gate) => {
+                info!(
+                    "token and auth sources reloaded: proxying to {}",
+                    gate.describe()
+                );
+                self.http.gate.store(Arc::new(gate));
+            }
+            Err(err) => {
+                let message = err.message.trim_start_matches("websockify: ");
+                error!("token and auth reload failed, keeping the previous ones: {message}");
+            }
+        }
+    }
 }
 
 /// What the accept loop watches for `--idle-timeout` and `--run-once`.

@@ -12,6 +12,8 @@ use tracing::warn;
 use crate::config::{Settings, TlsMinVersion};
 use crate::conninfo::TlsInfo;
 
+pub mod reload;
+
 /// A start-up error about TLS settings: one line for the user.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -26,8 +28,11 @@ impl From<TlsError> for crate::error::StartError {
 /// Loads the server's TLS configuration. `Ok(None)` when `--cert` was not given, the default
 /// `self.pem` does not exist and TLS is optional (no `--ssl-only`, no `--key`): the server then
 /// serves plain clients only and drops TLS ones with a log line, as the reference does. A
-/// certificate named by `--cert` must exist.
-pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+/// certificate named by `--cert` must exist. The leaf certificate comes with it, for the
+/// reload's log line.
+pub fn load(
+    settings: &Settings,
+) -> Result<Option<(Arc<ServerConfig>, CertificateDer<'static>)>, TlsError> {
     let cert_path = &settings.cert;
     if !cert_path.exists() {
         if settings.cert_given {
@@ -60,6 +65,11 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
         return Ok(None);
     }
     let certs = read_certs(cert_path)?;
+    // `read_certs` returns at least one.
+    let leaf = certs
+        .first()
+        .cloned()
+        .unwrap_or_else(|| CertificateDer::from(Vec::new()));
     let key_path = settings.key.as_deref().unwrap_or(cert_path);
     let key_flag = if settings.key.is_some() {
         "--key"
@@ -99,7 +109,7 @@ pub fn load(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, TlsError> 
         ))
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    Ok(Some((Arc::new(config), leaf)))
 }
 
 /// `--verify-client`: a verifier requiring a client certificate that chains to a CA of
@@ -598,7 +608,7 @@ mod tests {
             settings.ssl_only = true;
             settings.verify_client = verify_client;
             settings.cafile = Some(ca_file.clone());
-            let server = load(&settings).unwrap().unwrap();
+            let (server, _) = load(&settings).unwrap().unwrap();
 
             let mut roots = rustls::RootCertStore::empty();
             roots.add(server_ca.0.der().clone()).unwrap();

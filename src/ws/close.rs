@@ -5,6 +5,7 @@ use super::Violation;
 /// Close codes we send (RFC 6455 §7.4.1).
 pub mod close_code {
     pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL_ERROR: u16 = 1002;
     pub const INVALID_PAYLOAD: u16 = 1007;
     pub const INTERNAL_ERROR: u16 = 1011;

@@ -110,15 +110,6 @@ impl LoggedBinary {
         self.child.id() as i32
     }
 
-    /// Sends it `signal` (a name `kill` knows: `USR1`, `TERM`).
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
     /// Waits (bounded) until its stdout holds `needle`; returns all of stdout.
     pub async fn wait_for_stdout(&self, needle: &str) -> String {
         bounded(&format!("{needle:?} on stdout"), async {
@@ -174,6 +165,28 @@ impl LoggedBinary {
             if self.count(needle) >= n {
                 return;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` (SIGTERM, SIGHUP...) to the binary.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a pid");
+        rustix::process::kill_process(pid, signal).expect("signal sent");
+    }
+
+    /// Waits (bounded by `within`) for the binary to exit; its status and how long it took.
+    pub async fn exit_within(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < within,
+                "still running after {within:?}; log:\n{}",
+                self.lines().join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

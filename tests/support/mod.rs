@@ -71,6 +71,20 @@ pub fn settings_to(target: SocketAddr) -> Settings {
     )
 }
 
+/// A stop request for `Server::run` from a oneshot: the first call waits for it, later calls
+/// (a second stop, during the drain) never complete.
+pub fn once(
+    rx: oneshot::Receiver<()>,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let mut rx = Some(rx);
+    move || match rx.take() {
+        Some(rx) => Box::pin(async move {
+            let _ = rx.await;
+        }),
+        None => Box::pin(std::future::pending()),
+    }
+}
+
 /// Starts the real server with `settings` on 127.0.0.1, port 0.
 pub async fn start_proxy(settings: Settings) -> Proxy {
     let server = Server::new(settings).expect("server settings");
@@ -78,9 +92,7 @@ pub async fn start_proxy(settings: Settings) -> Proxy {
     let listener = websockify::TcpListener::new(listener).unwrap();
     let addr = listener.socket_addr();
     let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(server.run(listener, async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(server.run(listener, once(rx), std::future::pending));
     Proxy {
         addr,
         shutdown: Some(tx),
