@@ -270,11 +270,18 @@ def unix_listen(impl):
     )
     try:
         deadline = time.monotonic() + 10
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        s.connect(path)
+        while True:
+            # The file appears at bind, connections succeed from listen on: retry until then.
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            try:
+                s.connect(path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         s.sendall(upgrade_request("/"))
         data = b""
         while b"A\n" not in data:
@@ -1192,3 +1199,42 @@ def syslog_line(impl, extra):
     if re.match(r"<\d+>websockify\[\d+\]: ", text):
         return "RFC 3164, facility user" if text.startswith("<14>") or text.startswith("<15>") else text[:20]
     return f"unrecognised: {text[:40]!r}"
+
+
+@case(
+    "HTTP",
+    "--web: a path escaping the web root (`/../`, `/%2e%2e/`)",
+    ours="HTTP 403, HTTP 403, HTTP 403",
+    why="a path that tries to leave the web root is refused as what it is (403, and a log "
+    "line); the reference drops the `..` and answers 404 from inside the root",
+)
+def web_traversal(impl):
+    seen = []
+    for path in (b"/../../../../etc/passwd", b"/%2e%2e/%2e%2e/%2e%2e/etc/passwd", b"/..%2f..%2f..%2fetc/passwd"):
+        r = answer(impl, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n", web_args())
+        seen.append(f"{status_of(r)}{' with /etc/passwd' if b'root:' in r.body else ''}")
+    return ", ".join(seen)
+
+
+@case(
+    "HTTP",
+    "an error answer (405) and then: the connection is closed",
+    ours="HTTP 405, closed: False",
+    why="HTTP/1.1 keeps the connection for the next request (idle, it is dropped after the "
+    "handshake timeout); the reference closes after every answer",
+)
+def closed_after_error(impl):
+    r = answer(impl, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return f"{status_of(r)}, closed: {r.closed}"
+
+
+@case(
+    "HTTP",
+    "an upgrade over HTTP/1.0",
+    ours="HTTP 400",
+    why="RFC 6455 4.1: the opening handshake is an HTTP/1.1 (or later) GET; the reference "
+    "upgrades an HTTP/1.0 request",
+)
+def upgrade_http10(impl):
+    raw = upgrade_request().replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    return status_of(answer(impl, raw))

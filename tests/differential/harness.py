@@ -18,10 +18,22 @@ import time
 WAIT = 10.0  # the bound on any single wait, seconds
 
 
+_given = set()
+_given_lock = threading.Lock()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before in this run: cases run side by side, and
+    a port freed by one must not reach two servers (the second would fail to bind while the
+    readiness check talks to the first)."""
+    with _given_lock:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _given:
+                _given.add(port)
+                return port
 
 
 class Impl:
