@@ -183,6 +183,71 @@ async fn upgrade_answers_101_with_the_rfc_accept_key() {
     proxy.stop().await;
 }
 
+/// The accept key for keys chosen until the answers have used every character of the base64
+/// alphabet (`+` and `/` included) and its `=` padding, each checked against SHA-1 and
+/// base64 computed here independently of the server (the `sha1` crate, and an encoder written
+/// below): an alphabet slip in the server's encoding cannot hide behind one test vector.
+#[tokio::test]
+async fn accept_keys_are_right_across_the_whole_base64_alphabet() {
+    use sha1::Digest as _;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fn encode(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.len();
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= n {
+                    out.push(ALPHABET[(v >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+    let proxy = proxy().await;
+    let mut seen = std::collections::HashSet::new();
+    let mut keys = 0;
+    for seed in 0u32.. {
+        if ALPHABET.iter().all(|c| seen.contains(c)) {
+            break;
+        }
+        assert!(seed < 2000, "alphabet still not covered: {seen:?}");
+        let raw: Vec<u8> = (0..16u32)
+            .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 40503) >> 7) as u8)
+            .collect();
+        let key = encode(&raw);
+        let mut sha = sha1::Sha1::new();
+        sha.update(key.as_bytes());
+        sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        let expected = encode(&sha.finalize());
+        let stream = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut client = RawClient::new(stream);
+        let request = upgrade_request("/", "").replace(KEY, &key);
+        let head = client.request(&request).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "key {key}: {head}");
+        assert_eq!(
+            header(&head, "sec-websocket-accept"),
+            Some(expected.as_str()),
+            "key {key}"
+        );
+        assert!(
+            expected.ends_with('='),
+            "a SHA-1 digest is 20 bytes: one `=`"
+        );
+        seen.extend(expected.bytes());
+        keys += 1;
+    }
+    eprintln!("{keys} keys covered the base64 alphabet");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn versions_7_8_and_13_are_accepted() {
     let proxy = proxy().await;
