@@ -600,3 +600,61 @@ async fn a_small_frame_sent_in_pieces_reaches_the_target_in_one_piece() {
     assert_eq!(first, payload.len(), "the frame arrived in pieces");
     proxy.stop().await;
 }
+
+/// The `base64` subprotocol at the edges of a message: text cut into one-character fragments,
+/// an empty message between two others, padded messages back to back (the decoder starts
+/// afresh at each message), and the two ways a message can end wrong — cut inside a 4-character
+/// group, or padding followed by more text — each 1007.
+#[tokio::test]
+async fn base64_messages_at_their_edges() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let proxy = start_proxy(settings_to(echo_server().await)).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, Some("base64")).await;
+    // One character per fragment, off every grid.
+    let data = b"\x00\xffone char at a time\x7f".to_vec();
+    let text = b64.encode(&data);
+    let chars = text.as_bytes();
+    client.send(false, TEXT, &chars[..1]).await;
+    for c in &chars[1..chars.len() - 1] {
+        client.send(false, 0x0, std::slice::from_ref(c)).await;
+    }
+    client.send(true, 0x0, &chars[chars.len() - 1..]).await;
+    assert_eq!(read_base64(&mut client, data.len()).await, data);
+
+    // An empty message, then two padded ones back to back ("QQ==" then "QkM=").
+    client.send(true, TEXT, b"").await;
+    client.send(true, TEXT, b"QQ==").await;
+    client.send(true, TEXT, b"QkM=").await;
+    assert_eq!(read_base64(&mut client, 3).await, b"ABC");
+
+    // A message cut inside a group.
+    client.send(false, TEXT, b"QUJD").await;
+    client.send(true, 0x0, b"RA").await;
+    assert_eq!(client.read_close().await.0, 1007);
+    proxy.stop().await;
+
+    // Padding, then more text in the same message.
+    let proxy = start_proxy(settings_to(echo_server().await)).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, Some("base64")).await;
+    client.send(false, TEXT, b"QQ==").await;
+    client.send(true, 0x0, b"QkM=").await;
+    assert_eq!(client.read_close().await.0, 1007);
+    proxy.stop().await;
+}
+
+/// Base64 text frames from `client`, decoded, until `n` bytes have come.
+async fn read_base64(client: &mut RawClient<TcpStream>, n: usize) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut decoded = Vec::new();
+    while decoded.len() < n {
+        let frame = client.read_frame().await.expect("a frame");
+        assert_eq!(frame.opcode, TEXT);
+        decoded.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(&frame.payload)
+                .expect("our base64"),
+        );
+    }
+    decoded
+}
