@@ -57,8 +57,8 @@ lintian --fail-on error --info "$DEB" | tee "$ART/lintian.txt"
 state() {
   local f
   for f in /usr/bin/websockify /usr/share/man/man1/websockify.1.gz; do
-    echo "$f: $(dpkg-query -S "$f" 2>&1 | grep -v '^diversion' | tr '\n' ' ')"
-    echo "$f: $(md5sum <"$f" 2>&1)"
+    echo "owner $f: $(dpkg-query -S "$f" 2>&1 | grep -v '^diversion' | tr '\n' ' ')"
+    echo "md5 $f: $(md5sum <"$f" 2>&1 | cut -d' ' -f1)"
   done
   echo "diversions: $(dpkg-divert --list '*websockify*' | sort | tr '\n' ' ')"
   echo "dpkg --verify: $(dpkg --verify python3-websockify websockify 2>&1 | tr '\n' ' ')"
@@ -88,7 +88,7 @@ dpkg -i "$DEB"
 dpkg-divert --list websockify-rs | tee "$ART/diversions.txt"
 [ "$(grep -c 'by websockify-rs' "$ART/diversions.txt")" = 2 ] || die "expected 2 diversions"
 # The Python files, kept aside unchanged.
-python_md5=$(sed -n 's|^/usr/bin/websockify: \([0-9a-f]*\).*|\1|p' "$ART/before.txt")
+python_md5=$(sed -n 's|^md5 /usr/bin/websockify: ||p' "$ART/before.txt")
 [ "$(md5sum </usr/bin/websockify.python | cut -d' ' -f1)" = "$python_md5" ] ||
   die "/usr/bin/websockify.python is not the Python websockify"
 /usr/bin/websockify.python --help >/dev/null 2>&1 || die "the Python websockify does not run as websockify.python"

@@ -38,9 +38,10 @@ case "$SHOWN" in
   "websockify $VERSION (commit "*")") ;;
   *) die "$BIN --version says '$SHOWN', not version $VERSION: rebuild it" ;;
 esac
+# The man page (built now, from this checkout) says the same version: one commit for all.
 HEAD=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 [ "$SHOWN" = "websockify $VERSION (commit $HEAD)" ] ||
-  echo "package.sh: warning: $BIN is '$SHOWN', the checkout is at $HEAD" >&2
+  die "$BIN is '$SHOWN' but the checkout is at commit $HEAD: rebuild it (drop --no-build)"
 
 # Reproducible: every date and mtime is the commit's.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
