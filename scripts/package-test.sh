@@ -6,8 +6,8 @@
 #      Python files are kept aside, unchanged;
 #   3. runs Debian's novnc_proxy (scripts/e2e.sh --novnc-proxy): noVNC in Chromium connects to
 #      a TigerVNC desktop through the websockify novnc_proxy found, proven to be ours;
-#   4. removes the package (also on any failure: an EXIT trap) and checks that everything is
-#      exactly as before: files, diversions, and the Python websockify running.
+#   4. removes the package (dpkg -r, then --purge; on any failure an EXIT trap purges it) and
+#      checks that everything is exactly as before: files, diversions, the Python websockify.
 # Usage: scripts/package-test.sh [--no-build]   (--no-build: package target/release as built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,7 +73,7 @@ restore() {
   trap - EXIT
   if [ "$INSTALLED" = 1 ]; then
     echo "== package-test: removing websockify-rs after a failure"
-    dpkg -r websockify-rs >&2 || true
+    dpkg --purge websockify-rs >&2 || true
   fi
   exit "$rc"
 }
@@ -112,8 +112,17 @@ if ! diff -u "$ART/before.txt" "$ART/after.txt"; then
 fi
 /usr/bin/websockify --help 2>&1 | grep -q 'Usage: ' || die "the Python websockify does not run after removal"
 [ ! -e /usr/bin/websockify.python ] || die "/usr/bin/websockify.python left behind"
-case "$(dpkg-query -W -f='${Status}' websockify-rs 2>/dev/null || true)" in
-  *" installed" | *config-files) die "websockify-rs is still installed" ;;
+# `dpkg -r` keeps a package with a postrm as "rc" (config-files) until purged, with no file:
+# that is where `apt remove` leaves it too. Then purge, to leave dpkg's database as it was.
+status=$(dpkg-query -W -f='${Status}' websockify-rs 2>/dev/null || true)
+[ "$status" = "deinstall ok config-files" ] || die "websockify-rs after dpkg -r: '$status'"
+dpkg --purge websockify-rs
+status=$(dpkg-query -W -f='${Status}' websockify-rs 2>/dev/null || true)
+case "$status" in
+  "" | *not-installed) ;;
+  *) die "websockify-rs after dpkg --purge: '$status'" ;;
 esac
+state >"$ART/after-purge.txt"
+diff -u "$ART/before.txt" "$ART/after-purge.txt" || die "dpkg --purge changed the state (diff above)"
 echo "   /usr/bin/websockify is the Python one again; nothing of ours is left"
 echo "== package-test: passed in $(($(date +%s) - T0)) s (logs in target/package-test/)"
