@@ -67,7 +67,7 @@ state >"$ART/before.txt"
 grep -q 'python3-websockify' "$ART/before.txt" ||
   die "the Python websockify does not own /usr/bin/websockify before the test: $(cat "$ART/before.txt")"
 
-INSTALLED=0
+INSTALLED=0 # until purged: a failed check after `dpkg -r` still purges
 restore() {
   local rc=$?
   trap - EXIT
@@ -105,7 +105,6 @@ cp target/e2e/served-by.txt "$ART/"
 
 echo "== package-test: dpkg -r"
 dpkg -r websockify-rs
-INSTALLED=0
 state >"$ART/after.txt"
 if ! diff -u "$ART/before.txt" "$ART/after.txt"; then
   die "the machine is not as it was before the install (diff above)"
@@ -124,5 +123,6 @@ case "$status" in
 esac
 state >"$ART/after-purge.txt"
 diff -u "$ART/before.txt" "$ART/after-purge.txt" || die "dpkg --purge changed the state (diff above)"
+INSTALLED=0
 echo "   /usr/bin/websockify is the Python one again; nothing of ours is left"
 echo "== package-test: passed in $(($(date +%s) - T0)) s (logs in target/package-test/)"
