@@ -1046,3 +1046,43 @@ fn a_malformed_target_allow_entry_is_a_usage_error_naming_it() {
         "--target-allow applies to the targets of token plugins only",
     );
 }
+
+// ---- version ----
+
+/// `--version` (the real binary) names the package version and the commit it was built from,
+/// so that an installed package can be matched to its source (scripts/package-test.sh relies
+/// on it to prove which binary served noVNC). In a git checkout the commit is HEAD's.
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_websockify"))
+        .arg("--version")
+        .output()
+        .expect("run websockify --version");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let prefix = format!("websockify {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = stdout
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("--version printed {stdout:?}"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let top = git(&["rev-parse", "--show-toplevel"]).map(std::path::PathBuf::from);
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if top.is_some_and(|top| top.canonicalize().ok() == here.canonicalize().ok()) {
+        let head = git(&["rev-parse", "--short=12", "HEAD"]).expect("git rev-parse HEAD");
+        assert_eq!(commit, head, "--version's commit is not HEAD's");
+    } else {
+        assert!(
+            commit == "unknown" || commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit:?}"
+        );
+    }
+}
