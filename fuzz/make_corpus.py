@@ -175,3 +175,14 @@ write("redis_source", {
     "spaced_port": b"h: +6380 :  3",
     "big_db": b"h::99999999999999999999",
 })
+
+# JWTTokenApi tokens (tests/fixtures/jwt/tokens.json, made by jwcrypto): one byte choosing the
+# key of fuzz_targets/jwt.rs's KEYS, then the token.
+JWT_KEYS = ["oct32.key", "oct16.key", "rsa.pem", "rsa.pub.pem", "ec256.pem", "ed25519.pem"]
+with open(os.path.join(os.path.dirname(ROOT), "..", "tests", "fixtures", "jwt", "tokens.json")) as f:
+    import json
+    jwt_seeds = {}
+    for case in json.load(f):
+        if case["key"] in JWT_KEYS:
+            jwt_seeds[case["name"]] = bytes([JWT_KEYS.index(case["key"])]) + case["token"].encode()
+    write("jwt", jwt_seeds)

@@ -6,6 +6,9 @@
 #   - --token-plugin ReadOnlyTokenFile with the same file (read once),
 #   - --token-plugin TokenRedis with a real redis-server on loopback holding the same 10,000
 #     tokens (one multiplexed connection, a GET per lookup), when redis-server is installed,
+#   - --token-plugin JWTTokenApi with an HS256 token (a symmetric key file), and, when the
+#     reference's Python with jwcrypto is at $JWCRYPTO_PYTHON (default /tmp/ref/bin/python),
+#     with RS256 and with RS256 nested in RSA-OAEP-256/A256GCM (tests/fixtures/jwt/rsa.pem),
 # the runs interleaved, medians of RUNS. Loopback only; everything started is killed on exit.
 # Usage: scripts/bench-tokens.sh [--runs N] [--duration S] [--no-build]
 set -euo pipefail
@@ -50,10 +53,43 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   for i in $(seq 1 10000); do echo "SET desk-$i 127.0.0.1:$echo_port"; done |
     redis-cli -p "$redis_port" >/dev/null
 fi
+# JWTTokenApi: a fresh symmetric key (base64url text, as the reference reads it), an HS256 token.
+python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode(), end="")' \
+  >"$TMP/jwt.key"
+jwt_token=$(python3 - "$TMP/jwt.key" "$echo_port" <<'PY'
+import base64, hashlib, hmac, json, sys
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+key = base64.urlsafe_b64decode(open(sys.argv[1]).read() + "=")
+head = b64(b'{"alg":"HS256"}') + "." + b64(json.dumps({"host": "127.0.0.1", "port": int(sys.argv[2])}).encode())
+print(head + "." + b64(hmac.new(key, head.encode(), hashlib.sha256).digest()))
+PY
+)
+JWCRYPTO_PYTHON=${JWCRYPTO_PYTHON:-/tmp/ref/bin/python}
+rsa_tokens=""
+if [ -x "$JWCRYPTO_PYTHON" ] && "$JWCRYPTO_PYTHON" -c 'import jwcrypto' 2>/dev/null; then
+  rsa_tokens=$("$JWCRYPTO_PYTHON" - tests/fixtures/jwt/rsa.pem "$echo_port" <<'PY'
+import sys
+from jwcrypto import jwk, jwt
+key = jwk.JWK.from_pem(open(sys.argv[1], "rb").read())
+inner = jwt.JWT(header={"alg": "RS256"}, claims={"host": "127.0.0.1", "port": int(sys.argv[2])})
+inner.make_signed_token(key)
+outer = jwt.JWT(header={"alg": "RSA-OAEP-256", "enc": "A256GCM", "cty": "JWT"}, claims=inner.serialize())
+outer.make_encrypted_token(key)
+print(inner.serialize(), outer.serialize())
+PY
+)
+fi
 fixed=$(FIXED=1 start)
 tokenfile=$(start --token-plugin TokenFile --token-source "$TMP/tokens")
 readonly_=$(start --token-plugin ReadOnlyTokenFile --token-source "$TMP/tokens")
 kinds="fixed tokenfile readonly"
+jwt=$(start --token-plugin JWTTokenApi --token-source "$TMP/jwt.key")
+kinds="$kinds jwt-hs256"
+if [ -n "$rsa_tokens" ]; then
+  read -r rs256_token oaep_token <<<"$rsa_tokens"
+  jwt_rsa=$(start --token-plugin JWTTokenApi --token-source tests/fixtures/jwt/rsa.pem)
+  kinds="$kinds jwt-rs256 jwt-oaep"
+fi
 if [ -n "$redis_port" ]; then
   redis=$(start --token-plugin TokenRedis --token-source "127.0.0.1:$redis_port")
   kinds="$kinds redis"
@@ -72,6 +108,9 @@ for run in $(seq 1 "$RUNS"); do
       fixed) out=$(churn "$fixed" "") ;;
       tokenfile) out=$(churn "$tokenfile" "?token=desk-5000") ;;
       readonly) out=$(churn "$readonly_" "?token=desk-5000") ;;
+      jwt-hs256) out=$(churn "$jwt" "?token=$jwt_token") ;;
+      jwt-rs256) out=$(churn "$jwt_rsa" "?token=$rs256_token") ;;
+      jwt-oaep) out=$(churn "$jwt_rsa" "?token=$oaep_token") ;;
     esac
     read -r rate errors <<<"$out"
     [ "$errors" = 0 ] || { echo "bench-tokens: $kind run $run had $errors errors" >&2; exit 1; }

@@ -23,6 +23,12 @@ if ! [ -x "$venv/bin/websockify" ]; then
   "$venv/bin/pip" install -q websockify==0.13.0 numpy jwcrypto redis requests >&2
 fi
 cargo build --release -q --bin websockify
+# The reference wraps programs with a rebind.so that its pip package does not ship (it is
+# built with `make` from its repository). It gets ours, built by build.rs, which reads the
+# same REBIND_OLD_PORT/REBIND_NEW_PORT: the wrap cases then compare the two wrappers.
+shim=$(ls -t target/release/build/websockify-*/out/rebind.so | head -n 1)
+mkdir -p "$venv/lib"
+cp "$shim" "$venv/lib/rebind.so"
 
 mode=(--check-doc docs/compatibility.md)
 if [ "${1:-}" = "--write-doc" ]; then

@@ -28,8 +28,8 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
-    Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
+    AllowEntry, AuthConfig, Facility, Listen, Settings, SyslogConfig, SyslogDest, TargetSpec,
+    Targets, TlsMinVersion, TokenConfig, Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
@@ -42,10 +42,11 @@ pub use listen::{
     Tcp as TcpListener, Unix as UnixListener,
 };
 pub use observe::log::init as init_logging;
+pub use observe::writer::flush as flush_observers;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::daemon::daemonize;
 pub use process::wrap::{Program, Supervisor};
-pub use process::{exit, shutdown_signal};
+pub use process::{exit, reopen_log_on_sigusr1, shutdown_signal};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;
@@ -53,6 +54,9 @@ pub use target::CONNECT_TIMEOUT;
 /// The pure pieces, public for the fuzz targets and the tests that drive them directly.
 pub mod codec {
     pub use crate::gate::token::file::{parse_line, Line};
+    pub use crate::gate::token::jose::{
+        decode as decode_jose, Key as JoseKey, Refusal as JoseRefusal, MAX_TOKEN as MAX_JOSE_TOKEN,
+    };
     pub use crate::gate::token::redis::{
         parse_source as parse_redis_source, split_source, RedisSource,
     };

@@ -14,7 +14,14 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, StartError> {
     let mut settings = cli::parse_from(std::env::args_os())?;
-    websockify::init_logging(settings.verbose);
+    // Before the fork: a log file or syslog socket opened here survives it, and a bad one
+    // still reaches the terminal.
+    websockify::init_logging(
+        settings.verbose,
+        settings.log_file.as_deref(),
+        settings.syslog.as_ref(),
+    )
+    .map_err(StartError::new)?;
     // Everything that can fail is checked here, on the one thread there is, so that a failure
     // reaches the terminal and `-D` can still fork.
     let listener =
@@ -31,7 +38,8 @@ fn run() -> Result<ExitCode, StartError> {
         .enable_all()
         .build()
         .map_err(|err| StartError::new(format!("cannot start the runtime: {err}")))?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
+        websockify::reopen_log_on_sigusr1();
         let bound = listener.register().map_err(StartError::new)?;
         let program = program.map(Program::start).transpose()?;
         // The one dispatch on the kind of listener; the server is generic over it.
@@ -44,7 +52,10 @@ fn run() -> Result<ExitCode, StartError> {
             Some(program) => program.stop().await,
             None => ExitCode::SUCCESS,
         })
-    })
+    });
+    // The last recordings get their end mark, the last traffic symbols reach stdout.
+    websockify::flush_observers(std::time::Duration::from_secs(5));
+    served
 }
 
 /// Announces and serves `listener` until a signal, a limit or the wrapped program's exit

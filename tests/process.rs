@@ -73,9 +73,9 @@ fn usage_errors_exit_2_with_one_line_naming_the_problem() {
     let (code, _, stderr) = run(&["6080"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("Too few arguments"), "{stderr}");
-    let (code, _, stderr) = run(&["--record", "/tmp/x", "6080", "localhost:5900"]);
+    let (code, _, stderr) = run(&["--syslog", "localhost:x", "6080", "localhost:5900"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("--record"), "{stderr}");
+    assert!(stderr.contains("--syslog localhost:x"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 

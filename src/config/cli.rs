@@ -20,7 +20,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, ValueEnum};
 
 use super::{
-    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
+    AllowEntry, AuthConfig, Facility, Listen, Settings, SyslogConfig, SyslogDest, TargetSpec,
+    Targets, TlsMinVersion, TokenConfig,
 };
 
 /// Why parsing stopped. main.rs prints it (help on stdout, errors on stderr) and exits with
@@ -445,13 +446,13 @@ pub struct Cli {
     #[arg(short = 'v', long, help_heading = "Recording and logging")]
     pub verbose: bool,
 
-    /// Per frame traffic
+    /// Per frame traffic (the reference's symbols, on stdout)
     #[arg(long, help_heading = "Recording and logging")]
     pub traffic: bool,
 
     #[arg(
         long,
-        help = "Record sessions to FILE.[session_number]",
+        help = "Record sessions to FILE.[session_number] (noVNC's playback format; mode 0600)",
         value_parser = path_value(),
         value_name = "FILE",
         allow_hyphen_values = true,
@@ -459,7 +460,7 @@ pub struct Cli {
     )]
     pub record: Option<PathBuf>,
 
-    /// File where logs will be saved
+    /// File where logs will be saved (appended; reopened on SIGUSR1, for logrotate)
     #[arg(
         long,
         value_parser = path_value(),
@@ -469,7 +470,8 @@ pub struct Cli {
     )]
     pub log_file: Option<PathBuf>,
 
-    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port pair
+    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port
+    /// pair (RFC 5424; facility daemon with -D, user otherwise)
     #[arg(
         long,
         value_name = "SERVER",
@@ -668,14 +670,7 @@ type NotYet = (&'static str, &'static str, fn(&Cli, &Positionals) -> bool);
 /// The options this websockify does not implement yet, in the order they are reported: the one
 /// list behind both the start-up refusal ([`Cli::not_supported_yet`]) and the mark in `--help`
 /// ([`command`]). Implementing one means deleting its line (and mapping it into `Settings`).
-const NOT_SUPPORTED_YET: &[NotYet] = &[
-    ("traffic", "--traffic", |c, _| c.traffic),
-    ("record", "--record", |c, _| given(&c.record)),
-    ("log_file", "--log-file", |c, _| given(&c.log_file)),
-    ("syslog", "--syslog", |c, _| given(&c.syslog)),
-    ("legacy_syslog", "--legacy-syslog", |c, _| c.legacy_syslog),
-    ("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0),
-];
+const NOT_SUPPORTED_YET: &[NotYet] = &[("heartbeat", "--heartbeat", |c, _| c.heartbeat != 0)];
 
 /// What `--help` puts before the help of each option in [`NOT_SUPPORTED_YET`].
 pub const NOT_YET_MARK: &str = "[not yet supported]";
@@ -909,6 +904,16 @@ impl Cli {
             ));
         }
 
+        let syslog = match self.syslog.as_deref().filter(|s| !s.is_empty()) {
+            Some(server) => Some(SyslogConfig {
+                dest: SyslogDest::parse(server)
+                    .map_err(|why| CliError::usage(format!("--syslog {server}: {why}")))?,
+                legacy: self.legacy_syslog,
+                facility: Facility::for_process(self.daemon),
+            }),
+            None => None,
+        };
+
         Ok(Settings {
             listen,
             target,
@@ -943,6 +948,14 @@ impl Cli {
             target_allow,
             daemon: self.daemon,
             wrap,
+            record: given(&self.record)
+                .then(|| self.record.as_deref().map(absolute))
+                .flatten(),
+            traffic: self.traffic,
+            log_file: given(&self.log_file)
+                .then(|| self.log_file.as_deref().map(absolute))
+                .flatten(),
+            syslog,
         })
     }
 }
@@ -972,6 +985,12 @@ fn wrap_port(listen: &ListenArg, given: Option<u16>) -> Result<u16, CliError> {
         ));
     }
     Ok(port)
+}
+
+/// `path` made absolute against the current directory (as the reference's `os.path.abspath`):
+/// a later chdir (`-D`) must not move where recordings and logs go.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `--web DIR` as an absolute, canonical path, checked to be a directory now: a later chdir

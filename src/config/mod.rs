@@ -3,6 +3,8 @@
 
 pub mod cli;
 
+pub use crate::observe::syslog::{Facility, SyslogConfig, SyslogDest};
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -274,6 +276,14 @@ pub struct Settings {
     /// `-- PROGRAM ARGS`: the program to run and proxy to. `target` is then its loopback port,
     /// filled in at start-up when the port is picked.
     pub wrap: Option<Wrap>,
+    /// `--record FILE`: each session's traffic to `FILE.<connection number>` (absolute).
+    pub record: Option<PathBuf>,
+    /// `--traffic`: the reference's per-frame symbols on stdout.
+    pub traffic: bool,
+    /// `--log-file FILE`: log lines appended there too (absolute; reopened on SIGUSR1).
+    pub log_file: Option<PathBuf>,
+    /// `--syslog SERVER`: log lines sent there too.
+    pub syslog: Option<SyslogConfig>,
 }
 
 /// A wrapped program (`websockify PORT -- PROGRAM ARGS`).
@@ -336,6 +346,10 @@ impl Settings {
             target_allow: Vec::new(),
             daemon: false,
             wrap: None,
+            record: None,
+            traffic: false,
+            log_file: None,
+            syslog: None,
         }
     }
 }

@@ -1,25 +1,139 @@
 //! log: the tracing set-up, and the per-session log lines (one when a session opens, one when
 //! it ends), written by an observer beside the relay.
 
-use std::io::IsTerminal;
+use std::fs::{File, OpenOptions};
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use super::redact::request_target;
+use super::syslog::{Syslog, SyslogConfig};
 use super::{Observer, Report, Session};
 use crate::error::{Error, Level};
 
-/// Logs to stderr; `-v` adds debug detail. `RUST_LOG` overrides both.
-pub fn init(verbose: bool) {
+/// Logs to stderr, and to `log_file` (`--log-file`) and `syslog` (`--syslog`) when given;
+/// `-v` adds debug detail, `RUST_LOG` overrides it. The error names the option that failed.
+/// Starts no thread (a `-D` fork may follow).
+pub fn init(
+    verbose: bool,
+    log_file: Option<&Path>,
+    syslog: Option<&SyslogConfig>,
+) -> Result<(), String> {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    let file = match log_file {
+        Some(path) => {
+            let file = LogFile::open(path)
+                .map_err(|err| format!("--log-file {}: {err}", path.display()))?;
+            let _ = LOG_FILE.set(file.clone());
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(file)
+                    .with_ansi(false),
+            )
+        }
+        None => None,
+    };
+    let syslog = match syslog {
+        Some(config) => {
+            let sink = Syslog::connect(config)
+                .map_err(|err| format!("--syslog {}: {err}", config.dest))?;
+            // The header has the time, the severity and our name already.
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(sink)
+                    .with_ansi(false)
+                    .without_time()
+                    .with_level(false)
+                    .with_target(false),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .with(syslog)
         .try_init();
+    Ok(())
+}
+
+/// The `--log-file`, once opened: what SIGUSR1 reopens.
+static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
+
+/// Reopens the `--log-file` at its path (after logrotate moved it away); on failure the old
+/// file stays in use and a warning says why. Nothing to do without `--log-file`.
+pub fn reopen() {
+    let Some(log) = LOG_FILE.get() else { return };
+    match log.reopen() {
+        Ok(()) => info!("reopened the log file {}", log.0.path.display()),
+        Err(err) => warn!(
+            "cannot reopen the log file {} (still writing to the old one): {err}",
+            log.0.path.display()
+        ),
+    }
+}
+
+/// An appended log file that can be reopened in place.
+#[derive(Debug, Clone)]
+struct LogFile(Arc<LogFileInner>);
+
+#[derive(Debug)]
+struct LogFileInner {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogFile(Arc::new(LogFileInner {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })))
+    }
+
+    fn reopen(&self) -> io::Result<()> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.0.path)?;
+        // Swapped under the lock, logged after it (logging takes the lock).
+        *self.0.file.lock().unwrap_or_else(PoisonError::into_inner) = file;
+        Ok(())
+    }
+}
+
+/// One line's hold on the log file: lines from several threads never interleave.
+struct LogFileLine<'a>(MutexGuard<'a, File>);
+
+impl Write for LogFileLine<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.write(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogFile {
+    type Writer = LogFileLine<'a>;
+
+    fn make_writer(&'a self) -> LogFileLine<'a> {
+        LogFileLine(self.0.file.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// Logs a session's start (scheme, path with secrets redacted, target) and its end (duration,

@@ -1,6 +1,7 @@
-//! observe: what watches a session without steering it: the session log lines, redaction and
-//! escaping of peer text (later: syslog, recording, metrics). Observers are told what happened;
-//! they can neither change nor delay a byte.
+//! observe: what watches a session without steering it: the log (stderr, `--log-file`,
+//! `--syslog`) and the session log lines, `--record`, `--traffic`, redaction and escaping of
+//! peer text. Observers are told what happened; they can neither change nor delay a byte: slow
+//! output (files, stdout) goes through the writer thread, bounded.
 //!
 //! The hook: the connection calls [`Observer::open`] once the session is set up and
 //! [`Observer::close`] with the relay's [`Report`]; the relay calls [`Observer::bytes`] beside
@@ -8,7 +9,11 @@
 //! does not look at bytes costs the relay nothing.
 
 pub mod log;
+pub mod record;
 pub mod redact;
+pub mod syslog;
+pub mod traffic;
+pub mod writer;
 
 use std::fmt;
 
@@ -85,33 +90,94 @@ pub trait Observer {
     /// read, before framing.
     fn bytes(&mut self, _direction: Direction, _data: &[u8]) {}
 
+    /// A write of relayed data in `direction` went out, whole (`complete`) or in part (the
+    /// rest waits for the peer). Called only when [`Observer::wants_bytes`] said so.
+    fn sent(&mut self, _direction: Direction, _complete: bool) {}
+
     fn close(&mut self, _report: &Report) {}
 }
 
 /// Watches nothing, for nothing.
 impl Observer for () {}
 
-/// The observers a session has: the per-session log lines always; recording and metrics join
-/// here as fields when they land.
+/// An observer a session may or may not have: one branch per call, no allocation, no dyn.
+impl<O: Observer> Observer for Option<O> {
+    fn open(&mut self, session: &Session<'_>) {
+        if let Some(o) = self {
+            o.open(session);
+        }
+    }
+
+    fn wants_bytes(&self) -> bool {
+        self.as_ref().is_some_and(O::wants_bytes)
+    }
+
+    fn bytes(&mut self, direction: Direction, data: &[u8]) {
+        if let Some(o) = self {
+            o.bytes(direction, data);
+        }
+    }
+
+    fn sent(&mut self, direction: Direction, complete: bool) {
+        if let Some(o) = self {
+            o.sent(direction, complete);
+        }
+    }
+
+    fn close(&mut self, report: &Report) {
+        if let Some(o) = self {
+            o.close(report);
+        }
+    }
+}
+
+/// The observers a session has: the per-session log lines always, `--record` and `--traffic`
+/// when asked for (metrics join here as a field when they land).
 #[derive(Debug, Default)]
 pub struct Observers {
     pub log: log::SessionLog,
+    pub record: Option<record::Recorder>,
+    pub traffic: Option<traffic::Traffic>,
+}
+
+impl Observers {
+    /// The observers of connection `id`: recording to `record.<id>` when given (`--record`),
+    /// printing traffic symbols when `traffic` (`--traffic`).
+    pub fn for_session(record: Option<&std::path::Path>, traffic: bool, id: u64) -> Observers {
+        Observers {
+            log: log::SessionLog::default(),
+            record: record.map(|base| record::Recorder::new(base, id)),
+            traffic: traffic.then_some(traffic::Traffic),
+        }
+    }
 }
 
 impl Observer for Observers {
     fn open(&mut self, session: &Session<'_>) {
         self.log.open(session);
+        self.record.open(session);
+        self.traffic.open(session);
     }
 
     fn wants_bytes(&self) -> bool {
-        self.log.wants_bytes()
+        self.log.wants_bytes() || self.record.wants_bytes() || self.traffic.wants_bytes()
     }
 
     fn bytes(&mut self, direction: Direction, data: &[u8]) {
         self.log.bytes(direction, data);
+        self.record.bytes(direction, data);
+        self.traffic.bytes(direction, data);
+    }
+
+    fn sent(&mut self, direction: Direction, complete: bool) {
+        self.log.sent(direction, complete);
+        self.record.sent(direction, complete);
+        self.traffic.sent(direction, complete);
     }
 
     fn close(&mut self, report: &Report) {
         self.log.close(report);
+        self.record.close(report);
+        self.traffic.close(report);
     }
 }

@@ -34,3 +34,16 @@ pub async fn shutdown_signal() {
         _ => std::future::pending().await,
     }
 }
+
+/// Reopens the `--log-file` on every SIGUSR1, as logrotate's `postrotate` expects. Must be
+/// called inside the runtime. With the handler in place SIGUSR1 no longer ends the process.
+pub fn reopen_log_on_sigusr1() {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+        tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                crate::observe::log::reopen();
+            }
+        });
+    }
+}

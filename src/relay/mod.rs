@@ -286,8 +286,12 @@ where
                     if data_first {
                         if let Some(down) = &mut self.down {
                             down.pos += n;
-                            if down.pos == down.end {
+                            let complete = down.pos == down.end;
+                            if complete {
                                 self.down = None;
+                            }
+                            if self.watch_bytes {
+                                self.observer.sent(Direction::TargetToClient, complete);
                             }
                         }
                     } else {
@@ -344,8 +348,12 @@ where
                     progress = true;
                     self.target_flush = true;
                     up.segments.advance(n);
-                    if up.segments.is_empty() && up.held.is_none() {
+                    let complete = up.segments.is_empty();
+                    if complete && up.held.is_none() {
                         self.up = None;
+                    }
+                    if self.watch_bytes {
+                        self.observer.sent(Direction::ClientToTarget, complete);
                     }
                 }
                 Poll::Ready(Err(err)) => {

@@ -81,7 +81,9 @@ where
         a.websockets += 1;
         run_once
     });
-    let mut observers = Observers::default();
+    let settings = &shared.settings;
+    let mut observers =
+        Observers::for_session(settings.record.as_deref(), settings.traffic, info.id);
     observers.open(&Session {
         info: &info,
         path: &path,

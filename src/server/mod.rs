@@ -58,30 +58,32 @@ impl Server {
         info!("WebSocket server settings:");
         info!("  - Listen on {}", listener.describe());
         info!("  - Proxying to {}", self.http.gate.describe());
+        // The reference's wording where a line states the same fact: scripts wait for them.
         match &settings.web {
             Some(dir) if settings.file_only => info!(
-                "  - Web server (no directory listings), web root: {}",
+                "  - Web server (no directory listings). Web root: {}",
                 dir.display()
             ),
-            Some(dir) => info!("  - Web server, web root: {}", dir.display()),
+            Some(dir) => info!("  - Web server. Web root: {}", dir.display()),
             None => info!("  - No web server"),
         }
         if settings.run_once {
             info!("  - Exiting after one WebSocket session (--run-once)");
         }
-        if settings.ssl_only {
+        if self.tls.is_some() {
             info!(
-                "  - SSL/TLS only (wss://), certificate {}",
+                "  - SSL/TLS support, certificate {}",
                 settings.cert.display()
             );
-        } else if self.tls.is_some() {
-            info!(
-                "  - SSL/TLS support (ws:// and wss://), certificate {}",
-                settings.cert.display()
-            );
+            if settings.ssl_only {
+                info!("  - Deny non-SSL/TLS connections");
+            }
         } else {
             // As the reference: no file name (the default self.pem was never asked for).
             info!("  - No SSL/TLS support (no cert file)");
+        }
+        if let Some(base) = &settings.record {
+            info!("  - Recording to '{}.*'", base.display());
         }
     }
 

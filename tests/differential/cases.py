@@ -85,11 +85,17 @@ def reach(port, path, extra=""):
     try:
         if ws.status != 101:
             return f"HTTP {ws.status}" if ws.status else "closed without an answer"
-        got = ws.data(64).split(b"\n")[0].decode("utf-8", "replace")
-        if got:
-            return f"reaches {got}"
-        closed = ws.close_frame()
-        return f"101 then close {closed[0]}" if closed else "101 then closed"
+        # The target says its name in one write: the first data frame carries it.
+        f = ws.frame()
+        while f is not None and f[0] in (9, 10):
+            f = ws.frame()
+        if f is None:
+            return "101 then closed"
+        if f[0] == 8:
+            code = struct.unpack(">H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+            return f"101 then close {code}"
+        name = f[1].split(b"\n")[0].decode("utf-8", "replace")
+        return f"reaches {name}"
     finally:
         ws.close()
 
@@ -897,3 +903,183 @@ def socket_dir_escape(impl):
         ["--token-plugin=UnixDomainSocketDirectory", f"--token-source={d}", "{listen}"],
         "/?token=../vnc-other/desk",
     )
+
+
+# ---- program wrapping and daemon ----
+
+
+def wrapped_answer(port):
+    """Asks the wrapped http.server for / through a WebSocket, retrying while the program
+    starts (it binds after we listen)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        ws = WebSocket(port)
+        try:
+            if ws.status == 101:
+                ws.send(2, b"GET / HTTP/1.0\r\n\r\n")
+                got = ws.data(12)
+                if got.startswith(b"HTTP/1.0"):
+                    return f"101, then the program answers {got[:12].decode()}"
+        finally:
+            ws.close()
+        if time.monotonic() > deadline:
+            return f"not reached (last: HTTP {ws.status})"
+        time.sleep(0.2)
+
+
+@case(
+    "wrap",
+    "`LISTEN -- python3 -m http.server PORT`: the program's bind moves behind the proxy",
+)
+def wrap_http_server(impl):
+    with Server(impl, ["{listen}", "--", "python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]) as server:
+        return wrapped_answer(server.port)
+
+
+@case(
+    "wrap",
+    "`--wrap-mode=exit` (the default): the wrapped program exits with status 3",
+    ours="exit 3",
+    why="the program's status reaches the script or service manager that started us; the "
+    "reference exits 0 whatever happened",
+)
+def wrap_exit_status(impl):
+    status, _, _ = run_briefly(
+        impl, [f"127.0.0.1:{free_port()}", "--", "sh", "-c", "sleep 0.5; exit 3"], seconds=10
+    )
+    return f"exit {status}"
+
+
+@case("daemon", "`-D`: the command returns at once with status 0 and the daemon serves")
+def daemon(impl):
+    port = free_port()
+    status, _, _ = run_briefly(
+        impl, ["-D", "--idle-timeout=3", f"127.0.0.1:{port}", target("A")], seconds=10, capture=False
+    )
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            seen = reach(port, "/")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                seen = "not listening"
+                break
+            time.sleep(0.1)
+    return f"exit {status}; the daemon: {seen}"
+
+
+@case("command line", "`--inetd`: the listening socket comes on stdin")
+def inetd(impl):
+    import subprocess
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    proc = subprocess.Popen(
+        impl.argv + ["--inetd", target("A")],
+        stdin=listener.fileno(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    listener.close()
+    try:
+        return reach(port, "/")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@case("command line", "`--unix-listen-mode=0660` sets the socket's mode")
+def unix_listen_mode(impl):
+    import subprocess
+    import time
+
+    path = os.path.join(scratch(), f"unix-mode-{impl.name}")
+    proc = subprocess.Popen(
+        impl.argv + [f"--unix-listen={path}", "--unix-listen-mode=0660", target("A")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"socket mode {oct(os.stat(path).st_mode & 0o777)}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ---- JWT ----
+
+REFERENCE_PYTHON = None  # set by the runner: the reference's interpreter (it has jwcrypto)
+
+
+@lru_cache(maxsize=None)
+def _jwts():
+    import json
+    import subprocess
+
+    d = os.path.join(scratch(), "jwt")
+    os.makedirs(d, exist_ok=True)
+    host, port = target("J").rsplit(":", 1)
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run(
+        [REFERENCE_PYTHON, os.path.join(here, "make_jwts.py"), d, host, port],
+        check=True,
+        capture_output=True,
+    )
+    with open(os.path.join(d, "tokens.json")) as f:
+        return d, json.load(f)
+
+
+def jwts():
+    with _lock:
+        return _jwts()
+
+
+JWT_DIFFERENCES = {
+    "JWE (RSA-OAEP, A256GCM) of the claims": (
+        "reaches J",
+        "the reference's JWTTokenApi says it accepts JWE, but with the jwcrypto it installs "
+        "every JWE fails (\"Expected JWS, got JWE\"); we decrypt it",
+    ),
+    "a JWS nested in a JWE": (
+        "reaches J",
+        "jwcrypto (the reference's JOSE library) no longer decodes a token nested in a JWE; "
+        "nesting is how a signed and encrypted token is made (RFC 7519 5.2), so we accept it",
+    ),
+}
+
+
+def register_jwt_cases():
+    # The names are fixed by make_jwts.py; the tokens are made when the first case runs.
+    names = [
+        "HS256 with a symmetric key file",
+        "RS256 with a PEM key file",
+        "RS512, port as a string",
+        "expired (`exp` a minute ago)",
+        "not yet valid (`nbf` in an hour)",
+        "signed with another key",
+        "JWE (RSA-OAEP, A256GCM) of the claims",
+        "a JWS nested in a JWE",
+    ]
+    for name in names:
+
+        def _jwt(impl, name=name):
+            d, tokens = jwts()
+            key, token = tokens[name]
+            key_file = os.path.join(d, "rsa.pem" if key == "rsa" else "oct.key")
+            seen = where(impl, ["--token-plugin=JWTTokenApi", f"--token-source={key_file}", "{listen}"], f"/?token={token}")
+            return "not found" if seen in ("HTTP 404", "closed without an answer") else seen
+
+        ours, why = JWT_DIFFERENCES.get(name, (None, None))
+        CASES.append(Case("tokens", f"JWTTokenApi: {name}", _jwt, ours, why))

@@ -42,7 +42,9 @@ class Server:
         self.impl = impl
         self.port = free_port()
         self.listen = f"127.0.0.1:{self.port}"
-        argv = impl.argv + [a.replace("{listen}", self.listen) for a in args]
+        argv = impl.argv + [
+            a.replace("{listen}", self.listen).replace("{port}", str(self.port)) for a in args
+        ]
         self.log_path = os.path.join(scratch(), f"{impl.name}-{self.port}.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -92,24 +94,30 @@ class Server:
         self.stop()
 
 
-def run_briefly(impl, args, seconds=3.0, env=None):
+def run_briefly(impl, args, seconds=3.0, env=None, capture=True):
     """Runs `impl ARGS` expecting it to exit by itself: (exit status, output). A process still
-    running after `seconds` is stopped and reported as status None."""
+    running after `seconds` is stopped and reported as status None. Without `capture`, output
+    is discarded (a daemon would hold the pipes open)."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen(
         impl.argv + args,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=out,
+        stderr=out,
         env=env,
         start_new_session=True,
     )
     try:
         out, err = proc.communicate(timeout=seconds)
-        return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return proc.returncode, text(out), text(err)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=WAIT)
-        return None, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return None, text(out), text(err)
+
+
+def text(output):
+    return (output or b"").decode("utf-8", "replace")
 
 
 _scratch = None

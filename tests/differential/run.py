@@ -50,6 +50,8 @@ def main():
     ours = Impl("ours", [os.path.abspath(a.ours)])
     ref = Impl("reference", [os.path.abspath(a.ref)])
     cases.register_option_cases(ref)
+    cases.REFERENCE_PYTHON = os.path.join(os.path.dirname(os.path.abspath(a.ref)), "python")
+    cases.register_jwt_cases()
 
     selected = [c for c in cases.CASES if not a.only or a.only in f"{c.area}: {c.behaviour}"]
     # Cases are independent (each starts its own servers on free ports): run them side by

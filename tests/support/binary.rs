@@ -15,18 +15,34 @@ pub struct LoggedBinary {
     /// Where it listens (read from its start-up lines).
     pub addr: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Everything it wrote to stdout so far (the `--traffic` symbols).
+    stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 impl LoggedBinary {
     /// Starts `websockify ARGS` (plain, no colours; ARGS include the listen address, usually
     /// `127.0.0.1:0`) and waits for its start-up lines to learn the address.
     pub async fn start(args: &[&str]) -> LoggedBinary {
-        LoggedBinary::start_with_env(args, &[]).await
+        LoggedBinary::start_with(None, args, &[]).await
     }
 
     /// [`LoggedBinary::start`] with `env` added to its environment.
     pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
-        let mut binary = LoggedBinary::spawn_with_env(args, env);
+        LoggedBinary::start_with(None, args, env).await
+    }
+
+    /// As [`LoggedBinary::start`], in the working directory `dir` (relative paths in its
+    /// arguments and its targets resolve there).
+    pub async fn start_in(dir: Option<&std::path::Path>, args: &[&str]) -> LoggedBinary {
+        LoggedBinary::start_with(dir, args, &[]).await
+    }
+
+    async fn start_with(
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> LoggedBinary {
+        let mut binary = LoggedBinary::spawn_with(dir, args, env);
         let line = binary.wait_for("Listen on").await;
         let port: u16 = line
             .rsplit(':')
@@ -39,19 +55,37 @@ impl LoggedBinary {
 
     /// Starts `websockify ARGS` without waiting for anything (`addr` is then meaningless).
     pub fn spawn(args: &[&str]) -> LoggedBinary {
-        LoggedBinary::spawn_with_env(args, &[])
+        LoggedBinary::spawn_with(None, args, &[])
     }
 
-    fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedBinary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_websockify"))
+    fn spawn_with(
+        dir: Option<&std::path::Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> LoggedBinary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_websockify"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stdout_sink = stdout.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut chunk) {
+                stdout_sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         std::thread::spawn(move || {
@@ -68,11 +102,35 @@ impl LoggedBinary {
             child,
             addr: ([127, 0, 0, 1], 0).into(),
             lines,
+            stdout,
         }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Sends it `signal` (a name `kill` knows: `USR1`, `TERM`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits (bounded) until its stdout holds `needle`; returns all of stdout.
+    pub async fn wait_for_stdout(&self, needle: &str) -> String {
+        bounded(&format!("{needle:?} on stdout"), async {
+            loop {
+                let out = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+                if out.contains(needle) {
+                    return out;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
     }
 
     /// Its exit status, waiting for it (bounded by `limit`).

@@ -173,25 +173,32 @@ pub fn parse_answer(format: Format, body: &[u8]) -> Result<TargetSpec, &'static 
         Format::Json => {
             let value: serde_json::Value =
                 serde_json::from_str(text).map_err(|_| "the answer is not JSON")?;
-            let host = value
-                .get("host")
-                .ok_or("the answer has no \"host\"")?
-                .as_str()
-                .ok_or("the answer's \"host\" is not a string")?;
-            let port = match value.get("port").ok_or("the answer has no \"port\"")? {
-                serde_json::Value::String(port) => port.trim().to_owned(),
-                serde_json::Value::Number(port) if port.is_u64() => port.to_string(),
-                _ => return Err("the answer's \"port\" is not a number"),
-            };
-            if host == "unix_socket" {
-                if port.is_empty() {
-                    return Err("unix_socket: needs a path");
-                }
-                return Ok(TargetSpec::Unix(port.into()));
-            }
-            tcp_target(host.trim(), &port)
+            json_target(&value)
         }
     }
+}
+
+/// The target of a JSON object's `host` and `port` (a number or a string of digits);
+/// `unix_socket` as the host makes the port a Unix socket path. `JSONTokenApi` answers and
+/// `JWTTokenApi` claims.
+pub fn json_target(value: &serde_json::Value) -> Result<TargetSpec, &'static str> {
+    let host = value
+        .get("host")
+        .ok_or("no \"host\"")?
+        .as_str()
+        .ok_or("the \"host\" is not a string")?;
+    let port = match value.get("port").ok_or("no \"port\"")? {
+        serde_json::Value::String(port) => port.trim().to_owned(),
+        serde_json::Value::Number(port) if port.is_u64() => port.to_string(),
+        _ => return Err("the \"port\" is not a number"),
+    };
+    if host == "unix_socket" {
+        if port.is_empty() {
+            return Err("unix_socket: needs a path");
+        }
+        return Ok(TargetSpec::Unix(port.into()));
+    }
+    tcp_target(host.trim(), &port)
 }
 
 /// An answer as kept in the cache: a target, or `None` for "not found".

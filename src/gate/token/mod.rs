@@ -8,6 +8,8 @@
 pub mod api;
 pub mod file;
 pub mod file_name;
+pub mod jose;
+pub mod jwt;
 pub mod redis;
 pub mod unix_dir;
 
@@ -31,6 +33,8 @@ pub enum Plugin {
     Api(Box<api::TokenApi>),
     /// `TokenRedis`.
     Redis(Box<redis::TokenRedis>),
+    /// `JWTTokenApi`.
+    Jwt(jwt::JwtTokenApi),
 }
 
 impl Plugin {
@@ -54,6 +58,7 @@ impl Plugin {
                 Ok(Plugin::Api(api::TokenApi::open(name, source()?)?))
             }
             "TokenRedis" => Ok(Plugin::Redis(redis::TokenRedis::open(source()?)?)),
+            "JWTTokenApi" => Ok(Plugin::Jwt(jwt::JwtTokenApi::open(source()?)?)),
             _ => Err(StartError::new(format!(
                 "--token-plugin {}: unknown token plugin (known: {})",
                 config.plugin,
@@ -70,6 +75,7 @@ impl Plugin {
             Plugin::UnixDir(plugin) => plugin.lookup(token).await,
             Plugin::Api(plugin) => plugin.lookup(token).await,
             Plugin::Redis(plugin) => plugin.lookup(token).await,
+            Plugin::Jwt(plugin) => plugin.lookup(token).await,
         }
     }
 
@@ -81,6 +87,7 @@ impl Plugin {
             Plugin::UnixDir(plugin) => plugin.describe(),
             Plugin::Api(plugin) => plugin.describe(),
             Plugin::Redis(plugin) => plugin.describe(),
+            Plugin::Jwt(plugin) => plugin.describe(),
         }
     }
 }
@@ -94,6 +101,7 @@ pub const KNOWN: &[&str] = &[
     "BaseTokenAPI",
     "JSONTokenApi",
     "TokenRedis",
+    "JWTTokenApi",
 ];
 
 /// The plugin's class name from `--token-plugin`: bare, or dotted with the reference's module

@@ -1,0 +1,325 @@
+//! key: the `JWTTokenApi` key file, read as the reference reads it (jwcrypto's
+//! `import_from_pem`, else `import_key(k=<the file's text>, kty='oct')`): a PEM private key,
+//! public key or certificate; otherwise the file's text is a JWK `k`, base64url decoded as
+//! Python decodes it (leniently: [`python_b64url`]).
+//!
+//! Unlike the reference, a file that looks like PEM but is not a key we can use is a start-up
+//! error (the reference would take the PEM text as an HMAC secret), and so is a text that is
+//! not base64url (the reference then refuses every token, saying so at each lookup).
+
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::der::pem;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use rsa::{PrivateKey as RsaPrivateKey, PublicKey as RsaPublicKey};
+
+/// The key every token is checked (and decrypted) with. Its type decides which algorithms a
+/// token may name: an `alg` of another family is refused before any cryptography runs.
+pub enum Key {
+    /// A symmetric key: `HS*`, `A*KW`, `dir`.
+    Oct(Vec<u8>),
+    /// `RS*`, `PS*`; with the private key also `RSA-OAEP(-256)`.
+    Rsa {
+        public: RsaPublicKey,
+        private: Option<Box<RsaPrivateKey>>,
+    },
+    /// `ES256`; with the private key also `ECDH-ES(+A*KW)` on P-256.
+    P256 {
+        public: p256::PublicKey,
+        secret: Option<p256::SecretKey>,
+    },
+    P384 {
+        public: p384::PublicKey,
+        secret: Option<p384::SecretKey>,
+    },
+    P521 {
+        public: p521::PublicKey,
+        secret: Option<p521::SecretKey>,
+    },
+    /// `EdDSA` (Ed25519).
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl std::fmt::Debug for Key {
+    /// Never the key material.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl Key {
+    /// The key of a key file's bytes; the error says why it is not one (for a start-up
+    /// message naming the file).
+    pub fn from_file(data: &[u8]) -> Result<Key, String> {
+        if let Some(start) = find(data, b"-----BEGIN ") {
+            return from_pem(&data[start..]);
+        }
+        let text = std::str::from_utf8(data)
+            .map_err(|_| "neither PEM nor a symmetric key: not UTF-8 text".to_owned())?;
+        let key = python_b64url(text).ok_or_else(|| {
+            "neither PEM nor a symmetric key: its text is not base64url (the reference reads a \
+             key file that is not PEM as a JWK \"k\", base64url encoded)"
+                .to_owned()
+        })?;
+        if key.is_empty() {
+            return Err("the symmetric key is empty".to_owned());
+        }
+        Ok(Key::Oct(key))
+    }
+
+    /// What kind of key this is, for the start-up line.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Key::Oct(_) => "symmetric key",
+            Key::Rsa {
+                private: Some(_), ..
+            } => "RSA private key",
+            Key::Rsa { private: None, .. } => "RSA public key",
+            Key::P256 {
+                secret: Some(_), ..
+            } => "EC P-256 private key",
+            Key::P256 { secret: None, .. } => "EC P-256 public key",
+            Key::P384 {
+                secret: Some(_), ..
+            } => "EC P-384 private key",
+            Key::P384 { secret: None, .. } => "EC P-384 public key",
+            Key::P521 {
+                secret: Some(_), ..
+            } => "EC P-521 private key",
+            Key::P521 { secret: None, .. } => "EC P-521 public key",
+            Key::Ed25519(_) => "Ed25519 key",
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The first PEM block of the file, which must be a key (or certificate) we can use.
+fn from_pem(data: &[u8]) -> Result<Key, String> {
+    let (label, der) = first_block(data)?;
+    let unusable = |what: &str| format!("a PEM \"{label}\" that is not {what}");
+    match label.as_str() {
+        "PRIVATE KEY" => private_pkcs8(&der)
+            .ok_or_else(|| unusable("an RSA, EC (P-256, P-384, P-521) or Ed25519 private key")),
+        "RSA PRIVATE KEY" => RsaPrivateKey::from_pkcs1_der(&der)
+            .map(rsa_private)
+            .map_err(|_| unusable("an RSA private key")),
+        "EC PRIVATE KEY" => {
+            private_sec1(&der).ok_or_else(|| unusable("an EC private key on P-256, P-384 or P-521"))
+        }
+        "PUBLIC KEY" => public_spki(&der)
+            .ok_or_else(|| unusable("an RSA, EC (P-256, P-384, P-521) or Ed25519 public key")),
+        "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(&der)
+            .map(|public| Key::Rsa {
+                public,
+                private: None,
+            })
+            .map_err(|_| unusable("an RSA public key")),
+        "CERTIFICATE" => {
+            let spki = certificate_spki(&der).ok_or_else(|| unusable("a certificate"))?;
+            public_spki(&spki).ok_or_else(|| {
+                unusable("a certificate of an RSA, EC (P-256, P-384, P-521) or Ed25519 key")
+            })
+        }
+        "ENCRYPTED PRIVATE KEY" => {
+            Err("an encrypted private key (the reference reads keys without a password too)".into())
+        }
+        _ => Err(format!("a PEM \"{label}\", not a key")),
+    }
+}
+
+fn first_block(data: &[u8]) -> Result<(String, Vec<u8>), String> {
+    const END: &[u8] = b"-----END ";
+    let end = find(data, END).ok_or("a PEM block without its END line")?;
+    let tail = &data[end + END.len()..];
+    let close = find(tail, b"-----").ok_or("a PEM block without its END line")?;
+    let block = &data[..end + END.len() + close + 5];
+    let (label, der) = pem::decode_vec(block).map_err(|err| format!("malformed PEM: {err}"))?;
+    Ok((label.to_owned(), der))
+}
+
+fn rsa_private(private: RsaPrivateKey) -> Key {
+    Key::Rsa {
+        public: private.to_public_key(),
+        private: Some(Box::new(private)),
+    }
+}
+
+fn private_pkcs8(der: &[u8]) -> Option<Key> {
+    if let Ok(private) = RsaPrivateKey::from_pkcs8_der(der) {
+        return Some(rsa_private(private));
+    }
+    if let Ok(secret) = p256::SecretKey::from_pkcs8_der(der) {
+        return Some(Key::P256 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        });
+    }
+    if let Ok(secret) = p384::SecretKey::from_pkcs8_der(der) {
+        return Some(Key::P384 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        });
+    }
+    if let Ok(secret) = p521::SecretKey::from_pkcs8_der(der) {
+        return Some(Key::P521 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        });
+    }
+    ed25519_dalek::SigningKey::from_pkcs8_der(der)
+        .ok()
+        .map(|signing| Key::Ed25519(signing.verifying_key()))
+}
+
+fn private_sec1(der: &[u8]) -> Option<Key> {
+    if let Ok(secret) = p256::SecretKey::from_sec1_der(der) {
+        return Some(Key::P256 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        });
+    }
+    if let Ok(secret) = p384::SecretKey::from_sec1_der(der) {
+        return Some(Key::P384 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        });
+    }
+    p521::SecretKey::from_sec1_der(der)
+        .ok()
+        .map(|secret| Key::P521 {
+            public: secret.public_key(),
+            secret: Some(secret),
+        })
+}
+
+fn public_spki(der: &[u8]) -> Option<Key> {
+    if let Ok(public) = RsaPublicKey::from_public_key_der(der) {
+        return Some(Key::Rsa {
+            public,
+            private: None,
+        });
+    }
+    if let Ok(public) = p256::PublicKey::from_public_key_der(der) {
+        return Some(Key::P256 {
+            public,
+            secret: None,
+        });
+    }
+    if let Ok(public) = p384::PublicKey::from_public_key_der(der) {
+        return Some(Key::P384 {
+            public,
+            secret: None,
+        });
+    }
+    if let Ok(public) = p521::PublicKey::from_public_key_der(der) {
+        return Some(Key::P521 {
+            public,
+            secret: None,
+        });
+    }
+    ed25519_dalek::VerifyingKey::from_public_key_der(der)
+        .ok()
+        .map(Key::Ed25519)
+}
+
+/// The DER of a certificate's SubjectPublicKeyInfo.
+fn certificate_spki(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_cert::der::{Decode, Encode};
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    cert.tbs_certificate.subject_public_key_info.to_der().ok()
+}
+
+/// jwcrypto's `base64url_decode` of a str: pad to a multiple of 4 by its length in code
+/// points (a length of 1 modulo 4 is an error), then CPython's non-strict `a2b_base64` after
+/// the URL-safe translation: characters outside the alphabet are skipped, decoding stops at
+/// complete padding, and a final group of 2 or 3 characters without enough `=` is "Incorrect
+/// padding". So `"abcd\n"` (5 code points) is refused and `"ab cd"` decodes as `"abcd"`.
+pub fn python_b64url(text: &str) -> Option<Vec<u8>> {
+    let pad = match text.chars().count() % 4 {
+        0 => "",
+        2 => "==",
+        3 => "=",
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
+    let (mut quad, mut pads, mut left) = (0u8, 0u8, 0u32);
+    for byte in text.bytes().chain(pad.bytes()) {
+        if byte == b'=' {
+            if quad >= 2 {
+                pads += 1;
+                if quad + pads >= 4 {
+                    return Some(out);
+                }
+            }
+            continue;
+        }
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => continue,
+        } as u32;
+        pads = 0;
+        match quad {
+            0 => {
+                left = value;
+                quad = 1;
+            }
+            1 => {
+                out.push(((left << 2) | (value >> 4)) as u8);
+                left = value & 0x0f;
+                quad = 2;
+            }
+            2 => {
+                out.push(((left << 4) | (value >> 2)) as u8);
+                left = value & 0x03;
+                quad = 3;
+            }
+            _ => {
+                out.push(((left << 6) | value) as u8);
+                quad = 0;
+            }
+        }
+    }
+    (quad == 0).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expected values from CPython 3.11 + jwcrypto 1.6.1 (`base64url_decode`).
+    #[test]
+    fn symmetric_keys_decode_as_python_decodes_them() {
+        assert_eq!(python_b64url("YWJj").unwrap(), b"abc");
+        assert_eq!(python_b64url("YWI").unwrap(), b"ab");
+        assert_eq!(python_b64url("YQ").unwrap(), b"a");
+        assert_eq!(python_b64url("").unwrap(), b"");
+        // 5 code points: "Invalid base64 string".
+        assert_eq!(python_b64url("YWJj\n"), None);
+        // 23 characters, 22 of the alphabet: "Incorrect padding".
+        assert_eq!(python_b64url("AAAAAAAAAAAAAAAAAAAAAA\n"), None);
+        // Skipped: the space, the comma; "-" and "_" and "+" and "/" all count.
+        assert_eq!(
+            python_b64url("sesame, open up").unwrap(),
+            b"\xb1\xeb\x1a\x99\xea)z{\xa9"
+        );
+        assert_eq!(python_b64url("-_+/").unwrap(), b"\xfb\xff\xbf");
+        // Decoding stops at complete padding.
+        assert_eq!(python_b64url("YQ==YWJj").unwrap(), b"a");
+        // A non-ASCII character is one code point but several skipped bytes.
+        assert_eq!(python_b64url("YWJjé"), None);
+        assert_eq!(python_b64url("YWJjéé"), python_b64url("YWJj=="));
+    }
+
+    #[test]
+    fn the_pem_of_a_certificate_request_is_not_a_key() {
+        let pem = b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+        let err = Key::from_file(pem).unwrap_err();
+        assert!(err.contains("CERTIFICATE REQUEST"), "{err}");
+    }
+}

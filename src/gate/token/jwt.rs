@@ -1,0 +1,241 @@
+//! jwt: `JWTTokenApi`. The source is a key file; the token is a JWT whose `host` and `port`
+//! claims name the target: a JWS, a JWE of the claims, or a JWS nested in a JWE, all with
+//! that one key (the reference's comment: "the key is re-used for both validation and
+//! decryption"). `nbf` and `exp`, when present, must be numbers and hold now.
+//!
+//! The key is read once, at start-up (the reference reads it at every lookup): a missing or
+//! unusable key file is a start-up error naming it; a new key needs a restart.
+//! Decoding ([`super::jose`]) runs on the blocking pool: an RSA or EC private-key operation
+//! takes milliseconds and must not stall the runtime's workers.
+//!
+//! Every refusal (malformed, forged, expired, a key that does not fit) is "Token not found"
+//! (404), the gate's one line; the reason goes to a debug line, the token to neither.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tracing::debug;
+
+use super::api::json_target;
+use super::file::blocking;
+use super::jose::{self, Key};
+use crate::config::TargetSpec;
+use crate::error::{Error, StartError};
+
+/// The largest key file read: a PEM certificate chain is a few KiB.
+const MAX_KEY_FILE: u64 = 1024 * 1024;
+
+/// `JWTTokenApi`.
+#[derive(Debug)]
+pub struct JwtTokenApi {
+    key: Arc<Key>,
+    source: String,
+}
+
+impl JwtTokenApi {
+    pub fn open(source: &str) -> Result<JwtTokenApi, StartError> {
+        let fail = |why: &dyn std::fmt::Display| {
+            StartError::new(format!(
+                "--token-source {source}: {why} (JWTTokenApi's key file)"
+            ))
+        };
+        let len = std::fs::metadata(source).map_err(|err| fail(&err))?.len();
+        if len > MAX_KEY_FILE {
+            return Err(fail(&format!("larger than {MAX_KEY_FILE} bytes")));
+        }
+        let data = std::fs::read(source).map_err(|err| fail(&err))?;
+        let key = Key::from_file(&data).map_err(|why| fail(&why))?;
+        Ok(JwtTokenApi {
+            key: Arc::new(key),
+            source: source.to_owned(),
+        })
+    }
+
+    pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
+        let key = self.key.clone();
+        let token = token.to_owned();
+        let now = now();
+        match blocking(move || target(&token, &key, now)).await? {
+            Ok(target) => Ok(Some(Arc::new(target))),
+            Err(why) => {
+                debug!(reason = why, "JWTTokenApi: token refused");
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("JWTTokenApi {} ({})", self.source, self.key.describe())
+    }
+}
+
+/// Seconds since the epoch, as Python's `time.time()`.
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The target `token` names at time `now`, or why it names none.
+pub fn target(token: &str, key: &Key, now: f64) -> Result<TargetSpec, &'static str> {
+    let claims = jose::decode(token, key).map_err(|refusal| refusal.0)?;
+    check_times(&claims, now)?;
+    json_target(&Value::Object(claims))
+}
+
+/// The reference's checks: refused if `now < nbf` or `now > exp`. A time that is not a
+/// number is refused too (the reference fails comparing it).
+fn check_times(claims: &Map<String, Value>, now: f64) -> Result<(), &'static str> {
+    let time = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .map(Some)
+            .ok_or("a time claim is not a number"),
+    };
+    if time("nbf")?.is_some_and(|nbf| now < nbf) {
+        return Err("the token is not valid yet (nbf)");
+    }
+    if time("exp")?.is_some_and(|exp| now > exp) {
+        return Err("the token has expired (exp)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(json: &str) -> Map<String, Value> {
+        match serde_json::from_str(json).unwrap() {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    fn fixtures() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt")
+    }
+
+    fn key(name: &str) -> Key {
+        Key::from_file(&std::fs::read(fixtures().join(name)).unwrap()).unwrap()
+    }
+
+    /// Every token of `tests/fixtures/jwt/tokens.json` (made by jwcrypto, the reference's
+    /// library) gets the answer the fixture expects, and a reason when refused.
+    #[test]
+    fn every_fixture_token_gets_its_expected_answer() {
+        let text = std::fs::read_to_string(fixtures().join("tokens.json")).unwrap();
+        let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert!(cases.len() > 80, "{} cases", cases.len());
+        let now = now();
+        let mut wrong = Vec::new();
+        for case in &cases {
+            let name = case["name"].as_str().unwrap();
+            let token = case["token"].as_str().unwrap();
+            let got = target(token, &key(case["key"].as_str().unwrap()), now);
+            let expected = match &case["expect"] {
+                Value::Null => None,
+                Value::Array(pair) if pair[0] == "unix_socket" => {
+                    Some(TargetSpec::Unix(pair[1].as_str().unwrap().into()))
+                }
+                Value::Array(pair) => Some(TargetSpec::Tcp {
+                    host: pair[0].as_str().unwrap().to_owned(),
+                    port: pair[1].to_string().trim_matches('"').parse().unwrap(),
+                }),
+                other => panic!("{name}: expect {other}"),
+            };
+            if got.as_ref().ok() != expected.as_ref() {
+                wrong.push(format!("{name}: got {got:?}, expected {expected:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_classic_confusion_is_refused_for_the_key_type_not_the_mac() {
+        let token = fixture_token("hs256-keyed-with-rsa-public-key");
+        assert_eq!(
+            target(&token, &key("rsa.pub.pem"), now()),
+            Err("the alg does not fit the key's type")
+        );
+    }
+
+    /// The refusals that matter are refused for their own reason, not by luck further on (a
+    /// zip that is inflated and then fails to parse would still be a 404).
+    #[test]
+    fn refusals_happen_for_their_own_reason() {
+        for (name, key_file, reason) in [
+            ("alg-none", "oct32.key", "alg none"),
+            ("jwe-zip", "oct32.key", "zip"),
+            ("jwe-in-jwe", "oct32.key", "a JWE nested in a JWE"),
+            (
+                "hs256-keyed-with-rsa-public-key",
+                "rsa.pub.pem",
+                "does not fit",
+            ),
+            ("rs256-token-oct-key", "oct32.key", "does not fit"),
+            ("es256-token-p384-key", "ec384.pem", "does not fit"),
+            (
+                "jwe-rsa-oaep-public-key-only",
+                "rsa.pub.pem",
+                "does not fit",
+            ),
+            ("tampered-payload", "oct32.key", "signature does not verify"),
+            ("wrong-key-RS256", "rsa.pem", "signature does not verify"),
+            ("tampered-ciphertext", "oct32.key", "does not decrypt"),
+            ("wrong-key-A256KW", "oct32.key", "does not decrypt"),
+            ("HS512-short-key", "oct32.key", "shorter than the hash"),
+            ("expired", "oct32.key", "expired"),
+            ("nested-expired", "oct32.key", "expired"),
+            ("not-yet-valid", "oct32.key", "not valid yet"),
+        ] {
+            let got = target(&fixture_token(name), &key(key_file), now());
+            assert!(
+                matches!(got, Err(why) if why.contains(reason)),
+                "{name}: {got:?}, expected a refusal for {reason:?}"
+            );
+        }
+    }
+
+    /// A CBC-HS ciphertext with one bit flipped in its first block still unpads; only the
+    /// tag tells it is forged.
+    #[test]
+    fn a_cbc_hs_ciphertext_changed_where_the_padding_survives_is_refused_by_its_tag() {
+        for (name, key_file) in [
+            ("jwe-dir-A128CBC-HS256", "oct32.key"),
+            ("jwe-dir-A256CBC-HS512", "oct64.key"),
+            ("nested-RSA-OAEP-256-A192CBC-HS384", "rsa.pem"),
+        ] {
+            let token = fixture_token(name);
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            use base64::Engine;
+            let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let mut ciphertext = engine.decode(&parts[3]).unwrap();
+            ciphertext[0] ^= 1;
+            parts[3] = engine.encode(&ciphertext);
+            let got = target(&parts.join("."), &key(key_file), now());
+            assert_eq!(got, Err("the JWE does not decrypt"), "{name}");
+        }
+    }
+
+    fn fixture_token(name: &str) -> String {
+        let text = std::fs::read_to_string(fixtures().join("tokens.json")).unwrap();
+        let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+        let case = cases.iter().find(|case| case["name"] == name).unwrap();
+        case["token"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn nbf_and_exp_bound_the_time_inclusively_as_the_reference_does() {
+        let window = claims(r#"{"nbf": 100, "exp": 200.5}"#);
+        assert!(check_times(&window, 99.9).is_err());
+        assert!(check_times(&window, 100.0).is_ok());
+        assert!(check_times(&window, 200.5).is_ok());
+        assert!(check_times(&window, 200.6).is_err());
+        assert!(check_times(&claims("{}"), 0.0).is_ok());
+        assert!(check_times(&claims(r#"{"exp": "soon"}"#), 0.0).is_err());
+        assert!(check_times(&claims(r#"{"nbf": true}"#), 0.0).is_err());
+    }
+}

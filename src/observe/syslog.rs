@@ -1,0 +1,399 @@
+//! syslog: `--syslog SERVER`, log lines also sent as syslog datagrams in the reference's
+//! format: RFC 5424 (`<PRI>1 TIMESTAMP HOST websockify PID - - MSG`) or, with
+//! `--legacy-syslog`, RFC 3164 (`<PRI>websockify[PID]: MSG`), to a local datagram socket
+//! (`/dev/log`) or a UDP `host:port`. The socket is non-blocking: a slow or absent server
+//! loses lines, never delays the process; a local socket that went away is reconnected on the
+//! next line.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+/// `--syslog SERVER [--legacy-syslog]`: where log lines go besides stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogConfig {
+    pub dest: SyslogDest,
+    /// `--legacy-syslog`: RFC 3164 (`<PRI>websockify[PID]: `) instead of RFC 5424.
+    pub legacy: bool,
+    pub facility: Facility,
+}
+
+/// Where syslog messages are sent, as the reference reads `--syslog`: with a colon it is a UDP
+/// `host:port`, else a local (datagram) socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogDest {
+    /// An absolute path (made absolute at start-up, as the reference's `os.path.abspath`).
+    Unix(PathBuf),
+    /// `host:port` (brackets around an IPv6 host already stripped).
+    Udp { host: String, port: u16 },
+}
+
+impl SyslogDest {
+    /// Reads `--syslog SERVER` as the reference does (the last colon splits host and port).
+    pub fn parse(server: &str) -> Result<SyslogDest, &'static str> {
+        match server.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .trim()
+                    .parse::<u16>()
+                    .map_err(|_| "Error parsing syslog port")?;
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                Ok(SyslogDest::Udp {
+                    host: host.to_owned(),
+                    port,
+                })
+            }
+            None => Ok(SyslogDest::Unix(
+                std::path::absolute(server).unwrap_or_else(|_| PathBuf::from(server)),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SyslogDest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyslogDest::Unix(path) => write!(f, "{}", path.display()),
+            SyslogDest::Udp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            SyslogDest::Udp { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The syslog facility: as the reference, `daemon` for a daemon (`-D`), `user` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facility {
+    User,
+    Daemon,
+}
+
+impl Facility {
+    /// The facility of a process that is (`-D`) or is not a daemon.
+    pub fn for_process(daemon: bool) -> Facility {
+        if daemon {
+            Facility::Daemon
+        } else {
+            Facility::User
+        }
+    }
+
+    /// The facility's number (RFC 5424 §6.2.1): PRI is this × 8 + severity.
+    pub fn code(self) -> u8 {
+        match self {
+            Facility::User => 1,
+            Facility::Daemon => 3,
+        }
+    }
+}
+
+/// The name messages carry (APP-NAME / TAG), as the reference.
+const IDENT: &str = "websockify";
+
+/// What one message's header says besides its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub legacy: bool,
+    pub facility: Facility,
+    /// RFC 5424 severity: 3 error, 4 warning, 6 informational, 7 debug.
+    pub severity: u8,
+    /// Seconds since the Unix epoch (shown in UTC).
+    pub time: u64,
+    pub hostname: &'a str,
+    pub pid: u32,
+}
+
+/// The severity of a tracing level, as Python's `SysLogHandler.mapPriority`.
+pub fn severity(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// One datagram: the header, then `text` on one line (newlines become spaces, as the
+/// reference); plain ASCII as is, anything else as UTF-8 after a byte-order mark (RFC 5424
+/// §6.4, and what the reference sends in both formats).
+pub fn format(header: &Header<'_>, text: &str) -> Vec<u8> {
+    let pri = u16::from(header.facility.code()) * 8 + u16::from(header.severity);
+    let mut out = if header.legacy {
+        format!("<{pri}>{IDENT}[{}]: ", header.pid)
+    } else {
+        let hostname: String = header.hostname.chars().take(255).collect();
+        let hostname = if hostname.is_empty() { "-" } else { &hostname };
+        format!(
+            "<{pri}>1 {} {hostname} {IDENT} {} - - ",
+            utc_timestamp(header.time),
+            header.pid
+        )
+    }
+    .into_bytes();
+    let text = text.trim_end_matches('\n');
+    if !text.is_ascii() {
+        out.extend_from_slice(b"\xEF\xBB\xBF");
+    }
+    out.extend(text.bytes().map(|b| if b == b'\n' { b' ' } else { b }));
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for `secs` since the epoch (Howard Hinnant's civil-from-days).
+fn utc_timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The socket the lines go to.
+#[derive(Debug)]
+enum Socket {
+    Unix(Option<UnixDatagram>),
+    Udp(UdpSocket),
+}
+
+fn connect_unix(path: &Path) -> io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.connect(path)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// The syslog destination, shared by the log layer's writers.
+#[derive(Debug, Clone)]
+pub struct Syslog(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    config: SyslogConfig,
+    hostname: String,
+    socket: Mutex<Socket>,
+}
+
+impl Syslog {
+    /// Connects to `config.dest` (resolving a UDP host now); the error names what failed.
+    pub fn connect(config: &SyslogConfig) -> Result<Syslog, String> {
+        let socket = match &config.dest {
+            SyslogDest::Unix(path) => Socket::Unix(Some(connect_unix(path).map_err(|err| {
+                format!(
+                    "cannot connect to the syslog socket {}: {err}",
+                    path.display()
+                )
+            })?)),
+            SyslogDest::Udp { host, port } => {
+                let addr = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addrs| addrs.next())
+                    .ok_or_else(|| format!("cannot resolve the syslog host {host}"))?;
+                let any: std::net::SocketAddr = if addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let udp = UdpSocket::bind(any)
+                    .and_then(|s| s.connect(addr).map(|()| s))
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .map_err(|err| format!("cannot open a UDP socket to {addr}: {err}"))?;
+                Socket::Udp(udp)
+            }
+        };
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        Ok(Syslog(Arc::new(Inner {
+            config: config.clone(),
+            hostname,
+            socket: Mutex::new(socket),
+        })))
+    }
+
+    /// Sends one line; a failure loses it (after one reconnect of a local socket).
+    fn send(&self, severity: u8, text: &str) {
+        let inner = &self.0;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let message = format(
+            &Header {
+                legacy: inner.config.legacy,
+                facility: inner.config.facility,
+                severity,
+                time: now,
+                hostname: &inner.hostname,
+                // Read per line: a `-D` fork changes it after start-up.
+                pid: std::process::id(),
+            },
+            text,
+        );
+        let mut socket = inner.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *socket {
+            Socket::Udp(udp) => {
+                let _ = udp.send(&message);
+            }
+            Socket::Unix(unix) => {
+                let sent = unix.as_ref().map(|u| u.send(&message));
+                let retry = match sent {
+                    Some(Ok(_)) => false,
+                    // A full receive buffer: the server is slow; losing the line is the bound.
+                    Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => false,
+                    _ => true,
+                };
+                if retry {
+                    if let SyslogDest::Unix(path) = &inner.config.dest {
+                        *unix = connect_unix(path).ok();
+                        if let Some(u) = unix.as_ref() {
+                            let _ = u.send(&message);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One formatted log line on its way to syslog: sent whole when the formatter is done with it.
+pub struct Line<'a> {
+    sink: &'a Syslog,
+    severity: u8,
+    buf: Vec<u8>,
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.sink
+                .send(self.severity, &String::from_utf8_lossy(&self.buf));
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Syslog {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line {
+            sink: self,
+            severity: 6,
+            buf: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
+        Line {
+            sink: self,
+            severity: severity(meta.level()),
+            buf: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(legacy: bool, facility: Facility, severity: u8) -> Header<'static> {
+        Header {
+            legacy,
+            facility,
+            severity,
+            time: 1_700_000_000,
+            hostname: "box",
+            pid: 42,
+        }
+    }
+
+    #[test]
+    fn rfc5424_has_the_reference_header_fields() {
+        let msg = format(&header(false, Facility::User, 6), "hello\n");
+        assert_eq!(
+            msg,
+            b"<14>1 2023-11-14T22:13:20Z box websockify 42 - - hello".to_vec()
+        );
+    }
+
+    #[test]
+    fn rfc3164_is_tag_and_pid_only() {
+        let msg = format(&header(true, Facility::Daemon, 4), "a\nb");
+        assert_eq!(msg, b"<28>websockify[42]: a b".to_vec());
+    }
+
+    #[test]
+    fn non_ascii_text_follows_a_byte_order_mark() {
+        let msg = format(&header(true, Facility::User, 3), "caf\u{e9}");
+        assert_eq!(msg, b"<11>websockify[42]: \xEF\xBB\xBFcaf\xC3\xA9".to_vec());
+    }
+
+    #[test]
+    fn the_facility_is_daemon_for_a_daemon_and_user_otherwise() {
+        assert_eq!(Facility::for_process(true), Facility::Daemon);
+        assert_eq!(Facility::for_process(false), Facility::User);
+        assert_eq!(Facility::Daemon.code(), 3);
+        assert_eq!(Facility::User.code(), 1);
+    }
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn syslog_servers_are_read_as_the_reference_reads_them() {
+        assert_eq!(
+            SyslogDest::parse("localhost:514"),
+            Ok(SyslogDest::Udp {
+                host: "localhost".into(),
+                port: 514
+            })
+        );
+        assert_eq!(
+            SyslogDest::parse("[::1]:514"),
+            Ok(SyslogDest::Udp {
+                host: "::1".into(),
+                port: 514
+            })
+        );
+        assert_eq!(
+            SyslogDest::parse("/dev/log"),
+            Ok(SyslogDest::Unix("/dev/log".into()))
+        );
+        assert!(SyslogDest::parse("host:x").is_err());
+    }
+}
