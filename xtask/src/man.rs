@@ -102,6 +102,12 @@ const TOKEN_PLUGINS: &[(&str, &str)] = &[
         "As BaseTokenAPI; the answer is {\"host\": ..., \"port\": ...}.",
     ),
     (
+        "JWTTokenApi",
+        "--token-source is a key file (PEM RSA, EC or Ed25519 key or certificate, else the \
+         text of a symmetric key); the token is a JWT (JWS, JWE, or a JWS inside a JWE) whose \
+         host and port claims name the target.",
+    ),
+    (
         "TokenRedis",
         "--token-source is host[:port[:db[:password[:namespace]]]] of a Redis server; the \
          token is a key whose value is host:port or JSON.",
@@ -243,6 +249,10 @@ fn extra_sections() -> Roff {
                 "SIGINT, SIGTERM",
                 "Stop: close the listening socket, end the sessions, exit with status 0. A \
                  wrapped program is sent SIGTERM.",
+            ),
+            (
+                "SIGUSR1",
+                "Reopen the --log-file (for logrotate's postrotate); ignored without one.",
             ),
             (
                 "SIGPIPE",
