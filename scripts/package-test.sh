@@ -29,7 +29,7 @@ rm -rf "$ART"
 mkdir -p "$ART"
 
 echo "== package-test: Debian packages (novnc brings the Python websockify)"
-need_debs novnc lintian man-db dpkg-dev binutils
+need_debs novnc lintian man-db dpkg-dev binutils iproute2
 
 echo "== package-test: build"
 mapfile -t BUILT < <(scripts/package.sh $BUILD_ARG)
@@ -93,6 +93,8 @@ python_md5=$(sed -n 's|^md5 /usr/bin/websockify: ||p' "$ART/before.txt")
   die "/usr/bin/websockify.python is not the Python websockify"
 /usr/bin/websockify.python --help >/dev/null 2>&1 || die "the Python websockify does not run as websockify.python"
 # man websockify: ours (the generated page says what our --version says)
+[ -f /usr/share/man/man1/websockify.1.gz ] ||
+  die "no /usr/share/man/man1/websockify.1.gz after install (a path-exclude in /etc/dpkg/dpkg.cfg.d/?)"
 man_text=$(MANPAGER=cat MANWIDTH=100 man websockify 2>/dev/null)
 grep -q "${VERSION_LINE#websockify }" <<<"$man_text" || die "man websockify is not ours"
 grep -q 'TOKEN FILES' <<<"$man_text" || die "man websockify has no TOKEN FILES section"
