@@ -33,6 +33,9 @@ pub use config::{
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
+/// The plugin class names `--auth-plugin` and `--token-plugin` know (the man page lists them).
+pub use gate::auth::KNOWN as AUTH_PLUGINS;
+pub use gate::token::KNOWN as TOKEN_PLUGINS;
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
 pub use listen::{
     bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Prepared,

@@ -27,14 +27,25 @@ fn help_prints_the_usage_forms_and_exits_0() {
     assert!(stdout.contains("--token-plugin=CLASS"));
 }
 
+/// `--version` names the package version and the commit it was built from, so that an
+/// installed package can be matched to its source (scripts/package-test.sh relies on it to
+/// prove which binary served noVNC). In a git checkout the commit is HEAD's.
 #[test]
-fn version_prints_the_package_version_on_stdout_and_exits_0() {
+fn version_prints_the_package_version_and_commit_on_stdout_and_exits_0() {
     let (code, stdout, stderr) = run(&["--version"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        stdout,
-        format!("websockify {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    let prefix = format!("websockify {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = stdout
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("--version printed {stdout:?}"));
+    match checkout_head() {
+        Some(head) => assert_eq!(commit, head, "--version's commit is not HEAD's"),
+        None => assert!(
+            commit == "unknown" || commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit:?}"
+        ),
+    }
     assert_eq!(stderr, "");
     // Like any long option, a unique prefix works; options after it do not matter.
     assert_eq!(run(&["--vers", "6080"]).1, stdout);
@@ -332,4 +343,23 @@ fn demo_cleanup_keeps_the_logs_and_says_where_they_are() {
     let empty = temp_dir("demo-nologs");
     assert_eq!(keep(&empty), "");
     assert!(!empty.exists());
+}
+
+/// HEAD's short commit when the crate's directory is the top of a git checkout (what build.rs
+/// takes); None otherwise (an unpacked archive).
+fn checkout_head() -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let top = std::path::PathBuf::from(git(&["rev-parse", "--show-toplevel"])?);
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    (top.canonicalize().ok()? == here.canonicalize().ok()?)
+        .then(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .flatten()
 }

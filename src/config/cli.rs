@@ -171,6 +171,16 @@ websockify [options] [source_addr:]source_port target_addr:target_port
        websockify [options] --inetd|--unix-listen=FILE target_addr:target_port
        websockify [options] --unix-listen=FILE PORT -- WRAP_COMMAND_LINE";
 
+/// What `--version` prints after the name: the package version and the commit it was built
+/// from (build.rs; "unknown" for a build from a tarball that did not say), so that a running
+/// binary, an installed package and a bug report can be matched to the source.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WEBSOCKIFY_COMMIT"),
+    ")"
+);
+
 /// Every option of the reference (0.13.0), parsed but not yet judged. Options this websockify
 /// does not implement yet are kept here too, so the code that implements them finds them parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -182,7 +192,7 @@ websockify [options] [source_addr:]source_port target_addr:target_port
     // optparse lets an option repeat (`-v -v`); the last value wins.
     args_override_self = true,
     // `--version` only (below): optparse would add no `-V`, and `-V` is too close to `-v`.
-    version,
+    version = VERSION,
     disable_version_flag = true,
     max_term_width = 100
 )]

@@ -79,7 +79,7 @@ impl Plugin {
 }
 
 /// The plugins this websockify knows, by the reference's class names.
-const KNOWN: &[&str] = &["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"];
+pub const KNOWN: &[&str] = &["BasicHTTPAuth", "ExpectOrigin", "ClientCertCNAuth"];
 
 /// The plugin's class name from `--auth-plugin`: bare, or dotted with the reference's module
 /// (`websockify.auth_plugins.BasicHTTPAuth`); another module names Python code we cannot run.

@@ -93,7 +93,7 @@ impl Plugin {
 }
 
 /// The plugins this websockify knows, by the reference's class names.
-const KNOWN: &[&str] = &[
+pub const KNOWN: &[&str] = &[
     "TokenFile",
     "ReadOnlyTokenFile",
     "TokenFileName",
