@@ -20,6 +20,7 @@ use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::{Accepted, Listener};
+use crate::observe::metrics;
 use crate::target::Connector;
 use crate::tls;
 
@@ -104,6 +105,7 @@ impl Server {
         // When the last connection ended (None while some are open), for --idle-timeout.
         let mut idle_since = Some(started);
         tokio::pin!(shutdown);
+        metrics::set_listening(true);
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
@@ -155,6 +157,8 @@ impl Server {
                 }
             }
         };
+        // From here on (a drain included) `/healthz` says 503: load balancers stop sending.
+        metrics::set_listening(false);
         drop(listener);
         if interrupted {
             let _ = stop_tx.send(true);
@@ -194,6 +198,7 @@ struct ConnectionGuard(Arc<Shared>);
 
 impl ConnectionGuard {
     fn new(shared: &Arc<Shared>) -> Self {
+        crate::observe::metrics::connection_accepted();
         // The accept loop only cares when the server becomes busy or idle: waking it for every
         // connection would cost a cross-thread wake-up per session.
         shared.activity.send_if_modified(|a| {
@@ -206,6 +211,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        crate::observe::metrics::connection_closed();
         self.0.activity.send_if_modified(|a| {
             a.connections -= 1;
             a.connections == 0
