@@ -42,6 +42,7 @@ pub use listen::{
     Tcp as TcpListener, Unix as UnixListener,
 };
 pub use observe::log::init as init_logging;
+pub use observe::metrics;
 pub use observe::writer::flush as flush_observers;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::daemon::daemonize;

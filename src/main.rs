@@ -26,6 +26,13 @@ fn run() -> Result<ExitCode, StartError> {
     // reaches the terminal and `-D` can still fork.
     let listener =
         Prepared::bind(&settings.listen, settings.prefer_ipv6).map_err(StartError::new)?;
+    // Bound here for the same reasons as the main listener: a port in use fails the start.
+    let metrics = settings
+        .metrics_listen
+        .as_deref()
+        .map(websockify::metrics::bind)
+        .transpose()
+        .map_err(StartError::new)?;
     let program = Program::prepare(&mut settings)?;
     let detach_to = settings
         .daemon
@@ -41,6 +48,9 @@ fn run() -> Result<ExitCode, StartError> {
     let served = runtime.block_on(async {
         websockify::reopen_log_on_sigusr1();
         let bound = listener.register().map_err(StartError::new)?;
+        if let Some(metrics) = metrics {
+            metrics.serve().map_err(StartError::new)?;
+        }
         let program = program.map(Program::start).transpose()?;
         // The one dispatch on the kind of listener; the server is generic over it.
         match bound {

@@ -480,6 +480,11 @@ pub struct Cli {
     #[arg(long, help_heading = "Recording and logging")]
     pub legacy_syslog: bool,
 
+    /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz: 200 while
+    /// the listener accepts, 503 once it stopped) on ADDR (HOST:PORT), apart from the proxy
+    #[arg(long, value_name = "ADDR", help_heading = "Recording and logging")]
+    pub metrics_listen: Option<String>,
+
     // ---- Process ----
     /// Become a daemon (background process): detach after every start-up check (listening
     /// socket, certificate, token source) has passed, so failures still reach the terminal
@@ -943,6 +948,7 @@ impl Cli {
                 .then(|| self.log_file.as_deref().map(absolute))
                 .flatten(),
             syslog,
+            metrics_listen: self.metrics_listen.clone().filter(|a| !a.is_empty()),
         })
     }
 }

@@ -290,6 +290,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// `--syslog SERVER`: log lines sent there too.
     pub syslog: Option<SyslogConfig>,
+    /// `--metrics-listen ADDR`: where Prometheus metrics and `/healthz` are served.
+    pub metrics_listen: Option<String>,
 }
 
 /// A wrapped program (`websockify PORT -- PROGRAM ARGS`).
@@ -363,6 +365,7 @@ impl Settings {
             traffic: false,
             log_file: None,
             syslog: None,
+            metrics_listen: None,
         }
     }
 }

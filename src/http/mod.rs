@@ -39,6 +39,7 @@ use tracing::{debug, warn};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, Kind, Side};
 use crate::gate::Gate;
+use crate::observe::metrics;
 use crate::observe::redact::request_target;
 use crate::target::{self, Target};
 use crate::ws::Mode;
@@ -223,14 +224,20 @@ async fn open_websocket(
         .await
         .map_err(Refused::from)?;
     let target_name = spec.to_string();
+    let started = std::time::Instant::now();
     let target = match http.connector.connect(&spec).await {
-        Ok(target) => target,
+        Ok(target) => {
+            metrics::target_connect(started.elapsed(), None);
+            target
+        }
         Err(err) => {
+            let error = Error::connect(err);
+            metrics::target_connect(started.elapsed(), Some(&error));
             return Err(Refused {
-                error: Error::connect(err),
+                error,
                 target: Some(target_name),
                 advertise_versions: false,
-            })
+            });
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -276,6 +283,7 @@ fn refusal(refused: &Refused, path: &str) -> Response<Body> {
         None => err.to_string(),
     };
     crate::observe::log::refusal(err, status.as_u16(), &request_target(path), &detail);
+    metrics::refused(err, status.as_u16());
     let reason = match refused.target {
         Some(_) => "Target connection failed",
         None => err.context,

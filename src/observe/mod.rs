@@ -9,6 +9,7 @@
 //! does not look at bytes costs the relay nothing.
 
 pub mod log;
+pub mod metrics;
 pub mod record;
 pub mod redact;
 pub mod syslog;
@@ -132,10 +133,11 @@ impl<O: Observer> Observer for Option<O> {
 }
 
 /// The observers a session has: the per-session log lines always, `--record` and `--traffic`
-/// when asked for (metrics join here as a field when they land).
+/// when asked for, metrics with `--metrics-listen`.
 #[derive(Debug, Default)]
 pub struct Observers {
     pub log: log::SessionLog,
+    pub metrics: Option<metrics::SessionMetrics>,
     pub record: Option<record::Recorder>,
     pub traffic: Option<traffic::Traffic>,
 }
@@ -146,6 +148,7 @@ impl Observers {
     pub fn for_session(record: Option<&std::path::Path>, traffic: bool, id: u64) -> Observers {
         Observers {
             log: log::SessionLog::default(),
+            metrics: metrics::SessionMetrics::start(),
             record: record.map(|base| record::Recorder::new(base, id)),
             traffic: traffic.then_some(traffic::Traffic),
         }
@@ -155,6 +158,7 @@ impl Observers {
 impl Observer for Observers {
     fn open(&mut self, session: &Session<'_>) {
         self.log.open(session);
+        self.metrics.open(session);
         self.record.open(session);
         self.traffic.open(session);
     }
@@ -177,6 +181,7 @@ impl Observer for Observers {
 
     fn close(&mut self, report: &Report) {
         self.log.close(report);
+        self.metrics.close(report);
         self.record.close(report);
         self.traffic.close(report);
     }

@@ -25,6 +25,7 @@ use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::{Accepted, Listener};
+use crate::observe::metrics;
 use crate::target::Connector;
 use crate::tls;
 use crate::tls::reload::Reloadable;
@@ -127,6 +128,7 @@ impl Server {
         tokio::pin!(shutdown);
         // Boxed: it is made anew after each reload.
         let mut reload_asked = Box::pin(reload());
+        metrics::set_listening(true);
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
@@ -182,6 +184,8 @@ impl Server {
                 }
             }
         };
+        // From here on (a drain included) `/healthz` says 503: load balancers stop sending.
+        metrics::set_listening(false);
         drop(listener);
         if interrupted {
             let drain = shared.settings.drain_timeout;
@@ -320,6 +324,7 @@ struct ConnectionGuard(Arc<Shared>);
 
 impl ConnectionGuard {
     fn new(shared: &Arc<Shared>) -> Self {
+        crate::observe::metrics::connection_accepted();
         // The accept loop only cares when the server becomes busy or idle: waking it for every
         // connection would cost a cross-thread wake-up per session.
         shared.activity.send_if_modified(|a| {
@@ -332,6 +337,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        crate::observe::metrics::connection_closed();
         self.0.activity.send_if_modified(|a| {
             a.connections -= 1;
             a.connections == 0

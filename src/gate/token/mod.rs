@@ -20,6 +20,7 @@ use hyper::HeaderMap;
 
 use crate::config::{TargetSpec, TokenConfig};
 use crate::error::{Error, Kind, Side, StartError};
+use crate::observe::metrics;
 use crate::percent::percent_decode;
 
 /// A token plugin, ready to look tokens up.
@@ -69,6 +70,24 @@ impl Plugin {
 
     /// The target `token` names, `Ok(None)` for a token the source does not know.
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
+        let found = self.ask(token).await;
+        metrics::token_lookup(self.name(), found.as_ref().map(Option::is_some));
+        found
+    }
+
+    /// The plugin's name in metric labels.
+    fn name(&self) -> &'static str {
+        match self {
+            Plugin::File(_) => "file",
+            Plugin::FileName(_) => "file_name",
+            Plugin::UnixDir(_) => "unix_dir",
+            Plugin::Api(_) => "api",
+            Plugin::Redis(_) => "redis",
+            Plugin::Jwt(_) => "jwt",
+        }
+    }
+
+    async fn ask(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
         match self {
             Plugin::File(plugin) => plugin.lookup(token).await,
             Plugin::FileName(plugin) => plugin.lookup(token).await,

@@ -1,0 +1,298 @@
+//! `--metrics-listen`: the real binary scraped over HTTP while sessions flow; `/healthz`; the
+//! endpoint's refusals; a port in use; every exported metric documented.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+use tokio::net::TcpStream;
+
+/// The binary on 127.0.0.1 (any port), metrics on 127.0.0.1 (any port), with `args` last.
+async fn start(args: &[&str]) -> (LoggedBinary, SocketAddr) {
+    let mut all = vec!["--metrics-listen", "127.0.0.1:0", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let server = LoggedBinary::start(&all).await;
+    let line = server.wait_for("Metrics on http://").await;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (server, addr)
+}
+
+/// The status line and body of `METHOD PATH` on the metrics endpoint.
+async fn get(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let answer = send_and_read_all(addr, raw.as_bytes()).await;
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    let (status, body) = get(addr, "GET", "/metrics").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    body
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed), 0 when absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// Scrapes until `done` holds (the server updates metrics as sessions end, a moment after the
+/// client saw the end), failing after the common bound.
+async fn scrape_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    bounded(what, async {
+        loop {
+            let text = scrape(addr).await;
+            if done(&text) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+const ACCEPTED: &str = "websockify_connections_accepted_total";
+const ACTIVE: &str = "websockify_connections_active";
+const CLOSED: &str = "websockify_connections_closed_total";
+const UP: &str = "websockify_bytes_total{direction=\"client_to_target\"}";
+const DOWN: &str = "websockify_bytes_total{direction=\"target_to_client\"}";
+
+#[tokio::test]
+async fn counters_follow_sessions_while_they_flow() {
+    let target = echo_server().await;
+    let (server, metrics) = start(&[&target.to_string()]).await;
+
+    let (mut long, _) = RawClient::connect(server.addr, None).await;
+    long.send(true, 0x2, b"hello").await;
+    assert_eq!(long.read_data(5).await, b"hello");
+    let text = scrape(metrics).await;
+    assert_eq!(value(&text, ACCEPTED), 1.0, "{text}");
+    assert_eq!(value(&text, ACTIVE), 1.0, "{text}");
+    assert_eq!(value(&text, CLOSED), 0.0, "{text}");
+    assert_eq!(
+        value(&text, "websockify_sessions_total{transport=\"plain\"}"),
+        1.0
+    );
+
+    // A second session starts, relays and ends while the first one still runs.
+    let (mut short, _) = RawClient::connect(server.addr, None).await;
+    let payload = vec![7u8; 1000];
+    short.send(true, 0x2, &payload).await;
+    assert_eq!(short.read_data(1000).await, payload);
+    short.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(short.read_close().await.0, 1000);
+    let text = scrape_until(metrics, "the short session counted closed", |t| {
+        value(t, CLOSED) == 1.0
+    })
+    .await;
+    assert_eq!(value(&text, ACCEPTED), 2.0, "{text}");
+    assert_eq!(value(&text, ACTIVE), 1.0, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "websockify_sessions_closed_total{outcome=\"client_closed\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, UP), 1000.0, "{text}");
+    assert_eq!(value(&text, DOWN), 1000.0, "{text}");
+
+    long.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(long.read_close().await.0, 1000);
+    let text = scrape_until(metrics, "both sessions counted closed", |t| {
+        value(t, CLOSED) == 2.0
+    })
+    .await;
+    assert_eq!(value(&text, ACTIVE), 0.0, "{text}");
+    assert_eq!(value(&text, UP), 1005.0, "{text}");
+    assert_eq!(value(&text, DOWN), 1005.0, "{text}");
+    assert_eq!(
+        value(&text, "websockify_session_duration_seconds_count"),
+        2.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("websockify_session_duration_seconds_bucket{le=\"+Inf\"} 2"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "websockify_target_connect_duration_seconds_count"),
+        2.0,
+        "{text}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.contains(&format!("websockify_build_info{{version=\"{version}\"}} 1")),
+        "{text}"
+    );
+}
+
+/// A server with a token file that sees one of each: a 404, a 502 after a failed connect, a
+/// 400, a session; returns the scrape once every connection is counted closed.
+async fn one_of_each() -> String {
+    let echo = echo_server().await;
+    let closed = closed_port().await;
+    let dir = temp_dir("metrics-tokens");
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("good: {echo}\ndead: {closed}\n")).unwrap();
+    let source = format!("--token-source={}", tokens.display());
+    let (server, metrics) = start(&["--token-plugin=TokenFile", &source]).await;
+
+    for (path, status) in [("/?token=nope", "404"), ("/?token=dead", "502")] {
+        let answer = send_and_read_all(server.addr, upgrade_request(path, "").as_bytes()).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+    }
+    let no_key = b"GET /?token=good HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let answer = send_and_read_all(server.addr, no_key).await;
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    let mut client = RawClient::new(TcpStream::connect(server.addr).await.unwrap());
+    let head = client.request(&upgrade_request("/?token=good", "")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(client.read_close().await.0, 1000);
+
+    scrape_until(metrics, "every connection counted closed", |t| {
+        value(t, CLOSED) == 4.0
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refusals_connect_failures_and_token_lookups_show_under_their_reason() {
+    let text = one_of_each().await;
+    let refusals = "websockify_handshake_refusals_total";
+    for (series, n) in [
+        (
+            format!("{refusals}{{reason=\"client_not_found\",status=\"404\"}}"),
+            1.0,
+        ),
+        (
+            format!("{refusals}{{reason=\"target_connect\",status=\"502\"}}"),
+            1.0,
+        ),
+        (
+            format!("{refusals}{{reason=\"client_bad_request\",status=\"400\"}}"),
+            1.0,
+        ),
+        (
+            "websockify_target_connect_failures_total{reason=\"target_connect\"}".into(),
+            1.0,
+        ),
+        (
+            "websockify_token_lookups_total{plugin=\"file\",result=\"unknown\"}".into(),
+            1.0,
+        ),
+        (
+            "websockify_token_lookups_total{plugin=\"file\",result=\"found\"}".into(),
+            2.0,
+        ),
+        ("websockify_sessions_total{transport=\"plain\"}".into(), 1.0),
+    ] {
+        assert_eq!(value(&text, &series), n, "{series} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_says_ok_while_listening_and_503_once_the_listener_stopped() {
+    let target = echo_server().await;
+    let (server, metrics) = start(&["--timeout=1", &target.to_string()]).await;
+    assert_eq!(
+        get(metrics, "GET", "/healthz").await,
+        ("HTTP/1.1 200 OK".into(), "ok\n".into())
+    );
+    // A session keeps the process alive after the listener stops at --timeout.
+    let (mut client, _) = RawClient::connect(server.addr, None).await;
+    server.wait_for("listener exit due to --timeout").await;
+    let (status, _) = get(metrics, "GET", "/healthz").await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    // Metrics still answer during the drain.
+    assert_eq!(value(&scrape(metrics).await, ACTIVE), 1.0);
+    client.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(client.read_close().await.0, 1000);
+}
+
+#[tokio::test]
+async fn only_get_metrics_and_healthz_are_served() {
+    let (_server, metrics) = start(&["127.0.0.1:1"]).await;
+    let (status, _) = get(metrics, "POST", "/metrics").await;
+    assert!(status.starts_with("HTTP/1.1 405"), "{status}");
+    let (status, _) = get(metrics, "DELETE", "/healthz").await;
+    assert!(status.starts_with("HTTP/1.1 405"), "{status}");
+    let (status, _) = get(metrics, "GET", "/").await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    let (status, _) = get(metrics, "GET", "/metrics/../healthz").await;
+    assert!(status.starts_with("HTTP/1.1 404"), "{status}");
+    // A head that never ends is cut off at the buffer bound, not kept.
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let mut stream = TcpStream::connect(metrics).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.write_all(&huge).await;
+    let answer = read_until_dropped(&mut stream).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn a_metrics_port_in_use_is_a_startup_error_naming_the_option() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut server =
+        LoggedBinary::spawn(&["--metrics-listen", &addr, "127.0.0.1:0", "127.0.0.1:1"]);
+    let status = server.exit_status(WAIT).await;
+    assert!(!status.success());
+    let line = server.wait_for("--metrics-listen").await;
+    assert!(line.contains(&addr), "{line}");
+}
+
+#[tokio::test]
+async fn every_exported_metric_is_documented() {
+    // Families without a sample are not shown: make one of each.
+    let text = one_of_each().await;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let mut exported: Vec<String> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .map(|rest| match rest.split_once(' ') {
+            Some((name, "counter")) => format!("{name}_total"),
+            Some((name, "info")) => format!("{name}_info"),
+            Some((name, _)) => name.to_owned(),
+            None => rest.to_owned(),
+        })
+        .collect();
+    exported.sort();
+    let mut listed: Vec<String> = websockify::metrics::NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(exported, listed, "NAMES is not what a scrape shows");
+    for name in &exported {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not documented in docs/operations.md"
+        );
+    }
+}
