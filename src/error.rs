@@ -66,6 +66,42 @@ pub enum Kind {
     /// What decides targets answered, but uselessly (a token API's error status or garbage,
     /// a malformed stored target): a 502, as a gateway reports an invalid upstream answer.
     BadAnswer,
+    /// A connection over one of the server's limits (`--max-connections`,
+    /// `--max-connections-per-ip`, `--handshake-rate`): a 503 with `Retry-After`.
+    Limited(Limit),
+}
+
+/// Which limit a connection hit. Its label is where a metric counts the hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-connections`: the server is full.
+    Connections,
+    /// `--max-connections-per-ip`: this client address has its share open.
+    PerClient,
+    /// `--handshake-rate`: this client address begins connections too fast.
+    Rate,
+    /// The table of client addresses the per-client limits keep is full (see `server::limits`).
+    Clients,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Connections => "limit_connections",
+            Limit::PerClient => "limit_per_ip",
+            Limit::Rate => "limit_rate",
+            Limit::Clients => "limit_clients",
+        }
+    }
+
+    /// Seconds a refused client is asked to wait (`Retry-After`): a token comes back within
+    /// one second; open connections take longer to end.
+    pub fn retry_after(self) -> u32 {
+        match self {
+            Limit::Rate => 1,
+            _ => 5,
+        }
+    }
 }
 
 impl Kind {
@@ -82,6 +118,7 @@ impl Kind {
             Kind::Unauthorized(_) => "unauthorized",
             Kind::Forbidden => "forbidden",
             Kind::BadAnswer => "bad_answer",
+            Kind::Limited(limit) => limit.as_str(),
         }
     }
 }
@@ -178,7 +215,7 @@ impl Error {
             (Side::Client, Kind::NotFound) => 404,
             (Side::Client, Kind::Unauthorized(_)) => 401,
             (Side::Client, Kind::Forbidden) => 403,
-            (_, Kind::Unavailable) => 503,
+            (_, Kind::Unavailable | Kind::Limited(_)) => 503,
             (_, Kind::BadAnswer) => 502,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
@@ -200,6 +237,10 @@ impl Error {
     pub fn level(&self) -> Level {
         match (self.side, self.kind) {
             (Side::Client, Kind::Closed | Kind::Timeout) => Level::Debug,
+            // A flood over its rate would otherwise write a line per attempt; the operator
+            // wants to hear of a full server.
+            (_, Kind::Limited(Limit::Rate)) => Level::Debug,
+            (_, Kind::Limited(Limit::Connections | Limit::Clients)) => Level::Warn,
             (Side::Client, _) => Level::Info,
             (Side::Target, Kind::Closed) => Level::Info,
             (Side::Target, _) => Level::Warn,

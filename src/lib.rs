@@ -29,8 +29,8 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    AllowEntry, AuthConfig, Listen, Settings, TargetSpec, Targets, TlsMinVersion, TokenConfig,
-    Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
+    AllowEntry, AuthConfig, Listen, ProxyVersion, Settings, TargetSpec, Targets, TlsMinVersion,
+    TokenConfig, Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};

@@ -113,10 +113,10 @@ pub fn looks_like_header(first: &[u8]) -> bool {
 fn parse_v1(buf: &[u8]) -> Result<Step, Malformed> {
     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
         if buf.len() >= V1_MAX {
-            return Err(Malformed("v1 header longer than 107 bytes"));
+            return Err(Malformed("PROXY v1 header longer than 107 bytes"));
         }
         if buf.contains(&b'\n') {
-            return Err(Malformed("v1 header with a bare LF"));
+            return Err(Malformed("PROXY v1 header with a bare LF"));
         }
         // Two more bytes can be the header's end only if the last one is not its CR.
         let need = if buf.last() == Some(&b'\r') { 1 } else { 2 };
@@ -126,9 +126,10 @@ fn parse_v1(buf: &[u8]) -> Result<Step, Malformed> {
         // Only reachable if a caller read past what `Need` asked for.
         return Err(Malformed("bytes after the v1 header's CRLF"));
     }
-    let line = std::str::from_utf8(&buf[6..end]).map_err(|_| Malformed("v1 header not ASCII"))?;
+    let line =
+        std::str::from_utf8(&buf[6..end]).map_err(|_| Malformed("PROXY v1 header not ASCII"))?;
     if !line.is_ascii() || line.contains(['\r', '\n']) {
-        return Err(Malformed("v1 header not one line of ASCII"));
+        return Err(Malformed("PROXY v1 header not one line of ASCII"));
     }
     let mut words = line.split(' ');
     let proto = words.next().unwrap_or("");
@@ -145,16 +146,20 @@ fn parse_v1(buf: &[u8]) -> Result<Step, Malformed> {
     let v6 = match proto {
         "TCP4" => false,
         "TCP6" => true,
-        _ => return Err(Malformed("v1 protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => return Err(Malformed("PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN")),
     };
     let fields: Vec<&str> = words.collect();
     let [src, dst, sport, dport] = fields[..] else {
-        return Err(Malformed("v1 header needs 4 fields after the protocol"));
+        return Err(Malformed(
+            "PROXY v1 header needs 4 fields after the protocol",
+        ));
     };
     let ip = |s: &str| -> Result<IpAddr, Malformed> {
-        let ip: IpAddr = s.parse().map_err(|_| Malformed("v1 address malformed"))?;
+        let ip: IpAddr = s
+            .parse()
+            .map_err(|_| Malformed("PROXY v1 address malformed"))?;
         if ip.is_ipv6() != v6 {
-            return Err(Malformed("v1 address of the wrong family"));
+            return Err(Malformed("PROXY v1 address of the wrong family"));
         }
         Ok(ip)
     };
@@ -164,9 +169,10 @@ fn parse_v1(buf: &[u8]) -> Result<Step, Malformed> {
             && s.bytes().all(|b| b.is_ascii_digit())
             && (s == "0" || !s.starts_with('0'));
         if !plain {
-            return Err(Malformed("v1 port malformed"));
+            return Err(Malformed("PROXY v1 port malformed"));
         }
-        s.parse().map_err(|_| Malformed("v1 port out of range"))
+        s.parse()
+            .map_err(|_| Malformed("PROXY v1 port out of range"))
     };
     let addrs = Addrs {
         source: SocketAddr::new(ip(src)?, port(sport)?),
@@ -186,15 +192,15 @@ fn parse_v2(buf: &[u8]) -> Result<Step, Malformed> {
         return Ok(Step::Need(V2_FIXED - buf.len()));
     }
     if buf[..12] != V2_SIGNATURE {
-        return Err(Malformed("v2 signature malformed"));
+        return Err(Malformed("PROXY v2 signature malformed"));
     }
     let (version, command) = (buf[12] >> 4, buf[12] & 0x0F);
     if version != 2 {
-        return Err(Malformed("v2 version is not 2"));
+        return Err(Malformed("PROXY v2 version is not 2"));
     }
     let block_len = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
     if block_len > V2_MAX_BLOCK {
-        return Err(Malformed("v2 address block longer than 2048 bytes"));
+        return Err(Malformed("PROXY v2 address block longer than 2048 bytes"));
     }
     let total = V2_FIXED + block_len;
     if buf.len() < total {
@@ -208,10 +214,10 @@ fn parse_v2(buf: &[u8]) -> Result<Step, Malformed> {
     let local = match command {
         0 => true,
         1 => false,
-        _ => return Err(Malformed("v2 command is not LOCAL or PROXY")),
+        _ => return Err(Malformed("PROXY v2 command is not LOCAL or PROXY")),
     };
     if family > 3 || transport > 2 {
-        return Err(Malformed("v2 family or transport unknown"));
+        return Err(Malformed("PROXY v2 family or transport unknown"));
     }
     let done = |addrs| {
         Ok(Step::Done(
@@ -228,7 +234,7 @@ fn parse_v2(buf: &[u8]) -> Result<Step, Malformed> {
         return done(None);
     }
     if transport != 1 {
-        return Err(Malformed("v2 transport is not a stream"));
+        return Err(Malformed("PROXY v2 transport is not a stream"));
     }
     let addr_len = match family {
         1 => 12,
@@ -236,7 +242,7 @@ fn parse_v2(buf: &[u8]) -> Result<Step, Malformed> {
         _ => 216,
     };
     if block.len() < addr_len {
-        return Err(Malformed("v2 address block too short for its family"));
+        return Err(Malformed("PROXY v2 address block too short for its family"));
     }
     check_tlvs(&block[addr_len..])?;
     let port = |at: usize| u16::from_be_bytes([block[at], block[at + 1]]);
@@ -271,11 +277,11 @@ fn parse_v2(buf: &[u8]) -> Result<Step, Malformed> {
 fn check_tlvs(mut tlvs: &[u8]) -> Result<(), Malformed> {
     while !tlvs.is_empty() {
         if tlvs.len() < 3 {
-            return Err(Malformed("v2 TLV truncated"));
+            return Err(Malformed("PROXY v2 TLV truncated"));
         }
         let len = usize::from(u16::from_be_bytes([tlvs[1], tlvs[2]]));
         let Some(rest) = tlvs.get(3 + len..) else {
-            return Err(Malformed("v2 TLV longer than the header"));
+            return Err(Malformed("PROXY v2 TLV longer than the header"));
         };
         tlvs = rest;
     }
@@ -429,7 +435,7 @@ mod tests {
         let too_long = format!("PROXY UNKNOWN {}\r\n", "x".repeat(92));
         assert_eq!(
             feed(too_long.as_bytes()),
-            Err(Malformed("v1 header longer than 107 bytes"))
+            Err(Malformed("PROXY v1 header longer than 107 bytes"))
         );
     }
 

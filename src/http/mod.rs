@@ -221,7 +221,7 @@ async fn open_websocket(
         .await
         .map_err(Refused::from)?;
     let target_name = spec.to_string();
-    let target = match http.connector.connect(&spec).await {
+    let target = match http.connector.connect(&spec, info).await {
         Ok(target) => target,
         Err(err) => {
             return Err(Refused {

@@ -3,6 +3,7 @@
 //! walk down the pipeline is in `conn`.
 
 mod conn;
+mod limits;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +20,11 @@ use crate::error::StartError;
 use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
+use crate::listen::proxy::ProxyProtocol;
 use crate::listen::{Accepted, Listener};
 use crate::target::Connector;
 use crate::tls;
+use limits::Limits;
 
 /// A configured proxy, ready to serve a listener.
 pub struct Server {
@@ -43,7 +46,10 @@ impl Server {
             send_timeout: settings.send_timeout,
             site,
             gate: Gate::new(&settings)?,
-            connector: Connector::new(tls::target_client(&settings)?),
+            connector: Connector::new(
+                tls::target_client(&settings)?,
+                settings.target_proxy_protocol,
+            ),
         });
         Ok(Server {
             settings: Arc::new(settings),
@@ -93,6 +99,12 @@ impl Server {
             settings: self.settings,
             tls: self.tls,
             http: self.http,
+            proxy_protocol: ProxyProtocol::new(&settings.proxy_protocol),
+            limits: Limits::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                settings.handshake_rate,
+            ),
             next_id: AtomicU64::new(1),
             activity: watch::Sender::new(Activity::default()),
         });
@@ -135,8 +147,9 @@ impl Server {
                         let guard = ConnectionGuard::new(&shared);
                         let mut stop = stop_rx.clone();
                         let shared = shared.clone();
-                        let span = tracing::info_span!("conn", id, %peer);
-                        let info = Box::new(ConnInfo { id, peer, local, tls: None });
+                        // `client`: the real client, once a PROXY header names one.
+                        let span = tracing::info_span!("conn", id, %peer, client = tracing::field::Empty);
+                        let info = Box::new(ConnInfo { id, peer, via: None, local, tls: None });
                         tokio::spawn(async move {
                             tokio::select! {
                                 () = conn::serve(stream, info, &shared) => {}
@@ -174,6 +187,10 @@ struct Shared {
     settings: Arc<Settings>,
     tls: Option<TlsAcceptor>,
     http: Arc<Http>,
+    /// `--proxy-protocol`: the balancers whose PROXY header is read first.
+    proxy_protocol: Option<ProxyProtocol>,
+    /// `--max-connections`, `--max-connections-per-ip`, `--handshake-rate`.
+    limits: Option<Arc<Limits>>,
     next_id: AtomicU64,
     activity: watch::Sender<Activity>,
 }
