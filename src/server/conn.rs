@@ -116,7 +116,11 @@ where
         target_name,
         mode,
         path,
+        forwarded,
     } = upgraded;
+    if let Some(client) = forwarded {
+        tracing::Span::current().record("forwarded", tracing::field::display(client));
+    }
     let run_once = shared.settings.run_once;
     shared.activity.send_if_modified(|a| {
         a.websockets += 1;

@@ -50,6 +50,7 @@ impl Server {
                 tls::target_client(&settings)?,
                 settings.target_proxy_protocol,
             ),
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         Ok(Server {
             settings: Arc::new(settings),
@@ -147,8 +148,15 @@ impl Server {
                         let guard = ConnectionGuard::new(&shared);
                         let mut stop = stop_rx.clone();
                         let shared = shared.clone();
-                        // `client`: the real client, once a PROXY header names one.
-                        let span = tracing::info_span!("conn", id, %peer, client = tracing::field::Empty);
+                        // `client`: the real client, once a PROXY header names one;
+                        // `forwarded`: the one a trusted reverse proxy named for the session.
+                        let span = tracing::info_span!(
+                            "conn",
+                            id,
+                            %peer,
+                            client = tracing::field::Empty,
+                            forwarded = tracing::field::Empty
+                        );
                         let info = Box::new(ConnInfo { id, peer, via: None, local, tls: None });
                         tokio::spawn(async move {
                             tokio::select! {
