@@ -580,6 +580,7 @@ pub struct Cli {
         long,
         value_name = "N",
         default_value_t = 0,
+        allow_hyphen_values = true,
         hide_default_value = true,
         help_heading = "Load balancers and limits"
     )]
@@ -591,6 +592,7 @@ pub struct Cli {
         long,
         value_name = "N",
         default_value_t = 0,
+        allow_hyphen_values = true,
         hide_default_value = true,
         help_heading = "Load balancers and limits"
     )]
@@ -603,6 +605,7 @@ pub struct Cli {
         value_name = "N/s",
         value_parser = parse_rate,
         default_value = "0",
+        allow_hyphen_values = true,
         hide_default_value = true,
         help_heading = "Load balancers and limits"
     )]
