@@ -3,7 +3,7 @@
 //! read by the gate, the logs and the observers. Plain data: no sockets, no I/O.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 /// One end of a connection.
@@ -12,6 +12,19 @@ pub enum Addr {
     Tcp(SocketAddr),
     /// A Unix socket's path; `None` for an unnamed end (a connecting client's, usually).
     Unix(Option<PathBuf>),
+    /// A client known by its address alone (an `X-Forwarded-For` entry names no port).
+    Ip(IpAddr),
+}
+
+impl Addr {
+    /// The IP address, for a TCP end or a forwarded client.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Addr::Tcp(addr) => Some(addr.ip()),
+            Addr::Ip(ip) => Some(*ip),
+            Addr::Unix(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Addr {
@@ -20,6 +33,7 @@ impl fmt::Display for Addr {
             Addr::Tcp(addr) => write!(f, "{addr}"),
             Addr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
             Addr::Unix(None) => f.write_str("unix:(unnamed)"),
+            Addr::Ip(ip) => write!(f, "{ip}"),
         }
     }
 }
@@ -40,9 +54,15 @@ pub struct TlsInfo {
 pub struct ConnInfo {
     /// Counts connections from 1 in the order they were accepted; names them in the logs.
     pub id: u64,
-    /// The client (later: the real client behind a PROXY header).
+    /// The client: the socket's peer, or the real client that a trusted PROXY header
+    /// (`--proxy-protocol`) or, for one request, a trusted `X-Forwarded-For`/`Forwarded`
+    /// header (`--trusted-proxies`) named. Logs, limits and the gate use this one.
     pub peer: Addr,
-    /// Where the connection arrived.
+    /// Who told us `peer` when it is not the socket's own peer (the load balancer or reverse
+    /// proxy), kept for the logs; `None` for a direct client.
+    pub via: Option<Addr>,
+    /// Where the connection arrived (behind a PROXY header: the address the client connected
+    /// to at the balancer).
     pub local: Addr,
     /// Set once a TLS handshake completed; `None` for a plain connection.
     pub tls: Option<TlsInfo>,

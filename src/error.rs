@@ -68,6 +68,42 @@ pub enum Kind {
     BadAnswer,
     /// The server is shutting down (SIGTERM/SIGINT): sessions are told 1001 "Going away".
     GoingAway,
+    /// A connection over one of the server's limits (`--max-connections`,
+    /// `--max-connections-per-ip`, `--handshake-rate`): a 503 with `Retry-After`.
+    Limited(Limit),
+}
+
+/// Which limit a connection hit. Its label is where a metric counts the hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-connections`: the server is full.
+    Connections,
+    /// `--max-connections-per-ip`: this client address has its share open.
+    PerClient,
+    /// `--handshake-rate`: this client address begins connections too fast.
+    Rate,
+    /// The table of client addresses the per-client limits keep is full (see `server::limits`).
+    Clients,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Connections => "limit_connections",
+            Limit::PerClient => "limit_per_ip",
+            Limit::Rate => "limit_rate",
+            Limit::Clients => "limit_clients",
+        }
+    }
+
+    /// Seconds a refused client is asked to wait (`Retry-After`): a token comes back within
+    /// one second; open connections take longer to end.
+    pub fn retry_after(self) -> u32 {
+        match self {
+            Limit::Rate => 1,
+            _ => 5,
+        }
+    }
 }
 
 impl Kind {
@@ -85,6 +121,7 @@ impl Kind {
             Kind::Forbidden => "forbidden",
             Kind::BadAnswer => "bad_answer",
             Kind::GoingAway => "going_away",
+            Kind::Limited(limit) => limit.as_str(),
         }
     }
 }
@@ -192,7 +229,7 @@ impl Error {
             (Side::Client, Kind::NotFound) => 404,
             (Side::Client, Kind::Unauthorized(_)) => 401,
             (Side::Client, Kind::Forbidden) => 403,
-            (_, Kind::Unavailable) => 503,
+            (_, Kind::Unavailable | Kind::Limited(_)) => 503,
             (_, Kind::BadAnswer) => 502,
             (Side::Target, Kind::Timeout) => 504,
             (Side::Target, _) => 502,
@@ -215,6 +252,10 @@ impl Error {
         match (self.side, self.kind) {
             (Side::Client, Kind::Closed | Kind::Timeout) => Level::Debug,
             (_, Kind::GoingAway) => Level::Info,
+            // A flood over its rate would otherwise write a line per attempt; the operator
+            // wants to hear of a full server.
+            (_, Kind::Limited(Limit::Rate)) => Level::Debug,
+            (_, Kind::Limited(Limit::Connections | Limit::Clients)) => Level::Warn,
             (Side::Client, _) => Level::Info,
             (Side::Target, Kind::Closed) => Level::Info,
             (Side::Target, _) => Level::Warn,

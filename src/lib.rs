@@ -5,7 +5,7 @@
 //!
 //! `server` (accept loop; `conn`: one connection's walk) · `process` → `listen` → `sniff` →
 //! `tls` → `http` (routing, `upgrade`, `web`) → `gate` → `target` → `relay` → `config` →
-//! `observe` → `conninfo` → `error` → `ws` · `percent` · `net` (pure leaves).
+//! `observe` → `conninfo` → `error` → `ws` · `percent` · `net` · `proxy_header` (pure leaves).
 //!
 //! The public surface is what `main`, the tests, the fuzz targets and the benchmarks use.
 
@@ -19,6 +19,7 @@ mod net;
 mod observe;
 mod percent;
 mod process;
+mod proxy_header;
 mod relay;
 mod server;
 mod sniff;
@@ -28,8 +29,8 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    AllowEntry, AuthConfig, Facility, Listen, Settings, SyslogConfig, SyslogDest, TargetSpec,
-    Targets, TlsMinVersion, TokenConfig, Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
+    AllowEntry, AuthConfig, Facility, Listen, ProxyVersion, Settings, SyslogConfig, SyslogDest,
+    TargetSpec, Targets, TlsMinVersion, TokenConfig, Wrap, WrapMode, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};
@@ -63,6 +64,11 @@ pub mod codec {
         parse_source as parse_redis_source, split_source, RedisSource,
     };
     pub use crate::http::upgrade::{self, Refusal};
+    pub use crate::proxy_header::{
+        encode_v1 as encode_proxy_v1, encode_v2 as encode_proxy_v2, parse as parse_proxy_header,
+        Addrs as ProxyAddrs, Header as ProxyHeader, Step as ProxyStep,
+        MIN_HEADER as PROXY_MIN_HEADER,
+    };
     pub use crate::relay::run as relay;
     pub use crate::sniff::{
         check_policy_request, classify, PolicyCheck, Protocol, POLICY_REQUEST, POLICY_RESPONSE,

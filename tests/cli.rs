@@ -1086,3 +1086,67 @@ fn a_malformed_target_allow_entry_is_a_usage_error_naming_it() {
         "--target-allow applies to the targets of token plugins only",
     );
 }
+
+#[test]
+fn load_balancer_and_limit_options_are_read_and_off_by_default() {
+    let s = ok(&[
+        "--proxy-protocol=10.0.0.0/8, 192.0.2.7",
+        "--trusted-proxies",
+        "::1",
+        "--target-proxy-protocol",
+        "v2",
+        "--max-connections",
+        "100",
+        "--max-connections-per-ip=4",
+        "--handshake-rate",
+        "20/s",
+        "6080",
+        "localhost:5900",
+    ]);
+    let shown: Vec<String> = s.proxy_protocol.iter().map(|e| e.to_string()).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+    assert_eq!(s.trusted_proxies.len(), 1);
+    assert_eq!(s.target_proxy_protocol, Some(websockify::ProxyVersion::V2));
+    assert_eq!(s.max_connections, Some(100));
+    assert_eq!(s.max_connections_per_ip, Some(4));
+    assert_eq!(s.handshake_rate, Some(20));
+    assert_eq!(
+        ok(&["--handshake-rate=5", "6080", "h:1"]).handshake_rate,
+        Some(5)
+    );
+
+    let plain = ok(&["6080", "localhost:5900"]);
+    assert!(plain.proxy_protocol.is_empty() && plain.trusted_proxies.is_empty());
+    assert_eq!(plain.target_proxy_protocol, None);
+    assert_eq!(
+        (
+            plain.max_connections,
+            plain.max_connections_per_ip,
+            plain.handshake_rate
+        ),
+        (None, None, None)
+    );
+    let zero = ok(&["--max-connections=0", "--handshake-rate=0", "6080", "h:1"]);
+    assert_eq!((zero.max_connections, zero.handshake_rate), (None, None));
+}
+
+#[test]
+fn malformed_load_balancer_and_limit_options_are_usage_errors_naming_them() {
+    assert_err_contains(
+        &["--proxy-protocol", "10.0.0.0/33", "6080", "h:1"],
+        "--proxy-protocol 10.0.0.0/33: an IPv4 prefix length is 0-32",
+    );
+    assert_err_contains(
+        &["--trusted-proxies", "unix:/run/x", "6080", "h:1"],
+        "--trusted-proxies unix:/run/x: only IP addresses and CIDR blocks",
+    );
+    assert_err_contains(&["--target-proxy-protocol", "v3", "6080", "h:1"], "v3");
+    assert_err_contains(
+        &["--handshake-rate", "5/m", "6080", "h:1"],
+        "connections per second",
+    );
+    assert_err_contains(
+        &["--max-connections", "-1", "6080", "h:1"],
+        "--max-connections",
+    );
+}

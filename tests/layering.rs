@@ -19,7 +19,7 @@ const ORDER: &[&[&str]] = &[
     &["observe"],
     &["conninfo"],
     &["error"],
-    &["ws", "percent", "net"],
+    &["ws", "percent", "net", "proxy_header"],
 ];
 
 fn rank(room: &str) -> Option<usize> {

@@ -152,6 +152,22 @@ impl SslVersion {
 }
 
 /// `--wrap-mode`: what to do when the wrapped program exits.
+/// `--target-proxy-protocol`: which PROXY header the target gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyVersion {
+    /// The text header (`PROXY TCP4 ...`)
+    V1,
+    /// The binary header
+    V2,
+}
+
+/// `--handshake-rate`: `N` or `N/s`.
+fn parse_rate(arg: &str) -> Result<u32, String> {
+    let n = arg.strip_suffix("/s").unwrap_or(arg);
+    n.parse()
+        .map_err(|_| format!("{arg:?} is not a rate such as 20 or 20/s (connections per second)"))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum WrapMode {
     /// Stop serving and exit with the program's status (the default)
@@ -547,6 +563,80 @@ pub struct Cli {
     #[arg(long, help_heading = "Process")]
     pub libserver: bool,
 
+    // ---- Load balancers and limits (not in the reference) ----
+    /// Connections from these networks (IPv4 or IPv6 addresses or CIDR blocks, comma-separated
+    /// or repeated) must start with a PROXY protocol header (v1 or v2, as HAProxy's send-proxy
+    /// and send-proxy-v2), which names the real client for logs, limits and auth. A header from
+    /// any other peer, or a malformed or late one, closes the connection with a log line
+    #[arg(
+        long,
+        value_name = "CIDR,...",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append,
+        help_heading = "Load balancers and limits"
+    )]
+    pub proxy_protocol: Vec<String>,
+
+    /// Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For or Forwarded header
+    /// names the client: read from the right, the first address not in this list is the client
+    /// (Forwarded wins when both are sent). Ignored from any other peer
+    #[arg(
+        long,
+        value_name = "CIDR,...",
+        value_delimiter = ',',
+        action = clap::ArgAction::Append,
+        help_heading = "Load balancers and limits"
+    )]
+    pub trusted_proxies: Vec<String>,
+
+    /// Start each target connection with a PROXY protocol header (v1 text or v2 binary) naming
+    /// the real client, for a target behind us that reads one (HAProxy's accept-proxy, a VNC
+    /// server that speaks it)
+    #[arg(
+        long,
+        value_name = "VERSION",
+        value_enum,
+        help_heading = "Load balancers and limits"
+    )]
+    pub target_proxy_protocol: Option<ProxyVersion>,
+
+    /// Serve at most N connections at once (0: no limit); more get HTTP 503 (plain HTTP) or are
+    /// closed before the TLS handshake
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide_default_value = true,
+        help_heading = "Load balancers and limits"
+    )]
+    pub max_connections: usize,
+
+    /// Serve at most N connections at once from one client address (an IPv6 client: its /64;
+    /// behind --proxy-protocol, the real client's) (0: no limit)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide_default_value = true,
+        help_heading = "Load balancers and limits"
+    )]
+    pub max_connections_per_ip: u32,
+
+    /// Let one client address (as above) begin at most N connections per second, in bursts of
+    /// up to N ("N" or "N/s"; 0: no limit); faster ones get HTTP 503 with Retry-After: 1
+    #[arg(
+        long,
+        value_name = "N/s",
+        value_parser = parse_rate,
+        default_value = "0",
+        allow_hyphen_values = true,
+        hide_default_value = true,
+        help_heading = "Load balancers and limits"
+    )]
+    pub handshake_rate: u32,
+
     /// Print the version and exit
     #[arg(long, action = clap::ArgAction::Version)]
     pub version: (),
@@ -903,6 +993,20 @@ impl Cli {
             }),
             None => None,
         };
+        let networks = |option: &str, entries: &[String]| {
+            entries
+                .iter()
+                .map(|entry| match AllowEntry::parse(entry.trim()) {
+                    Ok(AllowEntry::Unix(_)) => Err(CliError::usage(format!(
+                        "{option} {entry}: only IP addresses and CIDR blocks"
+                    ))),
+                    Ok(net) => Ok(net),
+                    Err(why) => Err(CliError::usage(format!("{option} {entry}: {why}"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let proxy_protocol = networks("--proxy-protocol", &self.proxy_protocol)?;
+        let trusted_proxies = networks("--trusted-proxies", &self.trusted_proxies)?;
 
         Ok(Settings {
             listen,
@@ -949,6 +1053,16 @@ impl Cli {
                 .flatten(),
             syslog,
             metrics_listen: self.metrics_listen.clone().filter(|a| !a.is_empty()),
+            proxy_protocol,
+            trusted_proxies,
+            target_proxy_protocol: self.target_proxy_protocol.map(|v| match v {
+                ProxyVersion::V1 => super::ProxyVersion::V1,
+                ProxyVersion::V2 => super::ProxyVersion::V2,
+            }),
+            max_connections: (self.max_connections > 0).then_some(self.max_connections),
+            max_connections_per_ip: (self.max_connections_per_ip > 0)
+                .then_some(self.max_connections_per_ip),
+            handshake_rate: (self.handshake_rate > 0).then_some(self.handshake_rate),
         })
     }
 }

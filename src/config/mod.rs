@@ -292,7 +292,23 @@ pub struct Settings {
     pub syslog: Option<SyslogConfig>,
     /// `--metrics-listen ADDR`: where Prometheus metrics and `/healthz` are served.
     pub metrics_listen: Option<String>,
+    /// `--proxy-protocol`: peers in these networks must send a PROXY header first (empty: no
+    /// header is read from anyone).
+    pub proxy_protocol: Vec<AllowEntry>,
+    /// `--trusted-proxies`: peers in these networks may name the client in `X-Forwarded-For` or
+    /// `Forwarded` (empty: those headers are ignored).
+    pub trusted_proxies: Vec<AllowEntry>,
+    /// `--target-proxy-protocol`: the PROXY header each target connection starts with.
+    pub target_proxy_protocol: Option<ProxyVersion>,
+    /// `--max-connections`: connections served at once, all clients together.
+    pub max_connections: Option<usize>,
+    /// `--max-connections-per-ip`: connections served at once per client address.
+    pub max_connections_per_ip: Option<u32>,
+    /// `--handshake-rate`: connections a client address may begin per second (and burst).
+    pub handshake_rate: Option<u32>,
 }
+
+pub use crate::proxy_header::Version as ProxyVersion;
 
 /// A wrapped program (`websockify PORT -- PROGRAM ARGS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +382,12 @@ impl Settings {
             log_file: None,
             syslog: None,
             metrics_listen: None,
+            proxy_protocol: Vec::new(),
+            trusted_proxies: Vec::new(),
+            target_proxy_protocol: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            handshake_rate: None,
         }
     }
 }

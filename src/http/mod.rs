@@ -16,6 +16,7 @@
 //! reference); a keep-alive connection serves at most
 //! `MAX_REQUESTS` requests. Together they bound what one connection can write to the log.
 
+pub mod forwarded;
 pub mod stall;
 pub mod upgrade;
 pub mod web;
@@ -34,9 +35,10 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
-use crate::conninfo::ConnInfo;
+use crate::config::AllowEntry;
+use crate::conninfo::{Addr, ConnInfo};
 use crate::error::{Error, Kind, Side};
 use crate::gate::Gate;
 use crate::observe::metrics;
@@ -67,6 +69,8 @@ pub struct Http {
     pub gate: ArcSwap<Gate>,
     /// Connects the targets the gate chooses (TLS with `--ssl-target`).
     pub connector: target::Connector,
+    /// `--trusted-proxies`: peers whose `Forwarded`/`X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<AllowEntry>,
 }
 
 /// A connection that became a WebSocket: the client's stream (and what hyper read past the
@@ -80,6 +84,8 @@ pub struct Upgraded<IO> {
     pub mode: Mode,
     /// The request target (path and query), unredacted: observers redact what they log.
     pub path: String,
+    /// The client a trusted reverse proxy named (`--trusted-proxies`), if one did.
+    pub forwarded: Option<std::net::IpAddr>,
 }
 
 /// What the service hands the connection when it answers 101.
@@ -89,6 +95,7 @@ struct Accepted {
     target_name: String,
     mode: Mode,
     path: String,
+    forwarded: Option<std::net::IpAddr>,
 }
 
 /// Serves HTTP on `io` until a request becomes a WebSocket (returned) or the connection ends.
@@ -108,7 +115,16 @@ where
             let info = info.clone();
             let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
             async move {
-                let mut response = answer(req, &slot, &http, &info).await;
+                let mut response = match forwarded_info(&req, &info, &http) {
+                    // The request's lines name the client its proxy named.
+                    Some(request_info) => {
+                        let span = tracing::info_span!("request", forwarded = %request_info.peer);
+                        answer(req, &slot, &http, &request_info)
+                            .instrument(span)
+                            .await
+                    }
+                    None => answer(req, &slot, &http, &info).await,
+                };
                 if n >= MAX_REQUESTS {
                     response
                         .headers_mut()
@@ -156,6 +172,25 @@ where
         target_name: accepted.target_name,
         mode: accepted.mode,
         path: accepted.path,
+        forwarded: accepted.forwarded,
+    })
+}
+
+/// The connection as one request sees it when a trusted reverse proxy named its client: the
+/// client becomes the peer, the proxy `via`. `None` when the peer is not trusted or names none.
+fn forwarded_info<B>(req: &Request<B>, info: &ConnInfo, http: &Http) -> Option<ConnInfo> {
+    if http.trusted_proxies.is_empty() {
+        return None;
+    }
+    let peer = info.peer.ip()?;
+    if !http.trusted_proxies.iter().any(|e| e.contains_ip(peer)) {
+        return None;
+    }
+    let client = forwarded::client(req.headers(), &http.trusted_proxies)?;
+    Some(ConnInfo {
+        peer: Addr::Ip(client),
+        via: Some(info.peer.clone()),
+        ..info.clone()
     })
 }
 
@@ -225,7 +260,7 @@ async fn open_websocket(
         .map_err(Refused::from)?;
     let target_name = spec.to_string();
     let started = std::time::Instant::now();
-    let target = match http.connector.connect(&spec).await {
+    let target = match http.connector.connect(&spec, info).await {
         Ok(target) => {
             metrics::target_connect(started.elapsed(), None);
             target
@@ -248,6 +283,10 @@ async fn open_websocket(
             target_name,
             mode: upgrade.mode,
             path: path_of(&req),
+            forwarded: match info.peer {
+                Addr::Ip(ip) => Some(ip),
+                _ => None,
+            },
         });
     }
     Ok(upgrade::switching_protocols(&upgrade))

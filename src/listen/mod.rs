@@ -13,6 +13,7 @@ use crate::config::Listen;
 use crate::conninfo::Addr;
 
 pub mod inetd;
+pub mod proxy;
 pub mod tcp;
 pub mod unix;
 

@@ -6,15 +6,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
 use super::{DrainFlags, Shared};
 use crate::conninfo::ConnInfo;
+use crate::error::Limit;
 use crate::error::{Error, Kind, Side};
 use crate::http::{self, Upgraded};
-use crate::listen::Stream;
-use crate::observe::{log, Observer, Observers, Session};
+use crate::listen::{proxy, Stream};
+use crate::observe::{log, metrics, Observer, Observers, Session};
+use crate::proxy_header;
 use crate::relay;
 use crate::sniff::{self, Protocol};
 use crate::tls;
@@ -28,14 +30,53 @@ pub(super) async fn serve<S: Stream>(
     drain: &DrainFlags,
 ) {
     let timeout = shared.settings.handshake_timeout;
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
+    let trusted = match &shared.proxy_protocol {
+        Some(pp) if pp.trusts(&info.peer) => {
+            match proxy::read_header(&mut stream, timeout).await {
+                Ok(header) => {
+                    proxy::apply(&mut info, &header);
+                    if info.via.is_some() {
+                        tracing::Span::current()
+                            .record("client", tracing::field::display(&info.peer));
+                    }
+                }
+                Err(err) => return log::failure(&err),
+            }
+            true
+        }
+        _ => false,
+    };
+    // With --proxy-protocol, a header from a peer it does not trust must be seen to be
+    // refused: enough bytes to recognise one, as many as the first segment brought.
+    let mut first = [0u8; 16];
+    let look = if shared.proxy_protocol.is_some() && !trusted {
+        16
+    } else {
+        1
+    };
+    let seen = match tokio::time::timeout(timeout, stream.peek(&mut first[..look])).await {
         Err(_) => return debug!("dropped: sent nothing within {timeout:?}"),
         Ok(Err(err)) => return debug!("dropped: {err}"),
         Ok(Ok(0)) => return debug!("closed before sending anything"),
-        Ok(Ok(_)) => {}
+        Ok(Ok(n)) => n,
+    };
+    if look > 1 && proxy_header::looks_like_header(&first[..seen]) {
+        return log::failure(&Error::new(
+            Side::Client,
+            Kind::Forbidden,
+            "PROXY header from a peer outside --proxy-protocol",
+        ));
     }
-    match sniff::classify(&first) {
+    let protocol = sniff::classify(&first[..seen]);
+    // Held for the connection's life: its place under the limits.
+    let _permit = match &shared.limits {
+        Some(limits) => match limits.admit(info.peer.ip()) {
+            Ok(permit) => Some(permit),
+            Err(limit) => return refuse(stream, protocol, limit, shared).await,
+        },
+        None => None,
+    };
+    match protocol {
         Protocol::Tls => {
             let Some(tls) = &shared.tls else {
                 return info!("TLS client refused: no certificate (give one with --cert FILE)");
@@ -83,7 +124,11 @@ where
         target_name,
         mode,
         path,
+        forwarded,
     } = upgraded;
+    if let Some(client) = forwarded {
+        tracing::Span::current().record("forwarded", tracing::field::display(client));
+    }
     let run_once = shared.settings.run_once;
     shared.activity.send_if_modified(|a| {
         a.websockets += 1;
@@ -116,4 +161,72 @@ where
     )
     .await;
     observers.close(&report);
+}
+
+/// A connection over a limit: one log line (its level and label from the error, where a metric
+/// counts the hit), then a plain HTTP client gets a 503 with `Retry-After`; a TLS client (and
+/// anything else) is closed before its handshake, since no HTTP can be spoken to it unencrypted
+/// and a handshake is the work the limits are there to spare.
+async fn refuse<S: Stream>(stream: S, protocol: Protocol, limit: Limit, shared: &Arc<Shared>) {
+    let err = Error::new(Side::Client, Kind::Limited(limit), limit_reason(limit));
+    log::failure(&err);
+    let http = protocol == Protocol::Http && !shared.settings.ssl_only;
+    // Status 0: closed before a TLS handshake, with nothing sent.
+    metrics::refused(&err, if http { 503 } else { 0 });
+    if http {
+        Box::pin(answer_503(
+            stream,
+            &err,
+            limit,
+            shared.settings.handshake_timeout,
+        ))
+        .await;
+    }
+}
+
+fn limit_reason(limit: Limit) -> &'static str {
+    match limit {
+        Limit::Connections => "too many connections (--max-connections)",
+        Limit::PerClient => "too many connections from this address (--max-connections-per-ip)",
+        Limit::Rate => "connecting too fast (--handshake-rate)",
+        Limit::Clients => "too many client addresses to track",
+    }
+}
+
+/// Writes the 503 without reading the request (a refusal costs no parsing), then reads and
+/// drops what the client sent, at most `MAX_HEAD_BYTES` for at most one second: closing with
+/// unread bytes would reset the connection and could destroy the answer before it is read.
+async fn answer_503<S: Stream>(
+    mut stream: S,
+    err: &Error,
+    limit: Limit,
+    timeout: std::time::Duration,
+) {
+    let body = format!("503 Service Unavailable: {}\n", err.context);
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nContent-Type: text/plain; \
+         charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        limit.retry_after(),
+        body.len()
+    );
+    let linger = timeout.min(std::time::Duration::from_secs(1));
+    let answered = tokio::time::timeout(timeout, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(linger, async {
+        let mut sink = vec![0u8; 4096];
+        let mut total = 0;
+        while total < crate::http::MAX_HEAD_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
 }

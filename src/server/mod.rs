@@ -8,6 +8,7 @@
 //! second stop request, `Stopped` drops whatever is left.
 
 mod conn;
+mod limits;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,11 +25,13 @@ use crate::error::StartError;
 use crate::gate::Gate;
 use crate::http::web::Site;
 use crate::http::Http;
+use crate::listen::proxy::ProxyProtocol;
 use crate::listen::{Accepted, Listener};
 use crate::observe::metrics;
 use crate::target::Connector;
 use crate::tls;
 use crate::tls::reload::Reloadable;
+use limits::Limits;
 
 /// A configured proxy, ready to serve a listener.
 pub struct Server {
@@ -50,7 +53,11 @@ impl Server {
             send_timeout: settings.send_timeout,
             site,
             gate: ArcSwap::from_pointee(Gate::new(&settings)?),
-            connector: Connector::new(tls::target_client(&settings)?),
+            connector: Connector::new(
+                tls::target_client(&settings)?,
+                settings.target_proxy_protocol,
+            ),
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         Ok(Server {
             settings: Arc::new(settings),
@@ -112,6 +119,12 @@ impl Server {
             settings: self.settings,
             tls: self.tls,
             http: self.http,
+            proxy_protocol: ProxyProtocol::new(&settings.proxy_protocol),
+            limits: Limits::new(
+                settings.max_connections,
+                settings.max_connections_per_ip,
+                settings.handshake_rate,
+            ),
             next_id: AtomicU64::new(1),
             activity: watch::Sender::new(Activity::default()),
         });
@@ -169,8 +182,16 @@ impl Server {
                         let guard = ConnectionGuard::new(&shared);
                         let phase = phase_rx.clone();
                         let shared = shared.clone();
-                        let span = tracing::info_span!("conn", id, %peer);
-                        let info = Box::new(ConnInfo { id, peer, local, tls: None });
+                        // `client`: the real client, once a PROXY header names one;
+                        // `forwarded`: the one a trusted reverse proxy named for the session.
+                        let span = tracing::info_span!(
+                            "conn",
+                            id,
+                            %peer,
+                            client = tracing::field::Empty,
+                            forwarded = tracing::field::Empty
+                        );
+                        let info = Box::new(ConnInfo { id, peer, via: None, local, tls: None });
                         tokio::spawn(async move {
                             serve_until_stopped(stream, info, &shared, phase).await;
                             drop(guard);
@@ -281,6 +302,10 @@ struct Shared {
     /// The TLS configuration, swapped on reload (None: no TLS).
     tls: Option<Arc<Reloadable>>,
     http: Arc<Http>,
+    /// `--proxy-protocol`: the balancers whose PROXY header is read first.
+    proxy_protocol: Option<ProxyProtocol>,
+    /// `--max-connections`, `--max-connections-per-ip`, `--handshake-rate`.
+    limits: Option<Arc<Limits>>,
     next_id: AtomicU64,
     activity: watch::Sender<Activity>,
 }

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::TargetSpec;
+use crate::config::{ProxyVersion, TargetSpec};
+use crate::conninfo::{Addr, ConnInfo};
+use crate::proxy_header::{self, Addrs};
 
 mod tcp;
 mod tls;
@@ -30,18 +32,40 @@ pub enum Target {
 #[derive(Clone, Default)]
 pub struct Connector {
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--target-proxy-protocol`: the PROXY header written first on every target connection.
+    proxy_header: Option<ProxyVersion>,
 }
 
 impl Connector {
-    /// Plain connections when `tls` is `None`, TLS over TCP with it otherwise.
-    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        Connector { tls }
+    /// Plain connections when `tls` is `None`, TLS over TCP with it otherwise; each starting
+    /// with a PROXY header of `proxy_header`'s version, if given.
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, proxy_header: Option<ProxyVersion>) -> Self {
+        Connector { tls, proxy_header }
     }
 
-    /// Connects to `spec` within `CONNECT_TIMEOUT` (TCP and TLS handshakes together), with
-    /// TCP_NODELAY and keepalive on a TCP target.
-    pub async fn connect(&self, spec: &TargetSpec) -> io::Result<Target> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_unbounded(spec)).await {
+    /// Connects to `spec` for `client` within `CONNECT_TIMEOUT` (TCP and TLS handshakes, and
+    /// the PROXY header, together), with TCP_NODELAY and keepalive on a TCP target.
+    pub async fn connect(&self, spec: &TargetSpec, client: &ConnInfo) -> io::Result<Target> {
+        let header = self.proxy_header.map(|version| {
+            let addrs = match (&client.peer, &client.local) {
+                (Addr::Tcp(source), Addr::Tcp(destination)) => Some(Addrs {
+                    source: *source,
+                    destination: *destination,
+                }),
+                // A forwarded client has no port; its source port is given as 0.
+                (Addr::Ip(ip), Addr::Tcp(destination)) => Some(Addrs {
+                    source: std::net::SocketAddr::new(*ip, 0),
+                    destination: *destination,
+                }),
+                _ => None,
+            };
+            match version {
+                ProxyVersion::V1 => proxy_header::encode_v1(addrs),
+                ProxyVersion::V2 => proxy_header::encode_v2(addrs),
+            }
+        });
+        let connect = self.connect_unbounded(spec, header.as_deref());
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -50,32 +74,55 @@ impl Connector {
         }
     }
 
-    async fn connect_unbounded(&self, spec: &TargetSpec) -> io::Result<Target> {
-        match (spec, &self.tls) {
+    /// The PROXY header goes first, before any TLS: a balancer reads it off the bare socket.
+    async fn connect_unbounded(
+        &self,
+        spec: &TargetSpec,
+        header: Option<&[u8]>,
+    ) -> io::Result<Target> {
+        let target = match (spec, &self.tls) {
             (TargetSpec::Tcp { host, port }, Some(config)) => {
-                let tcp = tcp::connect(host, *port).await?;
+                let mut tcp = tcp::connect(host, *port).await?;
+                write_header(&mut tcp, header).await?;
                 let stream = tls::handshake(tcp, host, config).await?;
-                Ok(Target::Tls(Box::new(stream)))
+                Target::Tls(Box::new(stream))
             }
-            (TargetSpec::Tcp { host, port }, None) => {
-                tcp::connect(host, *port).await.map(Target::Tcp)
+            (TargetSpec::Tcp { host, port }, None) => Target::Tcp(tcp::connect(host, *port).await?),
+            (TargetSpec::Unix(_), Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "--ssl-target is for TCP targets only",
+                ))
             }
-            (TargetSpec::Unix(_), Some(_)) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "--ssl-target is for TCP targets only",
-            )),
-            (TargetSpec::Unix(path), None) => unix::connect(path).await.map(Target::Unix),
+            (TargetSpec::Unix(path), None) => Target::Unix(unix::connect(path).await?),
             // Addresses the gate resolved and checked (`--target-allow`): connected as they
             // are, never resolved again; the host name is what TLS verifies.
             (TargetSpec::Resolved { host, addrs }, Some(config)) => {
-                let tcp = tcp::connect_addrs(addrs).await?;
+                let mut tcp = tcp::connect_addrs(addrs).await?;
+                write_header(&mut tcp, header).await?;
                 let stream = tls::handshake(tcp, host, config).await?;
-                Ok(Target::Tls(Box::new(stream)))
+                Target::Tls(Box::new(stream))
             }
             (TargetSpec::Resolved { addrs, .. }, None) => {
-                tcp::connect_addrs(addrs).await.map(Target::Tcp)
+                Target::Tcp(tcp::connect_addrs(addrs).await?)
             }
+        };
+        let mut target = target;
+        if !matches!(target, Target::Tls(_)) {
+            write_header(&mut target, header).await?;
         }
+        Ok(target)
+    }
+}
+
+/// Writes the PROXY header, if any, on a freshly connected socket (before TLS).
+async fn write_header<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    header: Option<&[u8]>,
+) -> io::Result<()> {
+    match header {
+        Some(bytes) => stream.write_all(bytes).await,
+        None => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod binary;
+pub mod haproxy;
 pub mod procs;
 #[allow(unused_imports)]
 pub use binary::LoggedBinary;
@@ -458,4 +459,34 @@ pub fn startup_error(settings: Settings) -> websockify::StartError {
         Ok(_) => panic!("the server should refuse to start"),
         Err(err) => err,
     }
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.0/8 is all local on
+/// Linux): a second client address without a second machine.
+pub async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// A target that hands the first `n` bytes it receives to the test, then echoes: what a
+/// PROXY-reading target sees before the session's own bytes.
+pub async fn capturing_target(
+    n: usize,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = tcp_server(move |mut stream| {
+        let tx = tx.clone();
+        async move {
+            let mut first = vec![0u8; n];
+            if stream.read_exact(&mut first).await.is_err() {
+                return;
+            }
+            let _ = tx.send(first);
+            let (mut r, mut w) = stream.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        }
+    })
+    .await;
+    (addr, rx)
 }

@@ -62,6 +62,7 @@ mod tests {
         ConnInfo {
             id: 1,
             peer: Addr::Tcp("127.0.0.1:40000".parse().unwrap()),
+            via: None,
             local: Addr::Tcp("127.0.0.1:6080".parse().unwrap()),
             tls,
         }
