@@ -409,7 +409,7 @@ pub struct Cli {
         default_value_t = 0,
         allow_hyphen_values = true,
         hide_default_value = true,
-        help_heading = "Targets and tokens"
+        help_heading = "Process"
     )]
     pub heartbeat: u64,
 
