@@ -87,7 +87,13 @@ pub fn once(
 }
 
 /// Starts the real server with `settings` on 127.0.0.1, port 0.
-pub async fn start_proxy(settings: Settings) -> Proxy {
+pub async fn start_proxy(mut settings: Settings) -> Proxy {
+    // `stop` drains: most tests stop with a client still connected that never answers the
+    // 1001, which would hold every such test for the whole default drain (5 s). The drain
+    // itself is tested on the real binary (tests/signals.rs).
+    if settings.drain_timeout == websockify::DEFAULT_DRAIN_TIMEOUT {
+        settings.drain_timeout = Duration::from_millis(100);
+    }
     let server = Server::new(settings).expect("server settings");
     let listener = websockify::bind_addr("127.0.0.1:0".parse().unwrap()).unwrap();
     let listener = websockify::TcpListener::new(listener).unwrap();
