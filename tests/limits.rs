@@ -115,6 +115,41 @@ async fn a_tls_client_over_the_limit_is_closed_before_its_handshake() {
     server.wait_for("label=client_limit_connections").await;
 }
 
+/// The limit holds whatever the first bytes: over it, a web page (`--web`) is a 503 like an
+/// upgrade, and the Flash policy request gets nothing (it is not HTTP, so no 503 either);
+/// under it, both are answered.
+#[tokio::test]
+async fn over_the_limit_a_web_page_gets_503_and_the_flash_policy_request_nothing() {
+    let web = temp_dir("limits-web");
+    std::fs::write(web.join("index.html"), "page").unwrap();
+    let target = echo_server().await;
+    let server = start(
+        &["--web", web.to_str().unwrap(), "--max-connections", "2"],
+        target,
+    )
+    .await;
+    let page = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let policy = b"<policy-file-request/>\0";
+    async fn reply(addr: SocketAddr, opening: &[u8]) -> Vec<u8> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        read_until_dropped(&mut stream).await
+    }
+    // Under the limit: served. (Two places: the server may still hold the first connection's
+    // for a moment after the client saw it end.)
+    let served = reply(server.addr, page).await;
+    assert!(served.starts_with(b"HTTP/1.1 200 "), "{served:?}");
+    assert!(reply(server.addr, policy)
+        .await
+        .starts_with(b"<cross-domain-policy>"));
+    // Over it.
+    let _held = session_when_free(server.addr).await;
+    let _held_too = session_when_free(server.addr).await;
+    let refused = String::from_utf8(reply(server.addr, page).await).unwrap();
+    assert_503(&refused, 5, "too many connections (--max-connections)");
+    assert_eq!(reply(server.addr, policy).await, b"");
+}
+
 #[tokio::test]
 async fn per_ip_limit_counts_the_real_client_behind_haproxy() {
     let target = echo_server().await;

@@ -548,6 +548,34 @@ async fn idle_timeout_exits_when_no_connection_is_open() {
     proxy.finished().await;
 }
 
+/// `--idle-timeout` counts from the end of the last connection: a session three times longer
+/// than it keeps the server accepting, and the server leaves once the session is over. (Once
+/// the timeout fires the listener closes; running sessions would still finish, so "still
+/// running" alone would not tell.)
+#[tokio::test]
+async fn idle_timeout_waits_while_a_session_is_open_and_counts_from_its_end() {
+    let idle = Duration::from_millis(300);
+    let mut settings = settings_to(echo_server().await);
+    settings.idle_timeout = Some(idle);
+    let proxy = start_proxy(settings).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, None).await;
+    // What is tested is that nothing happens for a while: the wait is the test.
+    for round in 0..6u8 {
+        tokio::time::sleep(idle / 2).await;
+        client.send(true, BINARY, &[round]).await;
+        assert_eq!(client.read_data(1).await, [round]);
+    }
+    // A session that is open but quiet counts too.
+    tokio::time::sleep(idle * 2).await;
+    assert!(
+        TcpStream::connect(proxy.addr).await.is_ok(),
+        "the listener closed with a session open"
+    );
+    client.send(true, CLOSE, &close_payload(1000, "")).await;
+    client.read_close().await;
+    proxy.finished().await;
+}
+
 #[tokio::test]
 async fn timeout_stops_accepting_but_lets_sessions_finish() {
     let mut settings = settings_to(echo_server().await);

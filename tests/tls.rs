@@ -345,6 +345,58 @@ async fn ssl_only_drops_plain_clients() {
     proxy.stop().await;
 }
 
+/// `--ssl-only` refuses by the first byte, so it must hold whatever a plain client opens with:
+/// an upgrade, a web page (with `--web`), the Flash policy request (answered without
+/// `--ssl-only`), a PROXY header from an untrusted peer, a byte no protocol starts with.
+#[tokio::test]
+async fn ssl_only_refuses_plain_clients_whatever_their_first_bytes() {
+    let certs = certs();
+    let mut settings = tls_settings(echo_server().await, &certs.combined, None);
+    settings.ssl_only = true;
+    let web = temp_dir("tls-sslonly-web");
+    std::fs::write(web.join("index.html"), "page").unwrap();
+    settings.web = Some(web);
+    let proxy = start_proxy(settings).await;
+    let openings: [(&str, Vec<u8>); 5] = [
+        (
+            "an upgrade",
+            upgrade_request("/websockify", "").into_bytes(),
+        ),
+        (
+            "a web page",
+            b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        (
+            "the Flash policy request",
+            b"<policy-file-request/>\0".to_vec(),
+        ),
+        (
+            "a PROXY header",
+            b"PROXY TCP4 10.0.0.1 10.0.0.2 1 2\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        ),
+        ("a stray byte", b"\x00\x01\x02".to_vec()),
+    ];
+    for (what, opening) in openings {
+        let began = Instant::now();
+        let mut plain = TcpStream::connect(proxy.addr).await.unwrap();
+        plain.write_all(&opening).await.unwrap();
+        let got = read_until_dropped(&mut plain).await;
+        assert!(
+            got.is_empty(),
+            "{what}: a plain client must get nothing, got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(began.elapsed() < DROP_DEADLINE, "{what}: dropped at once");
+    }
+    // TLS clients are still served.
+    let tls = tls_connect(proxy.addr, any_version(&certs.der))
+        .await
+        .unwrap();
+    let (mut client, _) = RawClient::upgrade(tls, None).await;
+    assert_echo(&mut client).await;
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn ssl_only_without_a_certificate_fails_at_start_naming_cert_and_the_file() {
     let missing = temp_dir("tls-missing").join("nowhere.pem");
