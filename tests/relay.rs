@@ -576,6 +576,27 @@ async fn idle_timeout_waits_while_a_session_is_open_and_counts_from_its_end() {
     proxy.finished().await;
 }
 
+/// The handshake timeout bounds the way to the 101, not the session after it: a session, busy
+/// then quiet, outlives it several times over.
+#[tokio::test]
+async fn the_handshake_timeout_does_not_touch_an_open_session() {
+    let handshake = Duration::from_millis(200);
+    let mut settings = settings_to(echo_server().await);
+    settings.handshake_timeout = handshake;
+    let proxy = start_proxy(settings).await;
+    let (mut client, _) = RawClient::connect(proxy.addr, None).await;
+    for round in 0..4u8 {
+        tokio::time::sleep(handshake).await;
+        client.send(true, BINARY, &[round]).await;
+        assert_eq!(client.read_data(1).await, [round]);
+    }
+    // Quiet for three times the timeout, then still relaying.
+    tokio::time::sleep(handshake * 3).await;
+    client.send(true, BINARY, b"still").await;
+    assert_eq!(client.read_data(5).await, b"still");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn timeout_stops_accepting_but_lets_sessions_finish() {
     let mut settings = settings_to(echo_server().await);
