@@ -1018,3 +1018,46 @@ async fn a_target_that_never_answers_the_connect_gets_504_within_ten_seconds() {
     assert!(waited <= websockify::CONNECT_TIMEOUT + SLACK, "{waited:?}");
     proxy.stop().await;
 }
+
+/// The defaults, shown by what the real binary does when started as `websockify SOURCE TARGET`
+/// in a directory without `self.pem` (not by comparing one copy of the defaults with another):
+/// a connection that says nothing is dropped after the 5 s handshake timeout, not before and
+/// not much later; plain sessions need no certificate and the server outlives them (no
+/// `--run-once`); a plain GET is 405 (no `--web`); a TLS client is refused at once (no
+/// certificate).
+#[tokio::test]
+async fn with_no_options_the_defaults_hold() {
+    let dir = temp_dir("defaults");
+    let target = echo_server().await;
+    let server = LoggedBinary::start_in(Some(&dir), &["127.0.0.1:0", &target.to_string()]).await;
+    let began = Instant::now();
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    for round in 0..2u8 {
+        let (mut client, _) = RawClient::connect(server.addr, None).await;
+        client.send(true, 0x2, &[round]).await;
+        assert_eq!(client.read_data(1).await, [round]);
+        client.send(true, 0x8, &[0x03, 0xE8]).await;
+        assert_eq!(client.read_close().await.0, 1000);
+    }
+    let get = send_and_read_all(
+        server.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(get.starts_with(b"HTTP/1.1 405 "), "{get:?}");
+    let mut tls = TcpStream::connect(server.addr).await.unwrap();
+    tls.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0])
+        .await
+        .unwrap();
+    assert_eq!(read_until_dropped(&mut tls).await, b"");
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "the rest took too long to time the drop"
+    );
+    assert_eq!(read_until_dropped(&mut silent).await, b"");
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(4900) && took < Duration::from_secs(9),
+        "a silent connection was dropped after {took:?}, not 5 s"
+    );
+}
