@@ -1117,3 +1117,48 @@ async fn client_cert_cn_auth_lets_in_only_the_listed_cns_of_verified_certificate
     assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
     proxy.stop().await;
 }
+
+/// A returning client (noVNC reconnecting) resumes its TLS session instead of paying a full
+/// handshake, with TLS 1.3 and 1.2, and still does after hundreds of other clients: the
+/// server hands out tickets it can read back, rather than keeping each session in a table of
+/// a few hundred (rustls' default cache) that newer clients push it out of.
+#[tokio::test]
+async fn a_returning_client_resumes_its_tls_session_even_after_many_others() {
+    use rustls::HandshakeKind;
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    // One session over `config`; says how its handshake went. The echo makes sure the client
+    // has read what follows the handshake (TLS 1.3 sends its tickets then).
+    async fn session(addr: SocketAddr, config: Arc<ClientConfig>) -> Option<HandshakeKind> {
+        let tls = tls_connect(addr, config).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        client.send(true, 0x8, &[0x03, 0xE8]).await;
+        client.read_close().await;
+        kind
+    }
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let returning = client_config(&certs.der, &[version]);
+        let first = session(proxy.addr, returning.clone()).await;
+        assert_eq!(first, Some(HandshakeKind::Full), "{version:?}");
+        assert_eq!(
+            session(proxy.addr, returning.clone()).await,
+            Some(HandshakeKind::Resumed),
+            "{version:?}: the second visit"
+        );
+        // 300 other clients, each with its own session, more than a 256-entry table holds.
+        for _ in 0..300 {
+            let other = client_config(&certs.der, &[version]);
+            let tls = tls_connect(proxy.addr, other).await.unwrap();
+            let (mut client, _) = RawClient::upgrade(tls, None).await;
+            assert_echo(&mut client).await;
+        }
+        assert_eq!(
+            session(proxy.addr, returning).await,
+            Some(HandshakeKind::Resumed),
+            "{version:?}: after 300 other clients"
+        );
+    }
+    proxy.stop().await;
+}

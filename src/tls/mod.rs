@@ -109,6 +109,12 @@ pub fn load(
         ))
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumption by ticket: a returning client (noVNC reconnecting) skips the full handshake,
+    // and the server keeps nothing per client for it (rustls' default is a table of 256
+    // sessions, which a busy server cycles through in seconds). The ticket key rotates every
+    // 6 hours; a reload makes a new one, so older tickets get a full handshake.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()
+        .map_err(|e| TlsError(format!("TLS session tickets: {e}")))?;
     Ok(Some((Arc::new(config), leaf)))
 }
 
