@@ -17,6 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use crate::conn::{Conn, Tls};
 use crate::stats::{Histogram, Json};
 use crate::ws::{self, Read, Receiver, Rng, Sender};
 
@@ -48,7 +49,8 @@ impl Mode {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// WebSocket proxy to load, e.g. ws://127.0.0.1:8080/
+    /// WebSocket proxy to load, e.g. ws://127.0.0.1:8080/ or wss://127.0.0.1:8443/ (any
+    /// certificate accepted: the servers under test use self-signed ones)
     #[arg(long, required_unless_present = "tcp", conflicts_with = "tcp")]
     pub url: Option<String>,
     /// Plain TCP relay (or server) to load instead, e.g. 127.0.0.1:9000
@@ -91,12 +93,18 @@ pub struct LoadArgs {
     /// run is measured and --duration only bounds it. For CPU-per-byte and instruction counts.
     #[arg(long)]
     pub bytes: Option<u64>,
+    /// wss://: resume TLS sessions (one session store for all connections, as one browser);
+    /// without it every connection makes a full handshake.
+    #[arg(long)]
+    pub tls_resume: bool,
 }
 
 struct Target {
     addr: SocketAddr,
     /// Host header and path, in WebSocket mode.
     ws: Option<(String, String)>,
+    /// TLS to speak first, for wss://.
+    tls: Option<Tls>,
     shown: String,
 }
 
@@ -148,10 +156,12 @@ impl Shared {
 /// Resolves `--url` / `--tcp`. Only loopback targets are accepted: this tool is a load
 /// generator and must not be pointed at machines by accident.
 async fn resolve(args: &LoadArgs) -> Result<Target, String> {
-    let (hostport, ws, shown) = if let Some(url) = &args.url {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("--url must start with ws:// (got {url:?})"))?;
+    let (hostport, ws, shown, secure) = if let Some(url) = &args.url {
+        let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(format!("--url must start with ws:// or wss:// (got {url:?})")),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -160,9 +170,10 @@ async fn resolve(args: &LoadArgs) -> Result<Target, String> {
             hostport.to_string(),
             Some((hostport.to_string(), path.to_string())),
             url.clone(),
+            secure,
         )
     } else if let Some(t) = &args.tcp {
-        (t.clone(), None, format!("tcp://{t}"))
+        (t.clone(), None, format!("tcp://{t}"), false)
     } else {
         return Err("one of --url or --tcp is required".into());
     };
@@ -174,15 +185,31 @@ async fn resolve(args: &LoadArgs) -> Result<Target, String> {
     if !addr.ip().is_loopback() {
         return Err(format!("refusing non-loopback target {addr}"));
     }
-    Ok(Target { addr, ws, shown })
+    let tls = if secure {
+        // The name without the port (and an IPv6 literal without its brackets).
+        let host = match hostport.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => hostport.as_str(),
+        };
+        Some(Tls::new(host, args.tls_resume)?)
+    } else {
+        None
+    };
+    Ok(Target {
+        addr,
+        ws,
+        tls,
+        shown,
+    })
 }
 
 /// TCP connect (+ WebSocket handshake), bounded by `--timeout`. Returns the stream and any
 /// bytes that arrived behind the handshake response.
-async fn open(t: &Target, cfg: &Cfg, rng: &mut Rng) -> io::Result<(TcpStream, Vec<u8>)> {
+async fn open(t: &Target, cfg: &Cfg, rng: &mut Rng) -> io::Result<(Conn, Vec<u8>)> {
     let fut = async {
-        let mut s = TcpStream::connect(t.addr).await?;
-        s.set_nodelay(true)?;
+        let tcp = TcpStream::connect(t.addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut s = Conn::open(tcp, t.tls.as_ref()).await?;
         let left = match &t.ws {
             Some((host, path)) => {
                 ws::handshake(&mut s, host, path, cfg.protocol.as_deref(), rng).await?
@@ -382,7 +409,7 @@ async fn download_conn(idx: u64, t: Arc<Target>, cfg: Arc<Cfg>, sh: Arc<Shared>)
 
 /// Sends one message on an open connection and waits (bounded) for all of it to come back.
 async fn round_trip(
-    s: &mut TcpStream,
+    s: &mut Conn,
     left: Vec<u8>,
     ws: bool,
     cfg: &Cfg,

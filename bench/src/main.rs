@@ -2,6 +2,7 @@
 //! proxy under test (client load generator, echo / sink / source targets, and a plain TCP
 //! relay as the yardstick), so a run needs nothing but this binary and the proxy.
 
+mod conn;
 mod load;
 mod plot;
 mod servers;
