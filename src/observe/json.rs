@@ -5,7 +5,7 @@
 //!
 //! A tracing layer of its own rather than tracing-subscriber's `json` formatter: that one nests
 //! span fields under `span`/`spans` with their own names, where we promise flat, renamed ones
-//! (`conn`, `client`, `via`), and its escaping (serde_json's) leaves U+2028/U+2029 and C1
+//! (`conn`, `client`, `via`), and its escaping (serde_json's) leaves U+2028/U+2029, C1 and bidi
 //! controls raw, which some log viewers take as line breaks or terminal commands.
 
 use std::fmt::{self, Write as _};
@@ -226,9 +226,10 @@ fn rfc3339_ms(ms: u128) -> String {
     format!("{whole}.{:03}Z", ms % 1000)
 }
 
-/// `text` as a JSON string. Beyond what JSON requires (`"`, `\`, U+0000–U+001F), DEL, the C1
-/// controls, the line and paragraph separators and the bidi and zero-width format characters
-/// are written as `\uXXXX` too: a line stays one line, and shows as what it is, in any viewer.
+/// `text` as a JSON string in printable ASCII: beyond what JSON requires (`"`, `\\`,
+/// U+0000–U+001F), every other character but printable ASCII is written as `\uXXXX` (a
+/// surrogate pair past U+FFFF). A line stays one line and shows as what it is in any viewer or
+/// terminal (no U+2028, no C1 or bidi controls), and a syslog body needs no byte-order mark.
 pub fn escape(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
@@ -238,15 +239,13 @@ pub fn escape(out: &mut String, text: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\u{0}'..='\u{1f}'
-            | '\u{7f}'..='\u{9f}'
-            | '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{feff}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
-            _ => out.push(c),
         }
     }
     out.push('"');
@@ -267,8 +266,14 @@ mod tests {
         let hostile =
             "a\nb\r\"c\\d\u{2028}e\u{2029}f\u{0}\u{1b}[31m\u{7f}\u{85}\u{202e}g\u{feff}é日";
         let json = escaped(hostile);
-        assert!(!json.contains(['\n', '\r', '\u{2028}', '\u{2029}', '\u{1b}', '\u{85}']));
-        assert!(json.is_ascii() || json.ends_with("é日\""), "{json}");
+        assert!(
+            json.is_ascii() && !json.contains(|c: char| c.is_ascii_control()),
+            "{json}"
+        );
+        assert!(
+            json.contains(r"\u2028e\u2029f\u0000\u001b[31m\u007f\u0085\u202eg"),
+            "{json}"
+        );
         let back: String = serde_json::from_str(&json).unwrap();
         assert_eq!(back, hostile);
     }
