@@ -44,7 +44,10 @@ fn objects(server: &LoggedBinary) -> Vec<Map<String, Value>> {
 
 /// The lines of connection `conn`.
 fn of_conn(lines: &[Map<String, Value>], conn: u64) -> Vec<&Map<String, Value>> {
-    lines.iter().filter(|l| l["conn"] == conn).collect()
+    lines
+        .iter()
+        .filter(|l| l.get("conn").and_then(Value::as_u64) == Some(conn))
+        .collect()
 }
 
 /// Waits (bounded) for a line whose `msg` contains `needle`; returns it parsed.
@@ -254,6 +257,23 @@ async fn hostile_paths_and_headers_cannot_split_a_line_or_forge_a_field() {
         b"GET /\xff\xfe\"} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
+    // A client's close reason (in `msg`): a newline, a line separator, an escape sequence and
+    // a JSON fragment.
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut client = RawClient::new(stream);
+    let head = client.request(&upgrade_request("/", "")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let reason = "bye\n\"},{\"conn\":97,\u{2028}\u{1b}[31m\\";
+    client
+        .send(true, 0x8, &[&[0x03, 0xE8][..], reason.as_bytes()].concat())
+        .await;
+    assert_eq!(client.read_close().await.0, 1000);
+    let closed = wait_msg(&server, "closed: client closed").await;
+    assert_eq!(closed["conn"], 5);
+    assert_eq!(
+        closed["msg"],
+        r#"closed: client closed (1000 "bye\u{000a}\"},{\"conn\":97,\u{2028}\u{001b}[31m\\")"#
+    );
     // A marker: everything before it is logged.
     send_and_read_all(
         server.addr,
@@ -279,7 +299,7 @@ async fn hostile_paths_and_headers_cannot_split_a_line_or_forge_a_field() {
     for line in &lines {
         if let Some(conn) = line.get("conn") {
             assert!(
-                conn.as_u64().is_some_and(|c| (1..=5).contains(&c)),
+                conn.as_u64().is_some_and(|c| (1..=6).contains(&c)),
                 "{line:?}"
             );
         }
