@@ -228,6 +228,30 @@ async fn behind_a_proxy_header_client_is_the_real_client_and_via_the_balancer() 
 }
 
 #[tokio::test]
+async fn behind_a_trusted_reverse_proxy_client_is_the_forwarded_address() {
+    let target = echo_server().await;
+    let server = start(&["--trusted-proxies", "127.0.0.1"], Some(target)).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let proxy = stream.local_addr().unwrap().to_string();
+    let mut client = RawClient::new(stream);
+    let head = client
+        .request(&upgrade_request("/", "X-Forwarded-For: 198.51.100.9\r\n"))
+        .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    client.send(true, 0x8, &[0x03, 0xE8]).await;
+    assert_eq!(client.read_close().await.0, 1000);
+    wait_msg(&server, "closed:").await;
+    let lines = objects(&server);
+    let session = of_conn(&lines, 1);
+    assert_eq!(session.len(), 2, "{session:#?}");
+    for line in session {
+        assert_eq!(line["client"], "198.51.100.9", "{line:?}");
+        assert_eq!(line["via"], proxy.as_str(), "{line:?}");
+    }
+    assert_documented(&lines);
+}
+
+#[tokio::test]
 async fn hostile_paths_and_headers_cannot_split_a_line_or_forge_a_field() {
     let target = echo_server().await;
     let server = start(&["-v"], Some(target)).await;
