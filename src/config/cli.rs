@@ -164,7 +164,7 @@ pub enum ProxyVersion {
 /// `--log-format`: how log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Plain text, as the reference writes it
+    /// Plain text
     Human,
     /// One JSON object per line (fields: docs/operations.md)
     Json,
