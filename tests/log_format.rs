@@ -418,3 +418,41 @@ async fn the_human_format_stays_the_default() {
     );
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn syslog_gets_the_json_object_as_the_message_body_after_its_header() {
+    let dir = temp_dir("log-format-syslog");
+    let path = dir.join("log.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    let target = echo_server().await;
+    let server = start(&["--syslog", path.to_str().unwrap()], Some(target)).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let local = stream.local_addr().unwrap().to_string();
+    let mut client = RawClient::new(stream);
+    let head = client.request(&upgrade_request("/?token=s3cret", "")).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let datagram = bounded("the session's syslog datagram", async {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.contains("WebSocket connection") {
+                return text;
+            }
+        }
+    })
+    .await;
+    // user (1) × 8 + informational (6); RFC 5424's header, then the object and nothing else
+    // (no byte-order mark before it: it is ASCII; nothing after it), as mmjsonparse wants.
+    assert!(datagram.starts_with("<14>1 "), "{datagram:?}");
+    let (_, body) = datagram
+        .split_once(&format!(" websockify {} - - ", server.pid()))
+        .unwrap_or_else(|| panic!("no RFC 5424 header: {datagram:?}"));
+    assert!(body.starts_with('{') && body.ends_with('}'), "{body:?}");
+    let open = object(body);
+    assert_eq!(open["conn"], 1);
+    assert_eq!(open["client"], local.as_str());
+    assert_eq!(open["path"], "\"/?token=REDACTED\"");
+    assert_documented(&[open]);
+    let _ = std::fs::remove_dir_all(dir);
+}
