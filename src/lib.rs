@@ -29,9 +29,9 @@ mod ws;
 
 pub use config::cli::{self, CliError};
 pub use config::{
-    AllowEntry, AuthConfig, Facility, Listen, ProxyVersion, Settings, SyslogConfig, SyslogDest,
-    TargetSpec, Targets, TlsMinVersion, TokenConfig, Wrap, WrapMode, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT,
+    AllowEntry, AuthConfig, Facility, Listen, LogFormat, ProxyVersion, Settings, SyslogConfig,
+    SyslogDest, TargetSpec, Targets, TlsMinVersion, TokenConfig, Wrap, WrapMode,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use conninfo::{Addr, ConnInfo, TlsInfo};
 pub use error::{Error, Kind, Side, StartError};

@@ -20,6 +20,7 @@ fn run() -> Result<ExitCode, StartError> {
         settings.verbose,
         settings.log_file.as_deref(),
         settings.syslog.as_ref(),
+        settings.log_format,
     )
     .map_err(StartError::new)?;
     // Everything that can fail is checked here, on the one thread there is, so that a failure

@@ -1150,3 +1150,21 @@ fn malformed_load_balancer_and_limit_options_are_usage_errors_naming_them() {
         "--max-connections",
     );
 }
+
+#[test]
+fn log_format_is_human_by_default_json_when_asked_and_nothing_else() {
+    use websockify::LogFormat;
+    assert_eq!(ok(&["6080", "h:5900"]).log_format, LogFormat::Human);
+    assert_eq!(
+        ok(&["--log-format", "json", "6080", "h:5900"]).log_format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        ok(&["--log-format=human", "6080", "h:5900"]).log_format,
+        LogFormat::Human
+    );
+    assert_err_contains(&["--log-format", "xml", "6080", "h:5900"], "--log-format");
+    // `--log-fi` still abbreviates the reference's --log-file.
+    let s = ok(&["--log-fi", "/tmp/x.log", "6080", "h:5900"]);
+    assert_eq!(s.log_file, Some(PathBuf::from("/tmp/x.log")));
+}

@@ -160,7 +160,11 @@ async fn resolve(args: &LoadArgs) -> Result<Target, String> {
         let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
             (Some(rest), _) => (rest, false),
             (_, Some(rest)) => (rest, true),
-            _ => return Err(format!("--url must start with ws:// or wss:// (got {url:?})")),
+            _ => {
+                return Err(format!(
+                    "--url must start with ws:// or wss:// (got {url:?})"
+                ))
+            }
         };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),

@@ -161,6 +161,15 @@ pub enum ProxyVersion {
     V2,
 }
 
+/// `--log-format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Plain text
+    Human,
+    /// One JSON object per line (fields: docs/operations.md)
+    Json,
+}
+
 /// `--handshake-rate`: `N` or `N/s`.
 fn parse_rate(arg: &str) -> Result<u32, String> {
     let n = arg.strip_suffix("/s").unwrap_or(arg);
@@ -495,6 +504,18 @@ pub struct Cli {
     /// Use the old (BSD) syslog protocol instead of RFC 5424
     #[arg(long, help_heading = "Recording and logging")]
     pub legacy_syslog: bool,
+
+    /// How log lines are written to stderr, --log-file and --syslog: human (plain text) or json
+    /// (one object per line, with the connection id and the client on every line of a
+    /// connection; field names in docs/operations.md)
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Human,
+        help_heading = "Recording and logging"
+    )]
+    pub log_format: LogFormat,
 
     /// Serve Prometheus metrics (GET /metrics) and a health check (GET /healthz: 200 while
     /// the listener accepts, 503 once it stopped) on ADDR (HOST:PORT), apart from the proxy
@@ -1052,6 +1073,10 @@ impl Cli {
                 .then(|| self.log_file.as_deref().map(absolute))
                 .flatten(),
             syslog,
+            log_format: match self.log_format {
+                LogFormat::Human => super::LogFormat::Human,
+                LogFormat::Json => super::LogFormat::Json,
+            },
             metrics_listen: self.metrics_listen.clone().filter(|a| !a.is_empty()),
             proxy_protocol,
             trusted_proxies,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 
+pub use crate::observe::log::LogFormat;
 pub use crate::observe::syslog::{Facility, SyslogConfig, SyslogDest};
 
 use std::fmt;
@@ -290,6 +291,8 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// `--syslog SERVER`: log lines sent there too.
     pub syslog: Option<SyslogConfig>,
+    /// `--log-format`: human text (the default) or one JSON object a line.
+    pub log_format: LogFormat,
     /// `--metrics-listen ADDR`: where Prometheus metrics and `/healthz` are served.
     pub metrics_listen: Option<String>,
     /// `--proxy-protocol`: peers in these networks must send a PROXY header first (empty: no
@@ -381,6 +384,7 @@ impl Settings {
             traffic: false,
             log_file: None,
             syslog: None,
+            log_format: LogFormat::Human,
             metrics_listen: None,
             proxy_protocol: Vec::new(),
             trusted_proxies: Vec::new(),

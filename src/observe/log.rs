@@ -8,58 +8,84 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use tracing::{debug, error, info, warn};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+use super::json::JsonLayer;
 use super::redact::request_target;
 use super::syslog::{Syslog, SyslogConfig};
-use super::{Observer, Report, Session};
+use super::{Ended, Observer, Report, Session};
 use crate::error::{Error, Level};
 
-/// Logs to stderr, and to `log_file` (`--log-file`) and `syslog` (`--syslog`) when given;
-/// `-v` adds debug detail, `RUST_LOG` overrides it. The error names the option that failed.
-/// Starts no thread (a `-D` fork may follow).
+/// `--log-format`: how each log line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// tracing's plain text, the connection's span (`conn{id=.. peer=..}`) in front.
+    #[default]
+    Human,
+    /// One JSON object a line, with the field names docs/operations.md lists.
+    Json,
+}
+
+/// Logs to stderr, and to `log_file` (`--log-file`) and `syslog` (`--syslog`) when given, in
+/// `format`; `-v` adds debug detail, `RUST_LOG` overrides it. The error names the option that
+/// failed. Starts no thread (a `-D` fork may follow).
 pub fn init(
     verbose: bool,
     log_file: Option<&Path>,
     syslog: Option<&SyslogConfig>,
+    format: LogFormat,
 ) -> Result<(), String> {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
     let file = match log_file {
         Some(path) => {
             let file = LogFile::open(path)
                 .map_err(|err| format!("--log-file {}: {err}", path.display()))?;
             let _ = LOG_FILE.set(file.clone());
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(file)
-                    .with_ansi(false),
-            )
+            Some(file)
         }
         None => None,
     };
     let syslog = match syslog {
-        Some(config) => {
-            let sink = Syslog::connect(config)
-                .map_err(|err| format!("--syslog {}: {err}", config.dest))?;
-            // The header has the time, the severity and our name already.
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(sink)
-                    .with_ansi(false)
-                    .without_time()
-                    .with_level(false)
-                    .with_target(false),
-            )
-        }
+        Some(config) => Some(
+            Syslog::connect(config).map_err(|err| format!("--syslog {}: {err}", config.dest))?,
+        ),
         None => None,
     };
+    let _ = FORMAT.set(format);
+    if format == LogFormat::Json {
+        // The same object everywhere; as a syslog message's body (after the header), it is
+        // what rsyslog's mmjsonparse and journald's readers parse.
+        let mut sinks = vec![BoxMakeWriter::new(std::io::stderr)];
+        sinks.extend(file.map(BoxMakeWriter::new));
+        sinks.extend(syslog.map(BoxMakeWriter::new));
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(JsonLayer::new(sinks))
+            .try_init();
+        return Ok(());
+    }
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(file)
+            .with_ansi(false)
+    });
+    // The header has the time, the severity and our name already.
+    let syslog = syslog.map(|sink| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(sink)
+            .with_ansi(false)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(stderr)
@@ -68,6 +94,10 @@ pub fn init(
         .try_init();
     Ok(())
 }
+
+/// The `--log-format` in use: the session's close line has more fields in JSON, where they
+/// cost a reader nothing, than in the human line (which stays as it was).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// The `--log-file`, once opened: what SIGUSR1 reopens.
 static LOG_FILE: OnceLock<LogFile> = OnceLock::new();
@@ -158,6 +188,18 @@ impl Observer for SessionLog {
         let duration_ms = self
             .began
             .map_or(0, |began| began.elapsed().as_millis() as u64);
+        if FORMAT.get() == Some(&LogFormat::Json) {
+            let (outcome, code) = outcome(&report.ended);
+            return info!(
+                duration_ms,
+                client_to_target = report.client_to_target,
+                target_to_client = report.target_to_client,
+                outcome = outcome.as_str(),
+                close_code = code,
+                "closed: {}",
+                report.ended
+            );
+        }
         info!(
             duration_ms,
             client_to_target = report.client_to_target,
@@ -165,6 +207,17 @@ impl Observer for SessionLog {
             "closed: {}",
             report.ended
         );
+    }
+}
+
+/// How a session ended, as the JSON close line's `outcome` (`client_closed`, `target_closed`
+/// or the error's label) and `close_code` (the code the client sent or was sent; none when a
+/// client's close frame had no code).
+fn outcome(ended: &Ended) -> (String, Option<u16>) {
+    match ended {
+        Ended::ClientClosed(info) => ("client_closed".to_owned(), info.code),
+        Ended::TargetClosed => ("target_closed".to_owned(), Some(1000)),
+        Ended::Failed(err) => (err.label(), Some(err.close_code())),
     }
 }
 

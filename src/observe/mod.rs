@@ -8,6 +8,7 @@
 //! its hot path, and only when [`Observer::wants_bytes`] said so at the start: an observer that
 //! does not look at bytes costs the relay nothing.
 
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod record;

@@ -148,7 +148,7 @@ pub fn format(header: &Header<'_>, text: &str) -> Vec<u8> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for `secs` since the epoch (Howard Hinnant's civil-from-days).
-fn utc_timestamp(secs: u64) -> String {
+pub(super) fn utc_timestamp(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
