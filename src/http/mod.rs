@@ -167,7 +167,13 @@ where
     Some(Upgraded {
         // The relay gets the raw stream: no send timeout on a WebSocket session.
         client: parts.io.into_inner().into_inner(),
-        leftover: parts.read_buf,
+        // Empty, it would still hold hyper's whole read buffer (8 KiB) for the session's life;
+        // the relay drops a non-empty one once it has taken its bytes.
+        leftover: if parts.read_buf.is_empty() {
+            Bytes::new()
+        } else {
+            parts.read_buf
+        },
         target: accepted.target,
         target_name: accepted.target_name,
         mode: accepted.mode,
