@@ -180,7 +180,7 @@ async fn two_instances_behind_haproxy_share_redis_tokens_and_a_sigterm_fails_no_
     let args = [
         "--token-plugin=TokenRedis",
         &format!("--token-source={source}"),
-        "--drain-grace=1",
+        "--drain-grace=2",
     ];
     let (mut a, a_metrics) = start(&args).await;
     let (b, b_metrics) = start(&args).await;
@@ -206,7 +206,8 @@ async fn two_instances_behind_haproxy_share_redis_tokens_and_a_sigterm_fails_no_
     // During the grace A says 503 but still serves whoever reaches it.
     let (status, _) = get(a_metrics, "GET", "/healthz").await;
     assert!(status.starts_with("HTTP/1.1 503"), "{status}");
-    assert!(matches!(session(a.addr, 0).await, Outcome::Served));
+    let outcome = session(a.addr, 0).await;
+    assert!(matches!(outcome, Outcome::Served), "{outcome:?}");
     let (status, took) = a.exit_within(WAIT).await;
     assert!(status.success(), "{status} after {took:?}");
     // B alone serves what comes after.
