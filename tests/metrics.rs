@@ -1,52 +1,15 @@
 //! `--metrics-listen`: the real binary scraped over HTTP while sessions flow; `/healthz`; the
-//! endpoint's refusals; a port in use; every exported metric documented.
+//! endpoint's refusals; a port in use; every exported metric documented; every query of the
+//! Grafana dashboard (`contrib/grafana/websockify.json`) names an exported metric.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use support::metrics::{get, scrape, start, value};
 use support::*;
 use tokio::net::TcpStream;
-
-/// The binary on 127.0.0.1 (any port), metrics on 127.0.0.1 (any port), with `args` last.
-async fn start(args: &[&str]) -> (LoggedBinary, SocketAddr) {
-    let mut all = vec!["--metrics-listen", "127.0.0.1:0", "127.0.0.1:0"];
-    all.extend_from_slice(args);
-    let server = LoggedBinary::start(&all).await;
-    let line = server.wait_for("Metrics on http://").await;
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|addr| addr.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (server, addr)
-}
-
-/// The status line and body of `METHOD PATH` on the metrics endpoint.
-async fn get(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
-    let raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let answer = send_and_read_all(addr, raw.as_bytes()).await;
-    let answer = String::from_utf8(answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    (status, body.to_owned())
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let (status, body) = get(addr, "GET", "/metrics").await;
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    body
-}
-
-/// The value of the sample `series` (name and labels exactly as exposed), 0 when absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
 
 /// Scrapes until `done` holds (the server updates metrics as sessions end, a moment after the
 /// client saw the end), failing after the common bound.
@@ -294,5 +257,189 @@ async fn every_exported_metric_is_documented() {
             doc.contains(&format!("`{name}`")),
             "{name} is not documented in docs/operations.md"
         );
+    }
+}
+
+// ---- The Grafana dashboard ----
+
+/// The metric names a PromQL expression selects: what is left once strings, label matchers,
+/// ranges, numbers, functions, keywords and the labels of `by (...)` and the like are gone.
+fn promql_metric_names(expr: &str) -> Vec<String> {
+    const GROUPINGS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    // Aggregations may come before their `by (...)`, away from their parenthesis.
+    const KEYWORDS: &[&str] = &[
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    // Skips from an opening bracket to its match, strings inside included.
+    let skip_group = |mut i: usize, open: char, close: char| {
+        let mut depth = 0;
+        let mut quoted = false;
+        while i < chars.len() {
+            match chars[i] {
+                '\\' if quoted => i += 1,
+                '"' => quoted = !quoted,
+                c if c == open && !quoted => depth += 1,
+                c if c == close && !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip_group(i, '{', '}');
+        } else if c == '[' {
+            i = skip_group(i, '[', ']');
+        } else if c == '"' {
+            i = skip_group(i, '"', '"');
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let call = chars.get(next) == Some(&'(');
+            if GROUPINGS.contains(&word.as_str()) && call {
+                i = skip_group(next, '(', ')');
+            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+                names.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_metric_names_strip_functions_labels_ranges_and_groupings() {
+    assert_eq!(
+        promql_metric_names(
+            "histogram_quantile(0.9, sum by (le) (rate(a_bucket{x=~\"$i\",y=\"}\"}[5m]))) \
+             / on (instance) group_left (version) b_total offset 1h and bool c:d"
+        ),
+        ["a_bucket", "b_total", "c:d"]
+    );
+}
+
+/// Every expression of the dashboard: each panel's targets' `expr`, and the metric of each
+/// `label_values(METRIC, LABEL)` variable query.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let targets = panel["targets"].as_array();
+        let targets = targets.unwrap_or_else(|| panic!("panel {title:?} has no targets"));
+        for target in targets {
+            let expr = target["expr"].as_str();
+            queries.push(
+                expr.unwrap_or_else(|| panic!("{title:?}: no expr"))
+                    .to_owned(),
+            );
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        let query = variable["query"]["query"]
+            .as_str()
+            .expect("a variable query");
+        let inner = query
+            .strip_prefix("label_values(")
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("not label_values(METRIC, LABEL): {query}"));
+        queries.push(inner.trim().to_owned());
+    }
+    queries
+}
+
+#[tokio::test]
+async fn every_grafana_query_names_a_metric_the_server_exports() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/grafana/websockify.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("valid JSON");
+    // Importable: the data source is asked for at import and used by every query.
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["uid"], "${DS_PROMETHEUS}", "{panel}");
+    }
+
+    // The names a real scrape shows, samples as Prometheus stores them (_total, _bucket...).
+    let text = one_of_each().await;
+    let scraped: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let mut used = std::collections::HashSet::new();
+    for query in dashboard_queries(&dashboard) {
+        let names = promql_metric_names(&query);
+        assert!(!names.is_empty(), "no metric in {query}");
+        for name in names {
+            assert!(
+                scraped.contains(name.as_str()),
+                "{name} (in {query}) is not exported; a scrape shows {scraped:?}"
+            );
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| websockify::metrics::NAMES.contains(family))
+                .unwrap_or(&name);
+            assert!(
+                websockify::metrics::NAMES.contains(&family),
+                "{name} is not in metrics::NAMES (the documented list)"
+            );
+            used.insert(family.to_owned());
+        }
+    }
+    for name in websockify::metrics::NAMES {
+        assert!(used.contains(*name), "no panel shows {name}");
     }
 }

@@ -1,6 +1,6 @@
 //! Signals, driving the real binary: SIGTERM/SIGINT drain the sessions (1001 "Going away" to
 //! every client, the target shut down, exit 0 within `--drain-timeout`; a second signal ends
-//! at once); SIGHUP reloads the certificate (and the token source) for the next client without
+//! at once; `--drain-grace` serves new clients first); SIGHUP reloads the certificate (and the token source) for the next client without
 //! touching running sessions; a failed reload keeps the old; a certificate swapped on disk is
 //! picked up without a signal.
 
@@ -136,6 +136,28 @@ async fn a_second_sigterm_during_the_drain_ends_it_at_once() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(2), "exited after {took:?}");
     proxy.wait_for("second signal").await;
+}
+
+#[tokio::test]
+async fn drain_grace_serves_new_clients_until_a_second_sigterm_starts_the_drain() {
+    let (target, _ended) = echo_reporting_eof().await;
+    let mut proxy =
+        LoggedBinary::start(&["--drain-grace", "60", "127.0.0.1:0", &target.to_string()]).await;
+    let (mut before, _) = RawClient::connect(proxy.addr, Some("binary")).await;
+    proxy.signal(Signal::TERM);
+    proxy.wait_for("--drain-grace").await;
+    // In the grace a running session goes on and a new client is served.
+    assert_echo(&mut before, b"x").await;
+    let (mut after, _) = RawClient::connect(proxy.addr, Some("binary")).await;
+    assert_echo(&mut after, b"y").await;
+    proxy.signal(Signal::TERM);
+    for client in [&mut before, &mut after] {
+        assert_eq!(client.read_close().await.0, 1001);
+        client.send(true, 0x8, &1001u16.to_be_bytes()).await;
+    }
+    let (status, took) = proxy.exit_within(Duration::from_secs(3)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "exited after {took:?}");
 }
 
 // ---- SIGHUP and the certificate watch ----

@@ -568,6 +568,20 @@ pub struct Cli {
     )]
     pub drain_timeout: u64,
 
+    /// On SIGTERM/SIGINT, first keep accepting for SECONDS while /healthz (--metrics-listen)
+    /// already answers 503, so that a load balancer checking it stops sending new clients
+    /// before the port closes; then drain as --drain-timeout says. A second signal ends the
+    /// grace at once [default: 0]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide_default_value = true,
+        help_heading = "Process"
+    )]
+    pub drain_grace: u64,
+
     /// Action to take when the wrapped program exits or daemonizes: exit (with its status;
     /// 128+N after signal N), ignore (keep serving), respawn (start it again; at most 3
     /// starts in 10 s) [default: exit]
@@ -1051,6 +1065,7 @@ impl Cli {
             idle_timeout: seconds(self.idle_timeout),
             heartbeat: seconds(self.heartbeat),
             drain_timeout: Duration::from_secs(self.drain_timeout),
+            drain_grace: Duration::from_secs(self.drain_grace),
             web,
             file_only: self.file_only,
             // An empty `--auth-plugin=` stays (and fails to start as an unknown plugin): a

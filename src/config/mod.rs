@@ -256,6 +256,10 @@ pub struct Settings {
     /// `--drain-timeout N`: how long sessions get to close after SIGTERM/SIGINT before the
     /// rest are dropped.
     pub drain_timeout: Duration,
+    /// `--drain-grace N`: after SIGTERM/SIGINT, keep accepting (while `/healthz` says 503) for
+    /// N seconds before the drain, so a load balancer's health check takes the instance out
+    /// before its port closes (zero: close at once).
+    pub drain_grace: Duration,
     /// `--web DIR`: serve static files from DIR on the same port. The command line makes it an
     /// absolute, canonical path of an existing directory at start-up (so a later chdir does not
     /// matter).
@@ -371,6 +375,7 @@ impl Settings {
             idle_timeout: None,
             heartbeat: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_grace: Duration::ZERO,
             web: None,
             file_only: false,
             auth: None,

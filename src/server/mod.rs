@@ -5,7 +5,9 @@
 //! Drain: a stop request closes the listener at once and moves [`Phase`] to `Draining`; each
 //! connection's task sees it, drops a connection still in HTTP, and tells a relaying one to go
 //! away (1001 at the next frame boundary, target shut down). After `--drain-timeout`, or at a
-//! second stop request, `Stopped` drops whatever is left.
+//! second stop request, `Stopped` drops whatever is left. With `--drain-grace`, the stop
+//! request first turns `/healthz` to 503 and the listener keeps serving for the grace (a load
+//! balancer's check notices meanwhile), then the drain begins.
 
 mod conn;
 mod limits;
@@ -142,6 +144,8 @@ impl Server {
         // Boxed: it is made anew after each reload.
         let mut reload_asked = Box::pin(reload());
         metrics::set_listening(true);
+        // Set by a stop request under `--drain-grace`: until then the listener still accepts.
+        let mut grace_until: Option<Instant> = None;
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
@@ -159,7 +163,22 @@ impl Server {
                 .zip(idle_since)
                 .map(|(t, since)| since + t);
             tokio::select! {
-                () = &mut shutdown => break true,
+                () = &mut shutdown => {
+                    if grace_until.is_some() || settings.drain_grace.is_zero() {
+                        break true;
+                    }
+                    // Load balancers see 503 and stop sending; whoever they still send (until
+                    // their next check) is served, not refused.
+                    metrics::set_listening(false);
+                    info!(
+                        "stopping: still accepting for {}s while /healthz says 503 \
+                         (--drain-grace; a second signal ends it)",
+                        settings.drain_grace.as_secs()
+                    );
+                    grace_until = Some(Instant::now() + settings.drain_grace);
+                    shutdown.set(stop());
+                }
+                () = sleep_until(grace_until) => break true,
                 () = &mut reload_asked => {
                     reload_asked = Box::pin(reload());
                     let shared = shared.clone();
@@ -205,6 +224,8 @@ impl Server {
                 }
             }
         };
+        // A stop request in the grace wins over a --timeout or --run-once in it.
+        let interrupted = interrupted || grace_until.is_some();
         // From here on (a drain included) `/healthz` says 503: load balancers stop sending.
         metrics::set_listening(false);
         drop(listener);

@@ -4,7 +4,9 @@
 
 mod binary;
 pub mod haproxy;
+pub mod metrics;
 pub mod procs;
+pub mod redis;
 #[allow(unused_imports)]
 pub use binary::LoggedBinary;
 
