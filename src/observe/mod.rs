@@ -10,6 +10,7 @@
 
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod record;
 pub mod redact;
 pub mod syslog;

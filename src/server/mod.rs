@@ -27,7 +27,7 @@ use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::proxy::ProxyProtocol;
 use crate::listen::{Accepted, Listener};
-use crate::observe::metrics;
+use crate::observe::{metrics, notify};
 use crate::target::Connector;
 use crate::tls;
 use crate::tls::reload::Reloadable;
@@ -142,6 +142,9 @@ impl Server {
         // Boxed: it is made anew after each reload.
         let mut reload_asked = Box::pin(reload());
         metrics::set_listening(true);
+        // Bound, certificate and token sources checked, sessions accepted from here on.
+        notify::ready(&format!("listening on {}", listener.describe()));
+        let watchdog = notify::watchdog();
         let interrupted = loop {
             let now_active = activity.borrow_and_update().clone();
             if now_active.connections > 0 {
@@ -163,8 +166,13 @@ impl Server {
                 () = &mut reload_asked => {
                     reload_asked = Box::pin(reload());
                     let shared = shared.clone();
+                    notify::reloading();
                     // Off the accept loop: it reads files (and may open a token backend).
-                    tokio::task::spawn_blocking(move || shared.reload());
+                    let reloaded = tokio::task::spawn_blocking(move || shared.reload());
+                    tokio::spawn(async move {
+                        let _ = reloaded.await;
+                        notify::ready("reloaded");
+                    });
                     continue;
                 }
                 () = sleep_until(timeout_at) => {
@@ -208,6 +216,8 @@ impl Server {
         // From here on (a drain included) `/healthz` says 503: load balancers stop sending.
         metrics::set_listening(false);
         drop(listener);
+        let open = activity.borrow().connections;
+        notify::stopping(&format!("stopping: {open} connections open"));
         if interrupted {
             let drain = shared.settings.drain_timeout;
             let open = activity.borrow().connections;
@@ -235,6 +245,9 @@ impl Server {
         let _ = activity.wait_for(|a| a.connections == 0).await;
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
         }
     }
 }
