@@ -1092,28 +1092,27 @@ impl Cli {
 /// before `--` with `--unix-listen`. Port 0 cannot work: the program would bind a port
 /// nobody knows.
 fn wrap_port(listen: &ListenArg, given: Option<u16>) -> Result<u16, CliError> {
-    let port = match (listen, given) {
-        (ListenArg::Tcp { port, .. }, _) => *port,
-        (ListenArg::Unix { .. }, Some(port)) => port,
-        (ListenArg::Unix { .. }, None) => {
-            return Err(CliError::usage(
-                "--unix-listen with a wrapped program: give the port the program binds before \
+    let port =
+        match (listen, given) {
+            (ListenArg::Tcp { port, .. }, _) => *port,
+            (ListenArg::Unix { .. }, Some(port)) => port,
+            (ListenArg::Unix { .. }, None) => {
+                return Err(CliError::usage(
+                    "--unix-listen with a wrapped program: give the port the program binds before \
                  `--` (websockify --unix-listen=FILE PORT -- PROGRAM ARGS)",
-            ))
-        }
-        (ListenArg::Systemd, Some(port)) => port,
-        (ListenArg::Systemd, None) => {
-            return Err(CliError::usage(
+                ))
+            }
+            (ListenArg::Systemd, Some(port)) => port,
+            (ListenArg::Systemd, None) => return Err(CliError::usage(
                 "--systemd with a wrapped program: give the port the program binds before `--` \
                  (websockify --systemd PORT -- PROGRAM ARGS)",
-            ))
-        }
-        (ListenArg::Inetd, _) => {
-            return Err(CliError::usage(
-                "--inetd: not supported with a wrapped program (-- WRAP_COMMAND_LINE)",
-            ))
-        }
-    };
+            )),
+            (ListenArg::Inetd, _) => {
+                return Err(CliError::usage(
+                    "--inetd: not supported with a wrapped program (-- WRAP_COMMAND_LINE)",
+                ))
+            }
+        };
     if port == 0 {
         return Err(CliError::usage(
             "-- WRAP_COMMAND_LINE: the listen port must not be 0 (the program binds that port)",

@@ -44,7 +44,9 @@ impl PreparedSystemd {
             std::env::remove_var(name);
         }
         let pid = pid.ok_or_else(|| {
-            refused("no socket passed (LISTEN_PID is not set: start websockify from a .socket unit)")
+            refused(
+                "no socket passed (LISTEN_PID is not set: start websockify from a .socket unit)",
+            )
         })?;
         let ours = std::process::id();
         match pid.trim().parse::<u32>() {

@@ -5,6 +5,7 @@
 mod binary;
 pub mod haproxy;
 pub mod procs;
+pub mod systemd;
 #[allow(unused_imports)]
 pub use binary::LoggedBinary;
 
