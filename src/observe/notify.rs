@@ -28,6 +28,9 @@ struct Notifier {
 
 static NOTIFIER: OnceLock<Notifier> = OnceLock::new();
 
+/// Set by [`stopping`]: a reload that ends during the drain must not say `READY=1` again.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
 /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, and removes them from the
 /// environment: a wrapped program must not talk to the manager in our name. Must run while the
 /// process has one thread (it changes the environment), after logging is set up.
@@ -98,6 +101,9 @@ fn one_line(status: &str) -> String {
 
 /// The server listens and can serve a client.
 pub fn ready(status: &str) {
+    if STOPPED.load(Ordering::Relaxed) {
+        return;
+    }
     send(&format!("READY=1\nSTATUS={}", one_line(status)));
 }
 
@@ -112,6 +118,7 @@ pub fn reloading() {
 
 /// The listener is closed; the server drains and stops.
 pub fn stopping(status: &str) {
+    STOPPED.store(true, Ordering::Relaxed);
     send(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
 }
 
