@@ -44,7 +44,8 @@ echo "== package-test: the archive"
 (cd "$(dirname "$TARBALL")" && sha256sum -c "$(basename "$TARBALL").sha256")
 tar -tzf "$TARBALL" | sed 's|^[^/]*/||' | sort | grep -v '/$' | grep . >"$ART/archive.txt"
 for f in websockify websockify.1 README.md COPYING COPYING.LESSER completions/websockify.bash \
-  completions/_websockify completions/websockify.fish; do
+  completions/_websockify completions/websockify.fish systemd/websockify.service \
+  systemd/websockify.socket systemd/websockify@.service; do
   grep -qx "$f" "$ART/archive.txt" || die "$f missing from $TARBALL"
 done
 

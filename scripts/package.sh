@@ -4,7 +4,7 @@
 #   target/dist/websockify-VERSION-x86_64-linux.tar.gz and its .sha256
 # Both carry the release binary (stripped), the man page and the bash/zsh/fish completions
 # (generated from the command-line definition: `cargo xtask gen`), the README and the licence;
-# the .deb also the example systemd unit, a changelog, and the diversion of the Python
+# the .deb also the example systemd units, a changelog, and the diversion of the Python
 # websockify's /usr/bin/websockify (packaging/debian/preinst, postrm).
 #
 # Usage: scripts/package.sh [--no-build]
@@ -79,7 +79,8 @@ gzip -9n <"$GEN/man/websockify.1" >"$DEB_ROOT/usr/share/man/man1/websockify.1.gz
 install -m 0644 "$GEN/completions/websockify.bash" "$DEB_ROOT/usr/share/bash-completion/completions/websockify"
 install -m 0644 "$GEN/completions/_websockify" "$DEB_ROOT/usr/share/zsh/vendor-completions/_websockify"
 install -m 0644 "$GEN/completions/websockify.fish" "$DEB_ROOT/usr/share/fish/vendor_completions.d/websockify.fish"
-install -m 0644 packaging/systemd/websockify@.service "$DOC/examples/websockify@.service"
+install -m 0644 contrib/systemd/websockify@.service contrib/systemd/websockify.service \
+  contrib/systemd/websockify.socket "$DOC/examples/"
 gzip -9n <README.md >"$DOC/README.md.gz"
 chmod 0644 "$DOC/README.md.gz" "$DEB_ROOT/usr/share/man/man1/websockify.1.gz"
 
@@ -169,7 +170,9 @@ install -m 0644 "$GEN/man/websockify.1" "$STAGE/websockify.1"
 install -m 0644 "$GEN/completions/websockify.bash" "$GEN/completions/_websockify" \
   "$GEN/completions/websockify.fish" "$STAGE/completions/"
 install -m 0644 README.md COPYING COPYING.LESSER "$STAGE/"
-install -m 0644 packaging/systemd/websockify@.service "$STAGE/"
+install -d -m 0755 "$STAGE/systemd"
+install -m 0644 contrib/systemd/websockify@.service contrib/systemd/websockify.service \
+  contrib/systemd/websockify.socket "$STAGE/systemd/"
 TARBALL=$DIST/$NAME.tar.gz
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
   -C "$DIST" -cf - "$NAME" | gzip -9n >"$TARBALL"

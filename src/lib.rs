@@ -41,10 +41,11 @@ pub use gate::token::KNOWN as TOKEN_PLUGINS;
 pub use http::{MAX_HEAD_BYTES, MAX_REQUESTS};
 pub use listen::{
     bind, bind_addr, resolve, Bound, Inetd as InetdListener, Listener, Prepared,
-    Tcp as TcpListener, Unix as UnixListener,
+    Systemd as SystemdListener, Tcp as TcpListener, Unix as UnixListener,
 };
 pub use observe::log::init as init_logging;
 pub use observe::metrics;
+pub use observe::notify::init as init_notify;
 pub use observe::writer::flush as flush_observers;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::daemon::daemonize;

@@ -23,6 +23,8 @@ fn run() -> Result<ExitCode, StartError> {
         settings.log_format,
     )
     .map_err(StartError::new)?;
+    // While there is one thread: it reads and clears NOTIFY_SOCKET and WATCHDOG_*.
+    websockify::init_notify();
     // Everything that can fail is checked here, on the one thread there is, so that a failure
     // reaches the terminal and `-D` can still fork.
     let listener =
@@ -58,6 +60,7 @@ fn run() -> Result<ExitCode, StartError> {
             Bound::Tcp(listener) => serve(server, listener, program.as_ref()).await?,
             Bound::Unix(listener) => serve(server, listener, program.as_ref()).await?,
             Bound::Inetd(listener) => serve(server, listener, program.as_ref()).await?,
+            Bound::Systemd(listener) => serve(server, listener, program.as_ref()).await?,
         }
         Ok(match program {
             Some(program) => program.stop().await,

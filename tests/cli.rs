@@ -221,6 +221,29 @@ fn inetd_takes_no_source_argument() {
 }
 
 #[test]
+fn systemd_takes_no_source_argument_and_excludes_other_listeners_and_daemon() {
+    let s = ok(&["--systemd", "h:5900"]);
+    assert_eq!(s.listen, Listen::Systemd);
+    assert_eq!(s.target, tcp_target("h", 5900));
+    assert_err_contains(&["--systemd", "6080", "h:5900"], "Error parsing target");
+    assert_err_contains(
+        &["--systemd", "--inetd", "h:5900"],
+        "--systemd: the sockets",
+    );
+    assert_err_contains(
+        &["--systemd", "--unix-listen=/tmp/ws.sock", "h:5900"],
+        "--systemd: the sockets",
+    );
+    assert_err_contains(&["--systemd", "-D", "h:5900"], "--systemd: not with -D");
+    let s = ok(&["--systemd", "5999", "--", "prog"]);
+    assert_eq!(s.wrap.unwrap().port, 5999);
+    assert_err_contains(
+        &["--systemd", "--", "prog"],
+        "give the port the program binds",
+    );
+}
+
+#[test]
 fn unix_listen_takes_no_source_argument() {
     let s = ok(&["--unix-listen=/tmp/ws.sock", "h:5900"]);
     assert_eq!(

@@ -194,7 +194,8 @@ websockify [options] [source_addr:]source_port target_addr:target_port
        websockify [options] --unix-target=FILE [source_addr:]source_port
        websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
        websockify [options] --inetd|--unix-listen=FILE target_addr:target_port
-       websockify [options] --unix-listen=FILE PORT -- WRAP_COMMAND_LINE";
+       websockify [options] --unix-listen=FILE PORT -- WRAP_COMMAND_LINE
+       websockify [options] --systemd target_addr:target_port";
 
 /// What `--version` prints after the name: the package version and the commit it was built
 /// from (build.rs; "unknown" for a build from a tarball that did not say), so that a running
@@ -245,6 +246,13 @@ pub struct Cli {
     /// Inetd mode, receive listening socket from stdin
     #[arg(long, help_heading = "Listening")]
     pub inetd: bool,
+
+    /// Serve the listening sockets systemd passes (socket activation: LISTEN_FDS, LISTEN_PID,
+    /// LISTEN_FDNAMES; every TCP and Unix stream socket passed is served) instead of
+    /// source_addr; not with -D. With a wrapped program, give the port it binds before `--`
+    /// [not in the reference]
+    #[arg(long, help_heading = "Listening")]
+    pub systemd: bool,
 
     /// Prefer IPv6 when resolving source_addr
     #[arg(short = '6', long, help_heading = "Listening")]
@@ -702,6 +710,8 @@ pub enum ListenArg {
     Unix { path: PathBuf, mode: u32 },
     /// `--inetd`: the listening socket is stdin.
     Inetd,
+    /// `--systemd`: the sockets systemd passed.
+    Systemd,
 }
 
 /// The positional arguments, read as the reference reads them.
@@ -830,6 +840,14 @@ impl Cli {
                 self.legacy_syslog && !given(&self.syslog),
                 "You must use --syslog to use --legacy-syslog",
             ),
+            (
+                self.systemd && (self.inetd || given(&self.unix_listen)),
+                "--systemd: the sockets come from systemd, not --inetd or --unix-listen",
+            ),
+            (
+                self.systemd && self.daemon,
+                "--systemd: not with -D (systemd runs the service in the foreground)",
+            ),
         ];
         match rules.into_iter().find(|(broken, _)| *broken) {
             Some((_, msg)) => Err(CliError::usage(msg)),
@@ -856,6 +874,8 @@ impl Cli {
 
         let listen = if self.inetd {
             ListenArg::Inetd
+        } else if self.systemd {
+            ListenArg::Systemd
         } else if let Some(path) = self
             .unix_listen
             .as_ref()
@@ -881,7 +901,7 @@ impl Cli {
         // A `--` followed by no command is no wrap at all (the reference: `wrap_cmd = []`).
         if !self.wrap_command_line.is_empty() && words.len() > next {
             let mut wrap_port = None;
-            if matches!(listen, ListenArg::Unix { .. }) && n_before == 1 {
+            if matches!(listen, ListenArg::Unix { .. } | ListenArg::Systemd) && n_before == 1 {
                 wrap_port = Some(parse_port(words[0], "wrapped program")?);
                 next = 1;
             }
@@ -939,6 +959,7 @@ impl Cli {
             ListenArg::Tcp { host, port } => Listen::Tcp { host, port },
             ListenArg::Unix { path, mode } => Listen::Unix { path, mode },
             ListenArg::Inetd => Listen::Inetd,
+            ListenArg::Systemd => Listen::Systemd,
         };
         let target = match (&self.unix_target, pos.target) {
             (Some(path), _) if given(&self.unix_target) => {
@@ -1111,21 +1132,27 @@ impl Cli {
 /// before `--` with `--unix-listen`. Port 0 cannot work: the program would bind a port
 /// nobody knows.
 fn wrap_port(listen: &ListenArg, given: Option<u16>) -> Result<u16, CliError> {
-    let port = match (listen, given) {
-        (ListenArg::Tcp { port, .. }, _) => *port,
-        (ListenArg::Unix { .. }, Some(port)) => port,
-        (ListenArg::Unix { .. }, None) => {
-            return Err(CliError::usage(
-                "--unix-listen with a wrapped program: give the port the program binds before \
+    let port =
+        match (listen, given) {
+            (ListenArg::Tcp { port, .. }, _) => *port,
+            (ListenArg::Unix { .. }, Some(port)) => port,
+            (ListenArg::Unix { .. }, None) => {
+                return Err(CliError::usage(
+                    "--unix-listen with a wrapped program: give the port the program binds before \
                  `--` (websockify --unix-listen=FILE PORT -- PROGRAM ARGS)",
-            ))
-        }
-        (ListenArg::Inetd, _) => {
-            return Err(CliError::usage(
-                "--inetd: not supported with a wrapped program (-- WRAP_COMMAND_LINE)",
-            ))
-        }
-    };
+                ))
+            }
+            (ListenArg::Systemd, Some(port)) => port,
+            (ListenArg::Systemd, None) => return Err(CliError::usage(
+                "--systemd with a wrapped program: give the port the program binds before `--` \
+                 (websockify --systemd PORT -- PROGRAM ARGS)",
+            )),
+            (ListenArg::Inetd, _) => {
+                return Err(CliError::usage(
+                    "--inetd: not supported with a wrapped program (-- WRAP_COMMAND_LINE)",
+                ))
+            }
+        };
     if port == 0 {
         return Err(CliError::usage(
             "-- WRAP_COMMAND_LINE: the listen port must not be 0 (the program binds that port)",

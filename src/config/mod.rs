@@ -20,6 +20,8 @@ pub enum Listen {
     Unix { path: PathBuf, mode: u32 },
     /// `--inetd`: the listening socket is standard input (inetd's `wait` mode).
     Inetd,
+    /// `--systemd`: the listening sockets systemd passed (socket activation, `LISTEN_FDS`).
+    Systemd,
 }
 
 /// Where each WebSocket is bridged to. Chosen per request, before connecting, so that token

@@ -70,7 +70,13 @@ impl PreparedInetd {
 
     /// Hands the socket to the runtime (must run inside it).
     pub fn register(self) -> io::Result<Inetd> {
-        let socket = self.0;
+        Inetd::register(self.0)
+    }
+}
+
+impl Inetd {
+    /// Wraps a checked, nonblocking listening socket (TCP or Unix) for the runtime.
+    pub(super) fn register(socket: Socket) -> io::Result<Inetd> {
         if socket.local_addr()?.is_unix() {
             Ok(Inetd::Unix(Unix::inherited(socket.into())?))
         } else {
@@ -79,6 +85,33 @@ impl PreparedInetd {
                 std,
             )?)?))
         }
+    }
+}
+
+impl Inetd {
+    /// One accept, polled (`--systemd` waits on several sockets at once).
+    pub(super) fn poll_accept(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Accepted<InetdStream>>> {
+        Poll::Ready(Ok(match self {
+            Inetd::Tcp(tcp) => {
+                let a = std::task::ready!(tcp.poll_accept(cx))?;
+                Accepted {
+                    stream: InetdStream::Tcp(a.stream),
+                    peer: a.peer,
+                    local: a.local,
+                }
+            }
+            Inetd::Unix(unix) => {
+                let a = std::task::ready!(unix.poll_accept(cx))?;
+                Accepted {
+                    stream: InetdStream::Unix(a.stream),
+                    peer: a.peer,
+                    local: a.local,
+                }
+            }
+        }))
     }
 }
 

@@ -1,5 +1,5 @@
 //! listen: where connections come from. One file per kind of listening socket (TCP, Unix,
-//! inetd's on standard input; later systemd-activated sockets), each a [`Listener`] that hands out
+//! inetd's on standard input, systemd's activated ones), each a [`Listener`] that hands out
 //! [`Stream`]s and the addresses of both ends. The server is generic over them, so a new kind
 //! is a new file, not a new branch in the accept loop. Knows nothing of what travels on the
 //! connections.
@@ -14,10 +14,12 @@ use crate::conninfo::Addr;
 
 pub mod inetd;
 pub mod proxy;
+pub mod systemd;
 pub mod tcp;
 pub mod unix;
 
 pub use inetd::Inetd;
+pub use systemd::Systemd;
 pub use tcp::{bind_addr, resolve, Tcp};
 pub use unix::Unix;
 
@@ -60,6 +62,7 @@ pub enum Bound {
     Tcp(Tcp),
     Unix(Unix),
     Inetd(Inetd),
+    Systemd(Systemd),
 }
 
 /// Binds (or, for `--inetd`, takes) what `listen` asks for. The error names the address or the
@@ -69,6 +72,7 @@ pub async fn bind(listen: &Listen, prefer_ipv6: bool) -> io::Result<Bound> {
         Listen::Tcp { host, port } => Bound::Tcp(tcp::bind(host, *port, prefer_ipv6).await?),
         Listen::Unix { path, mode } => Bound::Unix(Unix::bind(path, *mode)?),
         Listen::Inetd => Bound::Inetd(Inetd::from_stdin()?),
+        Listen::Systemd => Bound::Systemd(systemd::PreparedSystemd::from_env()?.register()?),
     })
 }
 
@@ -80,6 +84,7 @@ pub enum Prepared {
     Tcp(std::net::TcpListener),
     Unix(unix::PreparedUnix),
     Inetd(inetd::PreparedInetd),
+    Systemd(systemd::PreparedSystemd),
 }
 
 impl Prepared {
@@ -91,6 +96,7 @@ impl Prepared {
             }
             Listen::Unix { path, mode } => Prepared::Unix(unix::PreparedUnix::bind(path, *mode)?),
             Listen::Inetd => Prepared::Inetd(inetd::PreparedInetd::from_stdin()?),
+            Listen::Systemd => Prepared::Systemd(systemd::PreparedSystemd::from_env()?),
         })
     }
 
@@ -110,6 +116,7 @@ impl Prepared {
             }
             Prepared::Unix(unix) => Bound::Unix(unix.register()?),
             Prepared::Inetd(inetd) => Bound::Inetd(inetd.register()?),
+            Prepared::Systemd(systemd) => Bound::Systemd(systemd.register()?),
         })
     }
 }

@@ -112,6 +112,22 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// One accept, polled: for a listener that waits on several sockets at once (`--systemd`).
+    pub(super) fn poll_accept(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<Accepted<TcpStream>>> {
+        let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
+        tune_tcp(&stream);
+        std::task::Poll::Ready(Ok(Accepted {
+            stream,
+            peer: Addr::Tcp(peer),
+            local: Addr::Tcp(self.local),
+        }))
+    }
+}
+
 impl Listener for Tcp {
     type Stream = TcpStream;
 

@@ -174,6 +174,21 @@ impl Drop for Created {
     }
 }
 
+impl Unix {
+    /// One accept, polled: for a listener that waits on several sockets at once (`--systemd`).
+    pub(super) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted<UnixConn>>> {
+        let (stream, _) = ready!(self.listener.poll_accept(cx))?;
+        Poll::Ready(Ok(Accepted {
+            stream: UnixConn {
+                stream,
+                first: None,
+            },
+            peer: Addr::Unix(None),
+            local: Addr::Unix(self.path.clone()),
+        }))
+    }
+}
+
 impl Listener for Unix {
     type Stream = UnixConn;
 

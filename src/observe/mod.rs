@@ -11,6 +11,7 @@
 pub mod json;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod record;
 pub mod redact;
 pub mod syslog;

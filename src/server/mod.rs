@@ -29,7 +29,7 @@ use crate::http::web::Site;
 use crate::http::Http;
 use crate::listen::proxy::ProxyProtocol;
 use crate::listen::{Accepted, Listener};
-use crate::observe::metrics;
+use crate::observe::{metrics, notify};
 use crate::target::Connector;
 use crate::tls;
 use crate::tls::reload::Reloadable;
@@ -144,6 +144,9 @@ impl Server {
         // Boxed: it is made anew after each reload.
         let mut reload_asked = Box::pin(reload());
         metrics::set_listening(true);
+        // Bound, certificate and token sources checked, sessions accepted from here on.
+        notify::ready(&format!("listening on {}", listener.describe()));
+        let watchdog = notify::watchdog();
         // Set by a stop request under `--drain-grace`: until then the listener still accepts.
         let mut grace_until: Option<Instant> = None;
         let interrupted = loop {
@@ -175,6 +178,11 @@ impl Server {
                          (--drain-grace; a second signal ends it)",
                         settings.drain_grace.as_secs()
                     );
+                    // systemd too: the stop has begun (a reload in the grace sends no READY).
+                    notify::stopping(&format!(
+                        "stopping: accepting for {}s more (--drain-grace)",
+                        settings.drain_grace.as_secs()
+                    ));
                     grace_until = Some(Instant::now() + settings.drain_grace);
                     shutdown.set(stop());
                 }
@@ -182,8 +190,13 @@ impl Server {
                 () = &mut reload_asked => {
                     reload_asked = Box::pin(reload());
                     let shared = shared.clone();
+                    notify::reloading();
                     // Off the accept loop: it reads files (and may open a token backend).
-                    tokio::task::spawn_blocking(move || shared.reload());
+                    let reloaded = tokio::task::spawn_blocking(move || shared.reload());
+                    tokio::spawn(async move {
+                        let _ = reloaded.await;
+                        notify::ready("reloaded");
+                    });
                     continue;
                 }
                 () = sleep_until(timeout_at) => {
@@ -229,6 +242,8 @@ impl Server {
         // From here on (a drain included) `/healthz` says 503: load balancers stop sending.
         metrics::set_listening(false);
         drop(listener);
+        let open = activity.borrow().connections;
+        notify::stopping(&format!("stopping: {open} connections open"));
         if interrupted {
             let drain = shared.settings.drain_timeout;
             let open = activity.borrow().connections;
@@ -256,6 +271,9 @@ impl Server {
         let _ = activity.wait_for(|a| a.connections == 0).await;
         if let Some(watcher) = watcher {
             watcher.abort();
+        }
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
         }
     }
 }

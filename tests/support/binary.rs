@@ -67,9 +67,13 @@ impl LoggedBinary {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        command.args(args).envs(env.iter().copied());
+        LoggedBinary::spawn_command(command)
+    }
+
+    /// Spawns `command` (the binary, or a wrapper that execs it), collecting its output.
+    pub fn spawn_command(mut command: Command) -> LoggedBinary {
         let mut child = command
-            .args(args)
-            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -7,6 +7,7 @@ pub mod haproxy;
 pub mod metrics;
 pub mod procs;
 pub mod redis;
+pub mod systemd;
 #[allow(unused_imports)]
 pub use binary::LoggedBinary;
 

@@ -299,6 +299,11 @@ fn extra_sections() -> Roff {
                 "An example systemd unit: one instance per file in /etc/websockify/.",
             ),
             (
+                "/usr/share/doc/websockify-rs/examples/websockify.socket, websockify.service",
+                "Example units for socket activation (--systemd): systemd listens, websockify \
+                 serves, and tells systemd when it is ready, reloading or stopping.",
+            ),
+            (
                 "/usr/bin/websockify.python",
                 "Where the Debian package moves the Python websockify's /usr/bin/websockify \
                  (dpkg-divert) while it is installed; removing the package puts it back.",
