@@ -93,6 +93,11 @@ pub struct LoadArgs {
     /// run is measured and --duration only bounds it. For CPU-per-byte and instruction counts.
     #[arg(long)]
     pub bytes: Option<u64>,
+    /// Fixed-work run (handshake mode): this many sessions in all, split evenly between the
+    /// connections; the whole run is measured and --duration only bounds it. For instruction
+    /// counts per session.
+    #[arg(long)]
+    pub sessions: Option<u64>,
     /// wss://: resume TLS sessions (one session store for all connections, as one browser);
     /// without it every connection makes a full handshake.
     #[arg(long)]
@@ -112,6 +117,8 @@ struct Cfg {
     mode: Mode,
     /// Per-connection byte budget (`--bytes`), if any.
     budget: Option<u64>,
+    /// Per-connection session budget (`--sessions`), if any.
+    sessions: Option<u64>,
     size: usize,
     pipeline: usize,
     timeout: Duration,
@@ -447,7 +454,12 @@ async fn handshake_conn(
     sh: Arc<Shared>,
 ) -> io::Result<()> {
     let mut rng = Rng::seeded(idx);
+    let mut made = 0u64;
     loop {
+        if cfg.sessions.is_some_and(|n| made >= n) {
+            return Ok(());
+        }
+        made += 1;
         let start = Instant::now();
         let (mut s, left) = open(&t, &cfg, &mut rng).await?;
         sh.connected.fetch_add(1, Ordering::Relaxed);
@@ -526,9 +538,13 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     if args.bytes.is_some() && !matches!(args.mode, Mode::Upload | Mode::Download) {
         return Err("--bytes works with --mode upload or download".into());
     }
+    if args.sessions.is_some() && args.mode != Mode::Handshake {
+        return Err("--sessions works with --mode handshake".into());
+    }
     let cfg = Arc::new(Cfg {
         mode: args.mode,
         budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
+        sessions: args.sessions.map(|n| n.div_ceil(args.conns as u64)),
         size: args.size,
         pipeline: args.pipeline,
         timeout: secs(args.timeout, "--timeout")?,
@@ -590,7 +606,7 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
                 }
             });
         }
-        if cfg.budget.is_some() {
+        if cfg.budget.is_some() || cfg.sessions.is_some() {
             // Fixed work: everything counts, --duration only bounds the run.
             let t0 = Instant::now();
             reap(&mut set, duration).await;
@@ -599,7 +615,7 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
             if elapsed >= duration {
                 sh.fail(&io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "--bytes run not done within --duration",
+                    "fixed-work run not done within --duration",
                 ));
             }
             return report(&args, &t, &cfg, &sh, elapsed, s1, None);
