@@ -1191,3 +1191,32 @@ fn log_format_is_human_by_default_json_when_asked_and_nothing_else() {
     let s = ok(&["--log-fi", "/tmp/x.log", "6080", "h:5900"]);
     assert_eq!(s.log_file, Some(PathBuf::from("/tmp/x.log")));
 }
+
+/// optparse takes any unique prefix of the reference's options. Where one of our own options
+/// makes such a prefix ambiguous (`--sys`: `--syslog` or `--systemd`; `--log`: `--log-file` or
+/// `--log-format`), the reference's option wins, so its command lines keep their meaning; an
+/// option's value that looks like a prefix is left alone, and ambiguity among the reference's
+/// own options is still an error.
+#[test]
+fn a_prefix_of_a_reference_option_keeps_its_meaning_beside_our_options() {
+    let s = ok(&["--sys", "/dev/log", "6080", "h:5900"]);
+    assert!(s.syslog.is_some() && s.listen == tcp_listen("", 6080));
+    for args in [
+        &["--log", "/tmp/x.log", "6080", "h:5900"][..],
+        &["--log-f=/tmp/x.log", "6080", "h:5900"],
+        &["--log-file", "/tmp/x.log", "6080", "h:5900"],
+    ] {
+        assert_eq!(
+            ok(args).log_file,
+            Some(PathBuf::from("/tmp/x.log")),
+            "{args:?}"
+        );
+    }
+    // A value is not an option, even when it looks like a prefix of one.
+    let s = ok(&["--record", "--sys", "6080", "h:5900"]);
+    assert!(s.record.is_some_and(|r| r.ends_with("--sys")));
+    assert!(s.syslog.is_none());
+    // Our options keep their own prefixes where nothing of the reference's is in the way.
+    assert!(ok(&["--log-fo", "json", "6080", "h:5900"]).log_format == websockify::LogFormat::Json);
+    assert_err_contains(&["--ssl", "6080", "h:5900"], "ambiguous option: --ssl");
+}

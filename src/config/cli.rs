@@ -120,6 +120,113 @@ fn unknown_option(err: &clap::Error) -> Option<String> {
     }
 }
 
+/// The reference's long options. optparse takes any unique prefix of them, so a command line
+/// written for the reference may say `--sys` for `--syslog`, or `--log` for `--log-file`.
+const REFERENCE_OPTIONS: &[&str] = &[
+    "help",
+    "verbose",
+    "traffic",
+    "record",
+    "daemon",
+    "run-once",
+    "timeout",
+    "idle-timeout",
+    "cert",
+    "key",
+    "key-password",
+    "ssl-only",
+    "ssl-target",
+    "verify-client",
+    "cafile",
+    "ssl-version",
+    "ssl-ciphers",
+    "unix-listen",
+    "unix-listen-mode",
+    "unix-target",
+    "inetd",
+    "web",
+    "web-auth",
+    "wrap-mode",
+    "prefer-ipv6",
+    "libserver",
+    "target-config",
+    "token-plugin",
+    "token-source",
+    "host-token",
+    "auth-plugin",
+    "auth-source",
+    "heartbeat",
+    "log-file",
+    "syslog",
+    "legacy-syslog",
+    "file-only",
+];
+
+/// A prefix that names one of the reference's options, but that our own options (`--systemd`,
+/// `--log-format`, ...) made ambiguous, is spelled out as the reference's option: a command line
+/// means here what it meant to the reference. Option values (the word after an option that
+/// takes one) and everything after `--` are left alone.
+fn prefer_the_reference(cmd: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
+    let takes_value = |long: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .is_some_and(|a| a.get_action().takes_values())
+    };
+    let mut value_next = false;
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter();
+    if let Some(program) = args.next() {
+        out.push(program);
+    }
+    for arg in args.by_ref() {
+        let Some(word) = arg.to_str().filter(|_| !value_next) else {
+            value_next = false;
+            out.push(arg);
+            continue;
+        };
+        if word == "--" {
+            out.push(arg);
+            break;
+        }
+        let Some((name, value)) = word
+            .strip_prefix("--")
+            .map(|rest| rest.split_once('=').unwrap_or((rest, "")))
+        else {
+            out.push(arg);
+            continue;
+        };
+        let ours: Vec<&str> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|long| long.starts_with(name))
+            .collect();
+        let exact = ours.contains(&name);
+        let theirs: Vec<&&str> = REFERENCE_OPTIONS
+            .iter()
+            .filter(|long| long.starts_with(name))
+            .collect();
+        let long = match (exact, ours.len(), theirs.as_slice()) {
+            (false, 2.., [one]) if !name.is_empty() => **one,
+            (true, _, _) => name,
+            (false, 1, _) => ours[0],
+            _ => {
+                out.push(arg);
+                continue;
+            }
+        };
+        value_next = !word.contains('=') && takes_value(long);
+        if long == name {
+            out.push(arg);
+        } else if word.contains('=') {
+            out.push(format!("--{long}={value}").into());
+        } else {
+            out.push(format!("--{long}").into());
+        }
+    }
+    out.extend(args);
+    out
+}
+
 /// `--ssl-version`: the minimum TLS version, spelled as the reference spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum SslVersion {
@@ -1201,6 +1308,7 @@ where
     T: Into<OsString> + Clone,
 {
     use clap::FromArgMatches;
+    let args = prefer_the_reference(&cmd, args.into_iter().map(Into::into).collect());
     let mut matches = cmd
         .try_get_matches_from(args)
         .map_err(CliError::from_clap)?;
