@@ -567,4 +567,19 @@ mod tests {
         assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xE8]);
         assert_eq!(&close[4..], b"Target closed");
     }
+
+    /// The length forms switch exactly at 126 and 65,536 (RFC 6455 §5.2): 125 still fits in
+    /// 7 bits, 126 and 127 would be read as "a longer length follows".
+    #[test]
+    fn server_header_length_boundaries() {
+        let mut h = [0u8; MAX_SERVER_HEADER];
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 125), 2);
+        assert_eq!(&h[8..], &[0x81, 125]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 126), 4);
+        assert_eq!(&h[6..], &[0x81, 126, 0, 126]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 65535), 4);
+        assert_eq!(&h[6..], &[0x81, 126, 0xFF, 0xFF]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 65536), 10);
+        assert_eq!(&h[..], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
 }
