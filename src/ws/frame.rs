@@ -581,5 +581,16 @@ mod tests {
         assert_eq!(&h[6..], &[0x81, 126, 0xFF, 0xFF]);
         assert_eq!(write_server_header(&mut h, opcode::TEXT, 65536), 10);
         assert_eq!(&h[..], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        // In a longer buffer the header still ends at its end, touching nothing before.
+        for (len, header) in [
+            (5, &[0x82, 5][..]),
+            (300, &[0x82, 126, 1, 44]),
+            (65536, &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let mut long = [0xAAu8; 32];
+            let n = write_server_header(&mut long, opcode::BINARY, len);
+            assert_eq!(&long[32 - n..], header, "{len}");
+            assert!(long[..32 - n].iter().all(|&b| b == 0xAA), "{len}");
+        }
     }
 }
