@@ -568,6 +568,23 @@ mod tests {
         assert_eq!(&close[4..], b"Target closed");
     }
 
+    /// A close reason is cut to fit a control frame (125 bytes with the code), and never in
+    /// the middle of a character.
+    #[test]
+    fn close_reasons_are_cut_to_fit_on_a_character_boundary() {
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1011, &"x".repeat(200));
+        assert_eq!(&close[..4], &[0x88, 125, 0x03, 0xF3]);
+        assert_eq!(close.len(), 2 + 125);
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1000, &"é".repeat(100));
+        assert_eq!(close[1], 2 + 122);
+        assert_eq!(std::str::from_utf8(&close[4..]).unwrap(), "é".repeat(61));
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1000, "");
+        assert_eq!(close, [0x88, 2, 0x03, 0xE8]);
+    }
+
     /// The length forms switch exactly at 126 and 65,536 (RFC 6455 §5.2): 125 still fits in
     /// 7 bits, 126 and 127 would be read as "a longer length follows".
     #[test]
