@@ -509,6 +509,71 @@ mod tests {
         assert_eq!(controls[0].payload(), b"ping!");
     }
 
+    /// What the relay asks between reads: whether a message is half received, and how much
+    /// of the current data frame is still to come.
+    #[test]
+    fn idleness_and_frame_progress_follow_the_stream() {
+        let mut decoder = Decoder::new();
+        assert!(decoder.is_idle());
+        assert_eq!(decoder.data_frame_progress(), None);
+        // Half a header: not idle.
+        let first = masked(0x02, b"0123456789", [1, 2, 3, 4]);
+        let mut buf = first[..1].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::NeedMore)
+        ));
+        assert!(!decoder.is_idle());
+        // The rest of the header and 4 of 10 payload bytes of a frame without FIN.
+        let mut buf = first[1..10].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload { .. })
+        ));
+        assert_eq!(decoder.data_frame_progress(), Some((10, 6)));
+        assert!(!decoder.is_idle());
+        let mut buf = first[10..].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload {
+                end_of_message: false,
+                ..
+            })
+        ));
+        // Between frames of an unfinished message: still not idle.
+        assert_eq!(decoder.data_frame_progress(), None);
+        assert!(!decoder.is_idle());
+        let mut buf = masked(0x80, b"", [0; 4]);
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload {
+                end_of_message: true,
+                kind: DataKind::Binary,
+                ..
+            })
+        ));
+        assert!(decoder.is_idle());
+    }
+
+    #[test]
+    fn the_message_kind_comes_from_its_first_frame() {
+        for (first, kind) in [(0x01, DataKind::Text), (0x02, DataKind::Binary)] {
+            let mut wire = masked(first, b"a", [0; 4]);
+            wire.extend(masked(0x80, b"b", [0; 4]));
+            let mut decoder = Decoder::new();
+            let mut pos = 0;
+            let mut kinds = Vec::new();
+            while let Item::Payload { kind, .. } = decoder.next(&mut wire, &mut pos).unwrap() {
+                kinds.push(kind);
+            }
+            assert_eq!(kinds, [kind, kind]);
+        }
+    }
+
     fn protocol_code(wire: &[u8]) -> u16 {
         match decode_all(wire, wire.len()) {
             Err(Violation { code, .. }) => code,
