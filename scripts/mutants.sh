@@ -7,6 +7,7 @@
 #   scripts/mutants.sh --in-diff DIFF FILE...   only mutants in lines DIFF touches (CI)
 #   scripts/mutants.sh --lib-only FILE...       unit tests only (fast first pass)
 #   scripts/mutants.sh FILE... -- ARGS          extra cargo-mutants args (-F REGEX, --iterate, ...)
+#   scripts/mutants.sh --summary                per file: caught, missed, timeout, unviable, score
 #
 # Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,timeout,unviable}.txt (default
 # MUTANTS_OUT=target/mutants; <group> names the test command: lib, lib-web, ...).
@@ -17,6 +18,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=${MUTANTS_OUT:-target/mutants}
+# --summary: caught / missed / timeout / unviable per file, from the last runs' results
+# (a run with --iterate counts what earlier runs caught as caught).
+if [ "${1:-}" = --summary ]; then
+  for o in "$out"/*/mutants.out; do
+    for kind in caught previously_caught missed timeout unviable; do
+      [ -f "$o/$kind.txt" ] && sed "s/:.*//; s/^/${kind#previously_} /" "$o/$kind.txt"
+    done
+  done | sort | uniq -c | awk '{ n[$3, $2] = $1; files[$3] = 1 }
+    END {
+      printf "%-28s %7s %7s %8s %9s %7s\n", "file", "caught", "missed", "timeout", "unviable", "score"
+      for (f in files) {
+        c = n[f, "caught"] + 0; m = n[f, "missed"] + 0; t = n[f, "timeout"] + 0
+        printf "%-28s %7d %7d %8d %9d %6.1f%%\n", f, c, m, t, n[f, "unviable"] + 0,
+          (c + m + t) ? 100 * (c + t) / (c + m + t) : 100
+      }
+    }'
+  exit 0
+fi
+
 lib_only=
 diff=
 files=()
@@ -95,7 +115,7 @@ for t in "${!group_files[@]}"; do
     name=lib
     [ "$t" = - ] || name=lib-${t// /-}
     if [ "$t" = - ] || [ -n "$lib_only" ]; then
-      args+=(-C --lib --timeout 30)
+      args+=(-C --lib --timeout 60)
     else
       args+=(-C --lib --timeout 120)
       for test in $t; do args+=(-C --test -C "$test"); done
