@@ -8,6 +8,8 @@
 #   scripts/mutants.sh --lib-only FILE...       unit tests only (fast first pass)
 #   scripts/mutants.sh FILE... -- ARGS          extra cargo-mutants args (-F REGEX, --iterate, ...)
 #   scripts/mutants.sh --summary                per file: caught, missed, timeout, unviable, score
+#   MUTANTS_TIMEOUT=S   per-mutant test timeout (default 60 s unit tests, 120 s with an area's
+#                       tests): a mutant that makes the decoder loop forever costs this much
 #
 # Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,timeout,unviable}.txt (default
 # MUTANTS_OUT=target/mutants; <group> names the test command: lib, lib-web, ...).
@@ -107,7 +109,7 @@ for t in "${!group_files[@]}"; do
   args=(--in-place --baseline skip --no-shuffle)
   if [ "$t" = ALL ]; then
     name=all
-    args+=(--timeout 300)
+    args+=(--timeout "${MUTANTS_TIMEOUT:-300}")
   else
     # -C goes to both the build (cargo test --no-run) and the test run: only these targets.
     # --lib-only writes to the same directory, so a later full run can take `-- --iterate`
@@ -115,9 +117,9 @@ for t in "${!group_files[@]}"; do
     name=lib
     [ "$t" = - ] || name=lib-${t// /-}
     if [ "$t" = - ] || [ -n "$lib_only" ]; then
-      args+=(-C --lib --timeout 60)
+      args+=(-C --lib --timeout "${MUTANTS_TIMEOUT:-60}")
     else
-      args+=(-C --lib --timeout 120)
+      args+=(-C --lib --timeout "${MUTANTS_TIMEOUT:-120}")
       for test in $t; do args+=(-C --test -C "$test"); done
     fi
   fi

@@ -507,6 +507,11 @@ mod tests {
         assert_eq!(controls.len(), 1);
         assert_eq!(controls[0].opcode, opcode::PING);
         assert_eq!(controls[0].payload(), b"ping!");
+        // Debug shows the payload received, not the whole 125-byte buffer.
+        assert_eq!(
+            format!("{:?}", controls[0]),
+            "Control { opcode: 9, payload: [112, 105, 110, 103, 33] }"
+        );
     }
 
     /// What the relay asks between reads: whether a message is half received, and how much
