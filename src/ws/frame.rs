@@ -579,6 +579,67 @@ mod tests {
         }
     }
 
+    /// Two reads, split at every point of a stream of several frames: the same payload and
+    /// control frames as one read (a header may start on the last byte of a read).
+    #[test]
+    fn a_stream_split_into_two_reads_anywhere_decodes_the_same() {
+        let mut wire = masked(0x81, b"Hello", [1, 2, 3, 4]);
+        wire.extend(masked(0x89, b"", [5, 6, 7, 8]));
+        wire.extend(masked(0x82, &[7; 130], [9, 9, 9, 9]));
+        wire.extend(masked(0x8A, b"pong", [4, 3, 2, 1]));
+        let (data, _, controls) = decode_all(&wire, wire.len()).unwrap();
+        assert_eq!(data.len(), 5 + 130);
+        assert_eq!(controls.len(), 2);
+        for split in 1..wire.len() {
+            let mut decoder = Decoder::new();
+            let (mut got, mut got_ends, mut got_controls) = (Vec::new(), Vec::new(), Vec::new());
+            for piece in [&wire[..split], &wire[split..]] {
+                // After a few bytes of slack, as the relay reads.
+                let mut buf = [&[0xEE; 3][..], piece].concat();
+                let mut pos = 3;
+                loop {
+                    match decoder.next(&mut buf, &mut pos).unwrap() {
+                        Item::NeedMore => break,
+                        Item::Payload {
+                            start,
+                            end,
+                            end_of_message,
+                            ..
+                        } => {
+                            got.extend_from_slice(&buf[start..end]);
+                            got_ends.push(end_of_message);
+                        }
+                        Item::Control(c) => got_controls.push(c.payload().to_vec()),
+                    }
+                }
+                assert_eq!(pos, buf.len(), "split {split}");
+            }
+            assert_eq!(got, data, "split {split}");
+            assert_eq!(got_ends.iter().filter(|e| **e).count(), 2, "split {split}");
+            assert_eq!(
+                got_controls,
+                [b"".to_vec(), b"pong".to_vec()],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn violations_are_seen_when_the_header_arrives_byte_by_byte() {
+        for wire in [vec![0x82, 0x01, 0x00], masked(0xC2, b"x", [0; 4])] {
+            match decode_all(&wire, 1) {
+                Err(Violation { code, .. }) => assert_eq!(code, 1002),
+                other => panic!("{wire:?}: expected 1002, got {:?}", other.map(|r| r.0)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_control_frame_of_exactly_125_bytes_is_accepted() {
+        let (_, _, controls) = decode_all(&masked(0x89, &[1; 125], [3; 4]), 7).unwrap();
+        assert_eq!(controls[0].payload(), &[1; 125][..]);
+    }
+
     fn protocol_code(wire: &[u8]) -> u16 {
         match decode_all(wire, wire.len()) {
             Err(Violation { code, .. }) => code,
