@@ -402,3 +402,108 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(entry: &str) -> (String, u8) {
+        match AllowEntry::parse(entry) {
+            Ok(AllowEntry::Net { addr, prefix }) => (addr.to_string(), prefix),
+            other => panic!("{entry}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn allow_entries_parse_to_their_block() {
+        assert_eq!(net("10.1.2.3/8"), ("10.0.0.0".into(), 8));
+        assert_eq!(net("192.0.2.7"), ("192.0.2.7".into(), 32));
+        assert_eq!(net("10.1.2.3/0"), ("0.0.0.0".into(), 0));
+        assert_eq!(net("fd00::1/8"), ("fd00::".into(), 8));
+        assert_eq!(net("::1"), ("::1".into(), 128));
+        // An IPv4-mapped block is stored as IPv4; an unmapped one past /96 stays IPv6.
+        assert_eq!(net("::ffff:10.1.2.3/104"), ("10.0.0.0".into(), 8));
+        assert_eq!(net("::ffff:0:0/80"), ("::".into(), 80));
+        assert_eq!(net("2001:db8::1:2/112"), ("2001:db8::1:0".into(), 112));
+        assert_eq!(
+            AllowEntry::parse("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+    }
+
+    #[test]
+    fn allow_entry_errors_say_why() {
+        let err = |e| AllowEntry::parse(e).unwrap_err();
+        assert_eq!(err("10.0.0.0/33"), "an IPv4 prefix length is 0-32");
+        assert_eq!(err("::/129"), "an IPv6 prefix length is 0-128");
+        assert_eq!(err("10.0.0.0/"), "the prefix length is not a number");
+        assert_eq!(err("10.0.0.0/+8"), "the prefix length is not a number");
+        assert_eq!(err("10.0.0.0/x"), "the prefix length is not a number");
+        assert!(err("example.com").starts_with("not an IPv4 or IPv6 address"));
+        assert_eq!(err("unix:run/vnc"), "a unix: entry needs an absolute path");
+        let path = "/nonexistent/websockify-test/vnc";
+        assert_eq!(
+            AllowEntry::parse(&format!("unix:{path}")),
+            Ok(AllowEntry::Unix(PathBuf::from(path)))
+        );
+    }
+
+    #[test]
+    fn allow_entries_contain_what_they_should() {
+        let v4 = AllowEntry::parse("10.0.0.0/8").unwrap();
+        assert!(v4.contains_ip("10.255.0.1".parse().unwrap()));
+        assert!(v4.contains_ip("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!v4.contains_ip("11.0.0.1".parse().unwrap()));
+        assert!(!v4.contains_path(std::path::Path::new("/run")));
+        let v6 = AllowEntry::parse("fd00::/8").unwrap();
+        assert!(v6.contains_ip("fd12::1".parse().unwrap()));
+        assert!(!v6.contains_ip("fe80::1".parse().unwrap()));
+        assert!(!v6.contains_ip("10.0.0.1".parse().unwrap()));
+        let all6 = AllowEntry::parse("::/0").unwrap();
+        assert!(!all6.contains_ip("10.0.0.1".parse().unwrap()));
+        let unix = AllowEntry::Unix(PathBuf::from("/run/vnc"));
+        assert!(unix.contains_path(std::path::Path::new("/run/vnc/a.sock")));
+        assert!(!unix.contains_path(std::path::Path::new("/run/vncx")));
+        assert!(!unix.contains_ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(unix.to_string(), "unix:/run/vnc");
+    }
+
+    #[test]
+    fn targets_display_as_the_reference_logs_them() {
+        let tcp = |host: &str| TargetSpec::Tcp {
+            host: host.into(),
+            port: 5900,
+        };
+        assert_eq!(tcp("vnc.example").to_string(), "vnc.example:5900");
+        assert_eq!(tcp("::1").to_string(), "[::1]:5900");
+        assert_eq!(
+            TargetSpec::Unix(PathBuf::from("/run/vnc.sock")).to_string(),
+            "unix:/run/vnc.sock"
+        );
+        let resolved = |host: &str, addrs: Vec<SocketAddr>| TargetSpec::Resolved {
+            host: host.into(),
+            addrs,
+        };
+        let addr: SocketAddr = "[::1]:5901".parse().unwrap();
+        assert_eq!(resolved("::1", vec![addr]).to_string(), "[::1]:5901");
+        assert_eq!(
+            resolved("localhost", vec![addr]).to_string(),
+            "localhost:5901"
+        );
+        assert_eq!(resolved("localhost", vec![]).to_string(), "localhost:0");
+    }
+
+    #[test]
+    fn auth_source_never_printed() {
+        let auth = AuthConfig {
+            plugin: "BasicHTTPAuth".into(),
+            source: Some("user:s3cret".into()),
+        };
+        let debug = format!("{auth:?}");
+        assert!(
+            debug.contains("BasicHTTPAuth") && debug.contains("REDACTED"),
+            "{debug}"
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}

@@ -137,6 +137,60 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn an_empty_list_allows_all_and_an_allowed_target_passes_unchanged() {
+        let name = Arc::new(TargetSpec::Tcp {
+            host: "no-such-host.invalid".into(),
+            port: 1,
+        });
+        assert_eq!(Allow::default().check(name.clone()).await.unwrap(), name);
+        assert_eq!(Allow::default().describe(), None);
+        let list = allow(&["127.0.0.0/8", "unix:/nonexistent/vnc"]);
+        assert_eq!(
+            list.describe().as_deref(),
+            Some("127.0.0.0/8, unix:/nonexistent/vnc")
+        );
+        let inside = Arc::new(TargetSpec::Resolved {
+            host: "local".into(),
+            addrs: vec![
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.2:1".parse().unwrap(),
+            ],
+        });
+        assert_eq!(list.check(inside.clone()).await.unwrap(), inside);
+        let outside = Arc::new(TargetSpec::Resolved {
+            host: "far".into(),
+            addrs: vec!["10.0.0.1:1".parse().unwrap()],
+        });
+        assert_eq!(list.check(outside).await.unwrap_err().status(), 403);
+    }
+
+    /// A socket path is checked canonical: through a symlink it is judged (and handed on) by
+    /// where it really leads.
+    #[tokio::test]
+    async fn unix_targets_are_checked_by_their_canonical_path() {
+        let dir = std::env::temp_dir().join(format!("websockify-allow-{}", std::process::id()));
+        let allowed = dir.join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::write(allowed.join("vnc.sock"), b"").unwrap();
+        std::fs::write(dir.join("other.sock"), b"").unwrap();
+        let _ = std::fs::remove_file(allowed.join("link.sock"));
+        std::os::unix::fs::symlink(dir.join("other.sock"), allowed.join("link.sock")).unwrap();
+        let list =
+            Allow::new(&[AllowEntry::parse(&format!("unix:{}", allowed.display())).unwrap()]);
+        let real_allowed = std::fs::canonicalize(&allowed).unwrap();
+        let target = Arc::new(TargetSpec::Unix(allowed.join("vnc.sock")));
+        assert_eq!(
+            *list.check(target).await.unwrap(),
+            TargetSpec::Unix(real_allowed.join("vnc.sock"))
+        );
+        let link = Arc::new(TargetSpec::Unix(allowed.join("link.sock")));
+        assert_eq!(list.check(link).await.unwrap_err().status(), 403);
+        let missing = Arc::new(TargetSpec::Unix(allowed.join("missing.sock")));
+        assert_eq!(list.check(missing).await.unwrap_err().status(), 502);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn entries_match_addresses_in_their_block_only() {
         let e = |s| AllowEntry::parse(s).unwrap();

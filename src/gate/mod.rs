@@ -185,3 +185,159 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AllowEntry, AuthConfig, Listen, TokenConfig};
+    use crate::conninfo::Addr;
+    use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+
+    const TARGET: &str = "127.0.0.1:5900";
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            id: 1,
+            peer: Addr::Tcp("127.0.0.1:40000".parse().unwrap()),
+            via: None,
+            local: Addr::Tcp("127.0.0.1:6080".parse().unwrap()),
+            tls: None,
+        }
+    }
+
+    fn fixed(auth: bool, web_auth: bool) -> Gate {
+        let listen = Listen::Tcp {
+            host: String::new(),
+            port: 6080,
+        };
+        let target = TargetSpec::Tcp {
+            host: "127.0.0.1".into(),
+            port: 5900,
+        };
+        let mut settings = Settings::new(listen, target);
+        settings.auth = auth.then(|| AuthConfig {
+            plugin: "BasicHTTPAuth".into(),
+            source: Some("user:pass".into()),
+        });
+        settings.web_auth = web_auth;
+        Gate::new(&settings).unwrap()
+    }
+
+    fn credentials() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        // user:pass
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        headers
+    }
+
+    async fn decide(
+        gate: &Gate,
+        uri: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, (u16, &'static str)> {
+        let uri: Uri = uri.parse().unwrap();
+        match gate.decide(&uri, headers, &conn()).await {
+            Ok(target) => Ok(target.to_string()),
+            Err(err) => Err((err.status(), err.context)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_target_is_decided_after_the_credentials() {
+        let open = fixed(false, false);
+        assert_eq!(open.describe(), TARGET);
+        assert_eq!(
+            decide(&open, "/", &HeaderMap::new()).await,
+            Ok(TARGET.into())
+        );
+        let guarded = fixed(true, false);
+        assert_eq!(
+            guarded.describe(),
+            format!("{TARGET}, auth by BasicHTTPAuth")
+        );
+        assert_eq!(
+            decide(&guarded, "/", &HeaderMap::new())
+                .await
+                .unwrap_err()
+                .0,
+            401
+        );
+        assert_eq!(
+            decide(&guarded, "/", &credentials()).await,
+            Ok(TARGET.into())
+        );
+    }
+
+    /// `--web-auth` and only it puts the files behind the plugin.
+    #[test]
+    fn web_files_need_credentials_only_with_web_auth() {
+        let none = HeaderMap::new();
+        assert!(fixed(false, false).authorize_web(&none, &conn()).is_ok());
+        assert!(fixed(true, false).authorize_web(&none, &conn()).is_ok());
+        let web = fixed(true, true);
+        assert_eq!(
+            web.describe(),
+            format!("{TARGET}, auth by BasicHTTPAuth (web files too)")
+        );
+        assert_eq!(web.authorize_web(&none, &conn()).unwrap_err().status(), 401);
+        assert!(web.authorize_web(&credentials(), &conn()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn tokens_pick_the_target_from_the_query_or_the_host() {
+        let dir = std::env::temp_dir().join(format!("websockify-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(&file, "tok: 127.0.0.1:5901\n").unwrap();
+        let gate = |host_token| {
+            let mut settings = Settings::new(
+                Listen::Tcp {
+                    host: String::new(),
+                    port: 6080,
+                },
+                TargetSpec::Unix("/unused".into()),
+            );
+            settings.target = Targets::Tokens(TokenConfig {
+                plugin: "TokenFile".into(),
+                source: Some(file.display().to_string()),
+                host_token,
+            });
+            settings.target_allow = vec![AllowEntry::parse("127.0.0.0/8").unwrap()];
+            Gate::new(&settings).unwrap()
+        };
+        let by_query = gate(false);
+        let described = by_query.describe();
+        assert!(
+            described.starts_with("targets by token (?token=) from "),
+            "{described}"
+        );
+        assert!(described.ends_with(", only to 127.0.0.0/8"), "{described}");
+        let none = HeaderMap::new();
+        assert_eq!(
+            decide(&by_query, "/?token=tok", &none).await,
+            Ok("127.0.0.1:5901".into())
+        );
+        assert_eq!(
+            decide(&by_query, "/?token=nope", &none).await,
+            Err((404, "Token not found"))
+        );
+        assert_eq!(
+            decide(&by_query, "/", &none).await,
+            Err((404, "Token not present"))
+        );
+        let by_host = gate(true);
+        assert!(by_host
+            .describe()
+            .starts_with("targets by token (the Host header) from "));
+        let mut host = HeaderMap::new();
+        host.insert(HOST, HeaderValue::from_static("tok:6080"));
+        assert_eq!(
+            decide(&by_host, "/?token=nope", &host).await,
+            Ok("127.0.0.1:5901".into())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

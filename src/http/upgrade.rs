@@ -242,4 +242,112 @@ mod tests {
         assert!(wants_websocket(&headers(&[("upgrade", "WebSocket")])));
         assert!(!wants_websocket(&headers(&[("upgrade", "h2c")])));
     }
+
+    const GOOD: [(&str, &str); 3] = [
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "DKURYVK9cRFul1vOZVA56Q=="),
+    ];
+
+    fn check_with(
+        version: Version,
+        extra: &[(&'static str, &'static str)],
+    ) -> Result<Upgrade, Refusal> {
+        let mut all = GOOD.to_vec();
+        all.extend_from_slice(extra);
+        check(&Method::GET, version, &headers(&all))
+    }
+
+    /// Each refusal at its edge: HTTP/1.0 but not 2, a body announced either way but not an
+    /// explicit empty one, a header given twice, a key that is 24 characters but not 16 bytes.
+    #[test]
+    fn refusals_at_their_edges() {
+        let ok = check_with(Version::HTTP_11, &[]).unwrap();
+        assert_eq!(ok.accept, "pczpYSQsvE1vBpTQYjFQPcuoj6M=");
+        assert_eq!((ok.protocol, ok.mode), (None, Mode::Binary));
+        assert_eq!(
+            check_with(Version::HTTP_10, &[]).err(),
+            Some(Refusal::OldHttp)
+        );
+        assert!(check_with(Version::HTTP_2, &[]).is_ok());
+        assert!(check_with(Version::HTTP_11, &[("content-length", " 0 ")]).is_ok());
+        for body in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            assert_eq!(
+                check_with(Version::HTTP_11, &[body]).err(),
+                Some(Refusal::Body)
+            );
+        }
+        let twice_key = [("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")];
+        assert_eq!(
+            check_with(Version::HTTP_11, &twice_key).err(),
+            Some(Refusal::DuplicateKey)
+        );
+        let twice_version = [("sec-websocket-version", "13")];
+        assert_eq!(
+            check_with(Version::HTTP_11, &twice_version).err(),
+            Some(Refusal::DuplicateVersion)
+        );
+        for version in ["8", " 7 "] {
+            let h = headers(&[GOOD[0], ("sec-websocket-version", version), GOOD[2]]);
+            assert!(
+                check(&Method::GET, Version::HTTP_11, &h).is_ok(),
+                "{version}"
+            );
+        }
+        let h = headers(&[GOOD[0], GOOD[2]]);
+        assert_eq!(
+            check(&Method::GET, Version::HTTP_11, &h).err(),
+            Some(Refusal::BadVersion)
+        );
+        // 24 characters that are not base64, and 24 that decode to 18 bytes.
+        for key in ["!!!!!!!!!!!!!!!!!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAAAA"] {
+            let h = headers(&[GOOD[0], GOOD[1], ("sec-websocket-key", key)]);
+            assert_eq!(
+                check(&Method::GET, Version::HTTP_11, &h).err(),
+                Some(Refusal::BadKey)
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_selection_picks_base64_only_when_offered() {
+        let h = headers(&[("sec-websocket-protocol", "chat, base64")]);
+        assert_eq!(select_protocol(&h), (Some("base64"), Mode::Base64));
+        let h = headers(&[("sec-websocket-protocol", "base64x, xbinary")]);
+        assert_eq!(select_protocol(&h), (None, Mode::Binary));
+        let h = headers(&[
+            ("sec-websocket-protocol", "base64"),
+            ("sec-websocket-protocol", "chat"),
+        ]);
+        assert_eq!(select_protocol(&h), (Some("base64"), Mode::Base64));
+    }
+
+    #[test]
+    fn upgrade_token_is_found_in_a_list() {
+        assert!(wants_websocket(&headers(&[("upgrade", "h2c, websocket")])));
+        assert!(wants_websocket(&headers(&[
+            ("upgrade", "h2c"),
+            ("upgrade", "websocket")
+        ])));
+        assert!(!wants_websocket(&headers(&[("upgrade", "websockets")])));
+        assert!(!wants_websocket(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_101_carries_accept_and_protocol_and_reasons_are_distinct() {
+        let upgrade =
+            check_with(Version::HTTP_11, &[("sec-websocket-protocol", "binary")]).unwrap();
+        let response = switching_protocols(&upgrade);
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        let h = response.headers();
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "Upgrade");
+        assert_eq!(h["sec-websocket-accept"], "pczpYSQsvE1vBpTQYjFQPcuoj6M=");
+        assert_eq!(h["sec-websocket-protocol"], "binary");
+        let plain = switching_protocols(&check_with(Version::HTTP_11, &[]).unwrap());
+        assert!(!plain.headers().contains_key("sec-websocket-protocol"));
+        assert_eq!(Refusal::BadKey.to_string(), Refusal::BadKey.reason());
+        assert!(Refusal::BadKey.reason().contains("Sec-WebSocket-Key"));
+        assert!(Refusal::NotGet.reason().contains("GET"));
+    }
 }

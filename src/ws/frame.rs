@@ -507,6 +507,137 @@ mod tests {
         assert_eq!(controls.len(), 1);
         assert_eq!(controls[0].opcode, opcode::PING);
         assert_eq!(controls[0].payload(), b"ping!");
+        // Debug shows the payload received, not the whole 125-byte buffer.
+        assert_eq!(
+            format!("{:?}", controls[0]),
+            "Control { opcode: 9, payload: [112, 105, 110, 103, 33] }"
+        );
+    }
+
+    /// What the relay asks between reads: whether a message is half received, and how much
+    /// of the current data frame is still to come.
+    #[test]
+    fn idleness_and_frame_progress_follow_the_stream() {
+        let mut decoder = Decoder::new();
+        assert!(decoder.is_idle());
+        assert_eq!(decoder.data_frame_progress(), None);
+        // Half a header: not idle.
+        let first = masked(0x02, b"0123456789", [1, 2, 3, 4]);
+        let mut buf = first[..1].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::NeedMore)
+        ));
+        assert!(!decoder.is_idle());
+        // The rest of the header and 4 of 10 payload bytes of a frame without FIN.
+        let mut buf = first[1..10].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload { .. })
+        ));
+        assert_eq!(decoder.data_frame_progress(), Some((10, 6)));
+        assert!(!decoder.is_idle());
+        let mut buf = first[10..].to_vec();
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload {
+                end_of_message: false,
+                ..
+            })
+        ));
+        // Between frames of an unfinished message: still not idle.
+        assert_eq!(decoder.data_frame_progress(), None);
+        assert!(!decoder.is_idle());
+        let mut buf = masked(0x80, b"", [0; 4]);
+        let mut pos = 0;
+        assert!(matches!(
+            decoder.next(&mut buf, &mut pos),
+            Ok(Item::Payload {
+                end_of_message: true,
+                kind: DataKind::Binary,
+                ..
+            })
+        ));
+        assert!(decoder.is_idle());
+    }
+
+    #[test]
+    fn the_message_kind_comes_from_its_first_frame() {
+        for (first, kind) in [(0x01, DataKind::Text), (0x02, DataKind::Binary)] {
+            let mut wire = masked(first, b"a", [0; 4]);
+            wire.extend(masked(0x80, b"b", [0; 4]));
+            let mut decoder = Decoder::new();
+            let mut pos = 0;
+            let mut kinds = Vec::new();
+            while let Item::Payload { kind, .. } = decoder.next(&mut wire, &mut pos).unwrap() {
+                kinds.push(kind);
+            }
+            assert_eq!(kinds, [kind, kind]);
+        }
+    }
+
+    /// Two reads, split at every point of a stream of several frames: the same payload and
+    /// control frames as one read (a header may start on the last byte of a read).
+    #[test]
+    fn a_stream_split_into_two_reads_anywhere_decodes_the_same() {
+        let mut wire = masked(0x81, b"Hello", [1, 2, 3, 4]);
+        wire.extend(masked(0x89, b"", [5, 6, 7, 8]));
+        wire.extend(masked(0x82, &[7; 130], [9, 9, 9, 9]));
+        wire.extend(masked(0x8A, b"pong", [4, 3, 2, 1]));
+        let (data, _, controls) = decode_all(&wire, wire.len()).unwrap();
+        assert_eq!(data.len(), 5 + 130);
+        assert_eq!(controls.len(), 2);
+        for split in 1..wire.len() {
+            let mut decoder = Decoder::new();
+            let (mut got, mut got_ends, mut got_controls) = (Vec::new(), Vec::new(), Vec::new());
+            for piece in [&wire[..split], &wire[split..]] {
+                // After a few bytes of slack, as the relay reads.
+                let mut buf = [&[0xEE; 3][..], piece].concat();
+                let mut pos = 3;
+                loop {
+                    match decoder.next(&mut buf, &mut pos).unwrap() {
+                        Item::NeedMore => break,
+                        Item::Payload {
+                            start,
+                            end,
+                            end_of_message,
+                            ..
+                        } => {
+                            got.extend_from_slice(&buf[start..end]);
+                            got_ends.push(end_of_message);
+                        }
+                        Item::Control(c) => got_controls.push(c.payload().to_vec()),
+                    }
+                }
+                assert_eq!(pos, buf.len(), "split {split}");
+            }
+            assert_eq!(got, data, "split {split}");
+            assert_eq!(got_ends.iter().filter(|e| **e).count(), 2, "split {split}");
+            assert_eq!(
+                got_controls,
+                [b"".to_vec(), b"pong".to_vec()],
+                "split {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn violations_are_seen_when_the_header_arrives_byte_by_byte() {
+        for wire in [vec![0x82, 0x01, 0x00], masked(0xC2, b"x", [0; 4])] {
+            match decode_all(&wire, 1) {
+                Err(Violation { code, .. }) => assert_eq!(code, 1002),
+                other => panic!("{wire:?}: expected 1002, got {:?}", other.map(|r| r.0)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_control_frame_of_exactly_125_bytes_is_accepted() {
+        let (_, _, controls) = decode_all(&masked(0x89, &[1; 125], [3; 4]), 7).unwrap();
+        assert_eq!(controls[0].payload(), &[1; 125][..]);
     }
 
     fn protocol_code(wire: &[u8]) -> u16 {
@@ -566,5 +697,48 @@ mod tests {
         push_close_frame(&mut close, 1000, "Target closed");
         assert_eq!(&close[..4], &[0x88, 15, 0x03, 0xE8]);
         assert_eq!(&close[4..], b"Target closed");
+    }
+
+    /// A close reason is cut to fit a control frame (125 bytes with the code), and never in
+    /// the middle of a character.
+    #[test]
+    fn close_reasons_are_cut_to_fit_on_a_character_boundary() {
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1011, &"x".repeat(200));
+        assert_eq!(&close[..4], &[0x88, 125, 0x03, 0xF3]);
+        assert_eq!(close.len(), 2 + 125);
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1000, &"é".repeat(100));
+        assert_eq!(close[1], 2 + 122);
+        assert_eq!(std::str::from_utf8(&close[4..]).unwrap(), "é".repeat(61));
+        let mut close = Vec::new();
+        push_close_frame(&mut close, 1000, "");
+        assert_eq!(close, [0x88, 2, 0x03, 0xE8]);
+    }
+
+    /// The length forms switch exactly at 126 and 65,536 (RFC 6455 §5.2): 125 still fits in
+    /// 7 bits, 126 and 127 would be read as "a longer length follows".
+    #[test]
+    fn server_header_length_boundaries() {
+        let mut h = [0u8; MAX_SERVER_HEADER];
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 125), 2);
+        assert_eq!(&h[8..], &[0x81, 125]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 126), 4);
+        assert_eq!(&h[6..], &[0x81, 126, 0, 126]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 65535), 4);
+        assert_eq!(&h[6..], &[0x81, 126, 0xFF, 0xFF]);
+        assert_eq!(write_server_header(&mut h, opcode::TEXT, 65536), 10);
+        assert_eq!(&h[..], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        // In a longer buffer the header still ends at its end, touching nothing before.
+        for (len, header) in [
+            (5, &[0x82, 5][..]),
+            (300, &[0x82, 126, 1, 44]),
+            (65536, &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let mut long = [0xAAu8; 32];
+            let n = write_server_header(&mut long, opcode::BINARY, len);
+            assert_eq!(&long[32 - n..], header, "{len}");
+            assert!(long[..32 - n].iter().all(|&b| b == 0xAA), "{len}");
+        }
     }
 }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Mutation testing with cargo-mutants (docs/testing.md): each source file is mutated against
+# the narrow test command that guards it (the lib's unit tests, plus the tests/*.rs file of its
+# area), so a mutant costs seconds, not a build of the whole suite.
+#
+#   scripts/mutants.sh FILE...                  every mutant in these files
+#   scripts/mutants.sh --in-diff DIFF FILE...   only mutants in lines DIFF touches (CI)
+#   scripts/mutants.sh --lib-only FILE...       unit tests only (fast first pass)
+#   scripts/mutants.sh FILE... -- ARGS          extra cargo-mutants args (-F REGEX, --iterate, ...)
+#   scripts/mutants.sh --summary                per file: caught, missed, timeout, unviable, score
+#   MUTANTS_TIMEOUT=S   per-mutant test timeout (default 60 s unit tests, 120 s with an area's
+#                       tests): a mutant that makes the decoder loop forever costs this much
+#
+# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,timeout,unviable}.txt (default
+# MUTANTS_OUT=target/mutants; <group> names the test command: lib, lib-web, ...).
+# Exit status: 0 nothing missed, 2 a mutant was missed, 3 only timeouts, other: an error.
+# Mutates in place (no copy of the tree and its target); the files are restored on any exit,
+# even when interrupted. Needs cargo-mutants (cargo install --locked cargo-mutants).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=${MUTANTS_OUT:-target/mutants}
+# --summary: caught / missed / timeout / unviable per file, from the last runs' results
+# (a run with --iterate counts what earlier runs caught as caught).
+if [ "${1:-}" = --summary ]; then
+  for o in "$out"/*/mutants.out; do
+    for kind in caught previously_caught missed timeout unviable; do
+      [ -f "$o/$kind.txt" ] && sed "s/:.*//; s/^/${kind#previously_} /" "$o/$kind.txt"
+    done
+  done | sort | uniq -c | awk '{ n[$3, $2] = $1; files[$3] = 1 }
+    END {
+      printf "%-28s %7s %7s %8s %9s %7s\n", "file", "caught", "missed", "timeout", "unviable", "score"
+      for (f in files) {
+        c = n[f, "caught"] + 0; m = n[f, "missed"] + 0; t = n[f, "timeout"] + 0
+        printf "%-28s %7d %7d %8d %9d %6.1f%%\n", f, c, m, t, n[f, "unviable"] + 0,
+          (c + m + t) ? 100 * (c + t) / (c + m + t) : 100
+      }
+    }'
+  exit 0
+fi
+
+lib_only=
+diff=
+files=()
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lib-only) lib_only=1 ;;
+    --in-diff) diff=$(realpath "$2"); shift ;;
+    --) shift; extra=("$@"); break ;;
+    -*) echo "mutants.sh: unknown option $1" >&2; exit 1 ;;
+    *) files+=("$1") ;;
+  esac
+  shift
+done
+[ ${#files[@]} -gt 0 ] || { echo "usage: scripts/mutants.sh [--lib-only] [--in-diff DIFF] FILE... [-- ARGS]" >&2; exit 1; }
+
+# The integration test files that guard a file besides the lib's unit tests ("-": none, "ALL":
+# the whole suite).
+tests_for() {
+  case "$1" in
+    src/ws/* | src/percent.rs | src/net.rs | src/conninfo.rs) echo - ;;
+    src/http/upgrade.rs | src/http/mod.rs | src/http/forwarded.rs) echo "handshake" ;;
+    src/http/web.rs) echo "web" ;;
+    src/http/stall.rs) echo "hostile" ;;
+    src/relay/*) echo "relay" ;;
+    src/gate/token/jwt.rs | src/gate/token/jose/*) echo "token_jwt" ;;
+    src/gate/token/*) echo "tokens token_backends" ;;
+    src/gate/auth/*) echo "auth" ;;
+    src/gate/*) echo "tokens auth" ;;
+    src/config/*) echo "cli" ;;
+    src/tls/*) echo "tls" ;;
+    src/target/*) echo "tls_target relay" ;;
+    src/listen/*) echo "listen proxy_protocol" ;;
+    src/proxy_header.rs) echo "proxy_protocol" ;;
+    src/observe/*) echo "logs metrics record" ;;
+    src/server/limits.rs) echo "limits" ;;
+    src/process/*) echo "process wrap daemon" ;;
+    *) echo "ALL" ;;
+  esac
+}
+
+# Restore the mutated files whatever happens (cargo-mutants reverts each mutant itself, but a
+# kill mid-build would leave one in the tree).
+backup=$(mktemp -d)
+for f in "${files[@]}"; do
+  [ -f "$f" ] || { echo "mutants.sh: no such file: $f" >&2; exit 1; }
+  mkdir -p "$backup/$(dirname "$f")"
+  cp -p "$f" "$backup/$f"
+done
+restore() {
+  for f in "${files[@]}"; do
+    cmp -s "$backup/$f" "$f" || { cp -p "$backup/$f" "$f"; echo "mutants.sh: restored $f" >&2; }
+  done
+  rm -rf "$backup"
+}
+trap restore EXIT
+trap 'exit 130' INT TERM
+
+# One cargo-mutants run per test command.
+declare -A group_files
+for f in "${files[@]}"; do
+  t=$(tests_for "$f")
+  group_files[$t]+=" -f $f"
+done
+
+status=0
+for t in "${!group_files[@]}"; do
+  args=(--in-place --baseline skip --no-shuffle)
+  if [ "$t" = ALL ]; then
+    name=all
+    args+=(--timeout "${MUTANTS_TIMEOUT:-300}")
+  else
+    # -C goes to both the build (cargo test --no-run) and the test run: only these targets.
+    # --lib-only writes to the same directory, so a later full run can take `-- --iterate`
+    # and test only what the unit tests missed.
+    name=lib
+    [ "$t" = - ] || name=lib-${t// /-}
+    if [ "$t" = - ] || [ -n "$lib_only" ]; then
+      args+=(-C --lib --timeout "${MUTANTS_TIMEOUT:-60}")
+    else
+      args+=(-C --lib --timeout "${MUTANTS_TIMEOUT:-120}")
+      for test in $t; do args+=(-C --test -C "$test"); done
+    fi
+  fi
+  [ -n "$diff" ] && args+=(--in-diff "$diff")
+  # shellcheck disable=SC2206 # the -f FILE pairs, split on purpose
+  args+=(${group_files[$t]})
+  mkdir -p "$out/$name"
+  echo "== cargo mutants ($name):${group_files[$t]}"
+  rc=0
+  cargo mutants "${args[@]}" -o "$out/$name" "${extra[@]}" || rc=$?
+  case $rc in
+    0) ;;
+    2) status=2 ;;
+    3) [ "$status" = 0 ] && status=3 ;;
+    *) echo "mutants.sh: cargo mutants ($name) failed with status $rc" >&2; exit "$rc" ;;
+  esac
+done
+exit "$status"
