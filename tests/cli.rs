@@ -1212,10 +1212,20 @@ fn a_prefix_of_a_reference_option_keeps_its_meaning_beside_our_options() {
             "{args:?}"
         );
     }
-    // A value is not an option, even when it looks like a prefix of one.
-    let s = ok(&["--record", "--sys", "6080", "h:5900"]);
-    assert!(s.record.is_some_and(|r| r.ends_with("--sys")));
-    assert!(s.syslog.is_none());
+    // A value is not an option, even when it looks like a prefix of one; after an option that
+    // takes none, or whose value came with `=`, the next word is an option again.
+    for args in [
+        &["--record", "--sys", "6080", "h:5900"][..],
+        &["--recor", "--sys", "6080", "h:5900"],
+    ] {
+        let s = ok(args);
+        assert!(s.record.is_some_and(|r| r.ends_with("--sys")), "{args:?}");
+        assert!(s.syslog.is_none(), "{args:?}");
+    }
+    let s = ok(&["--verbose", "--sys", "/dev/log", "6080", "h:5900"]);
+    assert!(s.verbose && s.syslog.is_some());
+    let s = ok(&["--record=/tmp/r", "--sys", "/dev/log", "6080", "h:5900"]);
+    assert!(s.record.is_some() && s.syslog.is_some());
     // Our options keep their own prefixes where nothing of the reference's is in the way.
     assert!(ok(&["--log-fo", "json", "6080", "h:5900"]).log_format == websockify::LogFormat::Json);
     assert_err_contains(&["--ssl", "6080", "h:5900"], "ambiguous option: --ssl");

@@ -206,7 +206,7 @@ fn prefer_the_reference(cmd: &clap::Command, args: Vec<OsString>) -> Vec<OsStrin
             .filter(|long| long.starts_with(name))
             .collect();
         let long = match (exact, ours.len(), theirs.as_slice()) {
-            (false, 2.., [one]) if !name.is_empty() => **one,
+            (false, 2.., [one]) => **one,
             (true, _, _) => name,
             (false, 1, _) => ours[0],
             _ => {
