@@ -44,11 +44,15 @@ churn() { # port -> "sessions/s errors"
     --size 64 --duration "$DURATION" --warmup 1 2>/dev/null |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.0f %d" % (d["msgs_per_s"], d["errors"]))'
 }
-scrape() { python3 -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5).read()' \
-  "http://127.0.0.1:$metrics_port/metrics"; }
+# curl, not a Python one-liner: starting Python every second cost the client side ~5 % of a
+# core, which showed up as a cost of the metrics.
+scrape() { curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$metrics_port/metrics"; }
 declare -A results
 for run in $(seq 1 "$RUNS"); do
-  for kind in without with; do
+  # The order alternates (ABBA...): a run after another one is not favoured.
+  order="without with"
+  [ $((run % 2)) = 0 ] && order="with without"
+  for kind in $order; do
     if [ "$kind" = with ]; then
       ( while :; do scrape || true; sleep 1; done ) &
       scraper=$!
