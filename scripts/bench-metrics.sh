@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
     *) echo "bench-metrics: unknown option $1" >&2; exit 2 ;;
   esac
 done
-[ "$BUILD" = 1 ] && cargo build --release -q -p websockify -p wsbench
+[ "$BUILD" = 1 ] && cargo build --release -q -p websockify && cargo build --release -q -p wsbench
 BIN=${CARGO_TARGET_DIR:-target}/release
 TMP=$(mktemp -d /tmp/bench-metrics.XXXXXX)
 pids=()

@@ -11,7 +11,8 @@ if [ ! -x "$venv/bin/kosoku" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q kosoku==0.1.0
 fi
-cargo build --release -q -p websockify -p wsbench
+cargo build --release -q -p websockify
+cargo build --release -q -p wsbench
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 echo_port=$(free_port)

@@ -38,7 +38,8 @@ if ! command -v valgrind >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind) >&2
 fi
 if [ "$BUILD" = 1 ]; then
-  cargo build --release -q -p websockify -p wsbench
+  cargo build --release -q -p websockify
+  cargo build --release -q -p wsbench
 fi
 
 WORK=$(mktemp -d /tmp/perf-guard.XXXXXX)

@@ -31,7 +31,8 @@ RSS_MARGIN_KIB=${RSS_MARGIN_KIB:-32768}
 GROWTH_KIB=${GROWTH_KIB:-16384}
 
 ulimit -n 8192 2>/dev/null || true
-cargo build --release --workspace --quiet
+cargo build --release --quiet -p websockify
+cargo build --release --quiet -p wsbench
 bin=${CARGO_TARGET_DIR:-target}/release
 out=${CARGO_TARGET_DIR:-target}/soak
 mkdir -p "$out"
