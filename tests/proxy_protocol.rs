@@ -182,6 +182,8 @@ async fn malformed_truncated_missing_and_untrusted_headers_are_refused_with_a_li
         b"",
     );
     refused(&server, [127, 0, 0, 2], &v2, "label=client_forbidden").await;
+    // The first refusal's line matches too: wait for the second one itself.
+    server.wait_for_count("label=client_forbidden", 2).await;
     assert_eq!(server.count("label=client_forbidden"), 2);
     // ... but is served as before without one.
     let stream = connect_from([127, 0, 0, 2], server.addr).await;

@@ -163,14 +163,14 @@ impl LoggedBinary {
         .await
     }
 
-    /// Waits until `n` lines contain `needle` (the caller bounds the wait).
+    /// Waits (bounded) until `n` lines contain `needle`.
     pub async fn wait_for_count(&self, needle: &str, n: usize) {
-        loop {
-            if self.count(needle) >= n {
-                return;
+        bounded(&format!("{n} log lines with {needle:?}"), async {
+            while self.count(needle) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Sends `signal` (SIGTERM, SIGHUP...) to the binary.
