@@ -50,7 +50,7 @@ pub use observe::writer::flush as flush_observers;
 pub use observe::{Direction, Ended, Observer, Report};
 pub use process::daemon::daemonize;
 pub use process::wrap::{Program, Supervisor};
-pub use process::{exit, reload_signal, reopen_log_on_sigusr1, shutdown_signal};
+pub use process::{exit, reload_signal, reopen_log_on_sigusr1, shutdown_signal, take_over_signals};
 pub use relay::CLOSE_TIMEOUT;
 pub use server::Server;
 pub use target::CONNECT_TIMEOUT;

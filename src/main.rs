@@ -79,6 +79,7 @@ async fn serve<L: Listener>(
     listener: L,
     program: Option<&Supervisor>,
 ) -> Result<(), StartError> {
+    websockify::take_over_signals();
     server.announce(&listener);
     // Stop on SIGTERM/SIGINT, or when the wrapped program exits (`--wrap-mode exit`); asked
     // again during the drain, where either ends it at once.

@@ -18,6 +18,22 @@ pub fn exit(err: &StartError) -> std::process::ExitCode {
     std::process::ExitCode::from(code)
 }
 
+/// Takes SIGHUP, SIGTERM and SIGINT over from their default action (the end of the process)
+/// at once: the server's own signal streams are made when its accept loop first runs, after it
+/// may have told systemd READY=1, and systemd may send its `ExecReload` SIGHUP right then. A
+/// handler, once installed, stays for the life of the process; a signal that comes before the
+/// streams exist is ignored rather than fatal.
+pub fn take_over_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    for kind in [
+        SignalKind::hangup(),
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+    ] {
+        let _ = signal(kind);
+    }
+}
+
 /// Completes on SIGINT or SIGTERM: both end the server and its sessions, as the reference.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
