@@ -75,3 +75,18 @@ pub async fn reload_signal() {
         Err(_) => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the take-over, SIGHUP's default action ends this very test process.
+    #[tokio::test]
+    async fn after_the_take_over_a_sighup_does_not_end_the_process() {
+        take_over_signals();
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP)
+            .expect("signal ourselves");
+        // Delivered to this thread or another at once; give it a moment to act.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
