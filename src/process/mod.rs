@@ -80,13 +80,41 @@ pub async fn reload_signal() {
 mod tests {
     use super::*;
 
-    /// Without the take-over, SIGHUP's default action ends this very test process.
-    #[tokio::test]
-    async fn after_the_take_over_a_sighup_does_not_end_the_process() {
-        take_over_signals();
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::HUP)
-            .expect("signal ourselves");
-        // Delivered to this thread or another at once; give it a moment to act.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    const CHILD: &str = "WEBSOCKIFY_TEST_SIGNAL_CHILD";
+
+    /// Without the take-over, SIGHUP's default action ends the process. Run in a child copy of
+    /// this test binary: the take-over lasts for the life of a process, and a test binary that
+    /// ignores SIGTERM outlives the timeouts of its runners (cargo-mutants' SIGTERM left such
+    /// binaries spinning for half an hour).
+    #[test]
+    fn after_the_take_over_a_sighup_does_not_end_the_process() {
+        if std::env::var_os(CHILD).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                take_over_signals();
+                rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::HUP,
+                )
+                .expect("signal ourselves");
+                // Delivered at once; give it a moment to act.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            });
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "process::tests::after_the_take_over_a_sighup_does_not_end_the_process",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the child");
+        assert!(status.success(), "the child died of the SIGHUP: {status:?}");
     }
 }
