@@ -102,6 +102,12 @@ pub struct LoadArgs {
     /// without it every connection makes a full handshake.
     #[arg(long)]
     pub tls_resume: bool,
+    /// Echo mode, latency under load: connection 0 is a probe that sends 64 B messages one at
+    /// a time, on a thread of its own (so the load generator's busy thread does not delay
+    /// it), and the round-trip times reported are the probe's alone; the other connections
+    /// stream --size messages as fast as --pipeline lets them.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 struct Target {
@@ -124,6 +130,8 @@ struct Cfg {
     timeout: Duration,
     protocol: Option<String>,
     check: bool,
+    /// Record round-trip times (echo mode): false for the bulk connections beside a probe.
+    rtt: bool,
     /// Byte `j` of every message is `j % 251`: cheap to verify at any stream offset.
     payload: Vec<u8>,
 }
@@ -312,7 +320,7 @@ async fn echo_conn(idx: u64, t: Arc<Target>, cfg: Arc<Cfg>, sh: Arc<Shared>) -> 
                 let mut q = sent_at.lock().unwrap_or_else(|p| p.into_inner());
                 for _ in done..completed {
                     match q.pop_front() {
-                        Some(at) if measuring => sh.hist.record(now - at),
+                        Some(at) if measuring && cfg.rtt => sh.hist.record(now - at),
                         Some(_) => {}
                         None => return Err(io::Error::other("echoed more bytes than sent")),
                     }
@@ -526,6 +534,48 @@ async fn reap(set: &mut JoinSet<()>, bound: Duration) {
     .await;
 }
 
+/// The probe's message size (latency under load): a keystroke or a small screen update.
+const PROBE_SIZE: usize = 64;
+
+/// A current-thread runtime on a thread of its own, for the probe connection. Dropping it
+/// stops the runtime (its tasks are aborted by `reap` first) and joins the thread.
+struct ProbeThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProbeThread {
+    fn start() -> io::Result<ProbeThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("probe".into())
+            .spawn(move || {
+                let _ = rt.block_on(stopped);
+            })?;
+        Ok(ProbeThread {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ProbeThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Runs the load and prints the report. Returns whether the run was clean (no errors, no
 /// corruption, at least one connection).
 pub async fn run(args: LoadArgs) -> Result<bool, String> {
@@ -541,17 +591,32 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     if args.sessions.is_some() && args.mode != Mode::Handshake {
         return Err("--sessions works with --mode handshake".into());
     }
-    let cfg = Arc::new(Cfg {
-        mode: args.mode,
-        budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
-        sessions: args.sessions.map(|n| n.div_ceil(args.conns as u64)),
-        size: args.size,
-        pipeline: args.pipeline,
-        timeout: secs(args.timeout, "--timeout")?,
-        protocol: (!args.protocol.is_empty()).then(|| args.protocol.clone()),
-        check: args.check,
-        payload: (0..args.size).map(|i| (i % 251) as u8).collect(),
-    });
+    if args.probe && (args.mode != Mode::Echo || args.conns < 2) {
+        return Err("--probe works with --mode echo and --conns 2 or more".into());
+    }
+    let make_cfg = |size: usize, pipeline: usize, rtt: bool| -> Result<Cfg, String> {
+        Ok(Cfg {
+            mode: args.mode,
+            budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
+            sessions: args.sessions.map(|n| n.div_ceil(args.conns as u64)),
+            size,
+            pipeline,
+            timeout: secs(args.timeout, "--timeout")?,
+            protocol: (!args.protocol.is_empty()).then(|| args.protocol.clone()),
+            check: args.check,
+            rtt,
+            payload: (0..size).map(|i| (i % 251) as u8).collect(),
+        })
+    };
+    let cfg = Arc::new(make_cfg(args.size, args.pipeline, !args.probe)?);
+    let probe = if args.probe {
+        Some((
+            Arc::new(make_cfg(PROBE_SIZE, 1, true)?),
+            ProbeThread::start().map_err(|e| format!("probe thread: {e}"))?,
+        ))
+    } else {
+        None
+    };
     let sh = Arc::new(Shared::default());
     let mut set = JoinSet::new();
 
@@ -592,6 +657,18 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     } else {
         for i in 0..args.conns {
             let (t, cfg, sh) = (t.clone(), cfg.clone(), sh.clone());
+            if let (0, Some((probe_cfg, probe_thread))) = (i, &probe) {
+                let probe_cfg = probe_cfg.clone();
+                set.spawn_on(
+                    async move {
+                        if let Err(e) = echo_conn(0, t, probe_cfg, sh.clone()).await {
+                            sh.fail(&e);
+                        }
+                    },
+                    &probe_thread.handle,
+                );
+                continue;
+            }
             set.spawn(async move {
                 let i = i as u64;
                 let r = match cfg.mode {
