@@ -466,6 +466,7 @@ done
 export BENCH_COMMANDS
 BENCH_COMMANDS=$(
   echo "scripts/bench.sh${ARGS:+ $ARGS}"
+  REDIS_PORT=REDIS METRICS_PORT=METRICS # (in this subshell only: placeholders for the ports)
   for kind in "${CPU_KINDS[@]}"; do proxy_cmd "$kind" LISTEN TARGET; done
   for kind in "${KINDS[@]}"; do is_gate "$kind" && proxy_cmd "$kind" LISTEN TARGET; done
   for test in "${TESTS[@]}"; do

@@ -78,6 +78,14 @@ def fmt(v, digits=1):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def times(r):
+    return "n/a" if r is None else f"{r:.2f}×"
+
+
+def conns(k):
+    return f" ({idle_n[k]} conns)" if k in idle_n else ""
+
+
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
@@ -203,7 +211,7 @@ if gate_kinds:
     w(f"| without a gate | {cell('ours', 'churn')} | 1.00× |" if "ours" in ws_kinds else "| without a gate | – | |")
     for k in gate_kinds:
         r = ratio(g(k, "churn"), g("ours", "churn"))
-        w(f"| {TITLES[k]} | {cell(k, 'churn')} | {fmt(r, 2)}× |")
+        w(f"| {TITLES[k]} | {cell(k, 'churn')} | {times(r)} |")
     counted = [r.get("sessions") for r in rows if r["test"] == "metrics-counted"]
     if counted:
         w("")
@@ -219,7 +227,7 @@ def target(name, value, met):
 
 
 def at_least(name, r, limit):
-    target(name, fmt(r, 2) + "×", None if r is None else r >= limit)
+    target(name, times(r), None if r is None else r >= limit)
 
 
 at_least("1 × 64 KiB echo ≥ 0.9× plain relay", ratio(g("ours", "echo64k"), g("plain", "echo64k")), 0.9)
@@ -229,30 +237,30 @@ d50 = None if g("ours", "p50") is None or g("plain", "p50") is None else g("ours
 target("64 B ping-pong p50 within 10 µs of plain relay", "n/a" if d50 is None else f"{d50:+.1f} µs",
        None if d50 is None else d50 <= 10)
 lr = ratio(g("ours", "lp99"), g("ours", "p99"))
-others = "; ".join(f"{TITLES[k]} {fmt(ratio(g(k, 'lp99'), g(k, 'p99')), 2)}×"
+others = "; ".join(f"{TITLES[k]} {times(ratio(g(k, 'lp99'), g(k, 'p99')))}"
                    for k in ("plain", "websocat") if measured(k, "loaded"))
 target("ping-pong p99 beside 63 streaming connections ≤ 2× its p99 on an idle machine",
-       f"{fmt(g('ours', 'lp99'))} vs {fmt(g('ours', 'p99'))} µs ({fmt(lr, 2)}×)" + (f"; {others}" if others else ""),
+       f"{fmt(g('ours', 'lp99'))} vs {fmt(g('ours', 'p99'))} µs ({times(lr)})" + (f"; {others}" if others else ""),
        None if lr is None else lr <= 2.0)
 at_least("session churn ≥ 0.9× plain relay", ratio(g("ours", "churn"), g("plain", "churn")), 0.9)
 at_least("session churn ≥ 1.2× websocat", ratio(g("ours", "churn"), g("websocat", "churn")), 1.2)
 idle = g("ours", "idle")
-target(f"≤ 16 KiB per idle ws:// connection ({idle_n.get('ours')} conns)", fmt(idle, 2) + " KiB",
+target(f"≤ 16 KiB per idle ws:// connection{conns('ours')}", fmt(idle, 2) + " KiB",
        None if idle is None else idle <= 16)
 cs = ratio(g("ours", "cpu"), g("socat", "cpu"))
 target("CPU s per GB client → target ≤ socat's",
-       f"{fmt(g('ours', 'cpu'), 2)} vs {fmt(g('socat', 'cpu'), 2)} ({fmt(cs, 2)}×)", None if cs is None else cs <= 1.0)
+       f"{fmt(g('ours', 'cpu'), 2)} vs {fmt(g('socat', 'cpu'), 2)} ({times(cs)})", None if cs is None else cs <= 1.0)
 for mid, name in (("echo64k", "wss:// 1 × 64 KiB echo"), ("echo16k", "wss:// 64 × 16 KiB echo"),
                   ("churn", "wss:// session churn, full handshakes"), ("resume", "wss:// session churn, resumed")):
     bk, bv = best_yardstick(mid)
     r = ratio(g("ours-tls", mid), bv)
-    target(f"{name} ≥ 1.3× the best yardstick" + (f" ({TITLES[bk]})" if bk else ""), fmt(r, 2) + "×",
+    target(f"{name} ≥ 1.3× the best yardstick" + (f" ({TITLES[bk]})" if bk else ""), times(r),
            None if r is None else r >= 1.3)
 ct = ratio(g("ours-tls", "cpu"), g("ours", "cpu"))
 target("wss:// CPU s per GB ≤ 1.5× ours over ws://",
-       f"{fmt(g('ours-tls', 'cpu'), 2)} vs {fmt(g('ours', 'cpu'), 2)} ({fmt(ct, 2)}×)", None if ct is None else ct <= 1.5)
+       f"{fmt(g('ours-tls', 'cpu'), 2)} vs {fmt(g('ours', 'cpu'), 2)} ({times(ct)})", None if ct is None else ct <= 1.5)
 it = g("ours-tls", "idle")
-target(f"≤ 12 KiB per idle wss:// connection ({idle_n.get('ours-tls')} conns)", fmt(it, 2) + " KiB",
+target(f"≤ 12 KiB per idle wss:// connection{conns('ours-tls')}", fmt(it, 2) + " KiB",
        None if it is None else it <= 12)
 for k, limit in (("ours-tokens", 0.95), ("ours-redis", 0.8), ("ours-jwt", 0.8), ("ours-metrics", 0.97)):
     at_least(f"churn with {TITLES[k]} ≥ {limit}× without", ratio(g(k, "churn"), g("ours", "churn")), limit)
