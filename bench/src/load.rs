@@ -102,6 +102,12 @@ pub struct LoadArgs {
     /// without it every connection makes a full handshake.
     #[arg(long)]
     pub tls_resume: bool,
+    /// Echo mode, latency under load: connection 0 is a probe that sends 64 B messages one at
+    /// a time, on a thread of its own (so the load generator's busy thread does not delay
+    /// it), and the round-trip times reported are the probe's alone; the other connections
+    /// stream --size messages as fast as --pipeline lets them.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 struct Target {
@@ -124,6 +130,10 @@ struct Cfg {
     timeout: Duration,
     protocol: Option<String>,
     check: bool,
+    /// Record round-trip times (echo mode): false for the bulk connections beside a probe.
+    rtt: bool,
+    /// This is the probe connection's configuration (`--probe`).
+    probe: bool,
     /// Byte `j` of every message is `j % 251`: cheap to verify at any stream offset.
     payload: Vec<u8>,
 }
@@ -137,6 +147,8 @@ struct Shared {
     corrupt: AtomicU64,
     connected: AtomicU64,
     alive: AtomicU64,
+    /// Round trips the probe completed (`--probe`), warmup included.
+    probe_msgs: AtomicU64,
     measuring: AtomicBool,
     first_error: Mutex<Option<String>>,
     hist: Histogram,
@@ -312,13 +324,16 @@ async fn echo_conn(idx: u64, t: Arc<Target>, cfg: Arc<Cfg>, sh: Arc<Shared>) -> 
                 let mut q = sent_at.lock().unwrap_or_else(|p| p.into_inner());
                 for _ in done..completed {
                     match q.pop_front() {
-                        Some(at) if measuring => sh.hist.record(now - at),
+                        Some(at) if measuring && cfg.rtt => sh.hist.record(now - at),
                         Some(_) => {}
                         None => return Err(io::Error::other("echoed more bytes than sent")),
                     }
                 }
                 drop(q);
                 sh.msgs.fetch_add(completed - done, Ordering::Relaxed);
+                if cfg.probe {
+                    sh.probe_msgs.fetch_add(completed - done, Ordering::Relaxed);
+                }
                 sem.add_permits((completed - done) as usize);
                 done = completed;
             }
@@ -526,9 +541,56 @@ async fn reap(set: &mut JoinSet<()>, bound: Duration) {
     .await;
 }
 
+/// The probe's message size (latency under load): a keystroke or a small screen update.
+const PROBE_SIZE: usize = 64;
+
+/// A current-thread runtime on a thread of its own, for the probe connection. Dropping it
+/// stops the runtime (its tasks are aborted by `reap` first) and joins the thread.
+struct ProbeThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProbeThread {
+    fn start() -> io::Result<ProbeThread> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("probe".into())
+            .spawn(move || {
+                let _ = rt.block_on(stopped);
+            })?;
+        Ok(ProbeThread {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ProbeThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Runs the load and prints the report. Returns whether the run was clean (no errors, no
 /// corruption, at least one connection).
 pub async fn run(args: LoadArgs) -> Result<bool, String> {
+    measure(args).await.map(|(clean, _)| clean)
+}
+
+/// [`run`], also returning the report's JSON line.
+async fn measure(args: LoadArgs) -> Result<(bool, String), String> {
     if args.conns == 0 || args.size == 0 || args.pipeline == 0 || args.open_concurrency == 0 {
         return Err("--conns, --size, --pipeline and --open-concurrency must be > 0".into());
     }
@@ -541,17 +603,33 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     if args.sessions.is_some() && args.mode != Mode::Handshake {
         return Err("--sessions works with --mode handshake".into());
     }
-    let cfg = Arc::new(Cfg {
-        mode: args.mode,
-        budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
-        sessions: args.sessions.map(|n| n.div_ceil(args.conns as u64)),
-        size: args.size,
-        pipeline: args.pipeline,
-        timeout: secs(args.timeout, "--timeout")?,
-        protocol: (!args.protocol.is_empty()).then(|| args.protocol.clone()),
-        check: args.check,
-        payload: (0..args.size).map(|i| (i % 251) as u8).collect(),
-    });
+    if args.probe && (args.mode != Mode::Echo || args.conns < 2) {
+        return Err("--probe works with --mode echo and --conns 2 or more".into());
+    }
+    let make_cfg = |size: usize, pipeline: usize, probe: bool| -> Result<Cfg, String> {
+        Ok(Cfg {
+            mode: args.mode,
+            budget: args.bytes.map(|b| b.div_ceil(args.conns as u64)),
+            sessions: args.sessions.map(|n| n.div_ceil(args.conns as u64)),
+            size,
+            pipeline,
+            timeout: secs(args.timeout, "--timeout")?,
+            protocol: (!args.protocol.is_empty()).then(|| args.protocol.clone()),
+            check: args.check,
+            rtt: probe || !args.probe,
+            probe,
+            payload: (0..size).map(|i| (i % 251) as u8).collect(),
+        })
+    };
+    let cfg = Arc::new(make_cfg(args.size, args.pipeline, false)?);
+    let probe = if args.probe {
+        Some((
+            Arc::new(make_cfg(PROBE_SIZE, 1, true)?),
+            ProbeThread::start().map_err(|e| format!("probe thread: {e}"))?,
+        ))
+    } else {
+        None
+    };
     let sh = Arc::new(Shared::default());
     let mut set = JoinSet::new();
 
@@ -592,6 +670,18 @@ pub async fn run(args: LoadArgs) -> Result<bool, String> {
     } else {
         for i in 0..args.conns {
             let (t, cfg, sh) = (t.clone(), cfg.clone(), sh.clone());
+            if let (0, Some((probe_cfg, probe_thread))) = (i, &probe) {
+                let probe_cfg = probe_cfg.clone();
+                set.spawn_on(
+                    async move {
+                        if let Err(e) = echo_conn(0, t, probe_cfg, sh.clone()).await {
+                            sh.fail(&e);
+                        }
+                    },
+                    &probe_thread.handle,
+                );
+                continue;
+            }
             set.spawn(async move {
                 let i = i as u64;
                 let r = match cfg.mode {
@@ -644,7 +734,7 @@ fn report(
     elapsed: Duration,
     [tx, rx, msgs]: [u64; 3],
     open_secs: Option<f64>,
-) -> Result<bool, String> {
+) -> Result<(bool, String), String> {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let (tx_mbs, rx_mbs) = (tx as f64 / secs / 1e6, rx as f64 / secs / 1e6);
     let primary = match cfg.mode {
@@ -683,6 +773,12 @@ fn report(
         .opt_num("rtt_p50_us", p50)
         .opt_num("rtt_p99_us", p99)
         .opt_num("rtt_max_us", max)
+        .int("rtt_samples", sh.hist.count())
+        .opt_num(
+            "probe_msgs",
+            args.probe
+                .then(|| sh.probe_msgs.load(Ordering::Relaxed) as f64),
+        )
         .opt_num("open_s", open_secs)
         .int("alive", alive)
         .int("errors", errors)
@@ -718,12 +814,77 @@ fn report(
         f(max),
         first_error.map_or(String::new(), |e| format!(" (first: {e})")),
     );
-    Ok(errors == 0 && corrupt == 0 && connected > 0)
+    Ok((errors == 0 && corrupt == 0 && connected > 0, line))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{matches, measure, LoadArgs, Mode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A TCP echo target on a real loopback socket; returns its address.
+    async fn echo_target() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut b = vec![0u8; 256 * 1024];
+                    while let Ok(n @ 1..) = s.read(&mut b).await {
+                        if s.write_all(&b[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn field(line: &str, key: &str) -> f64 {
+        let at = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+        let end = line[at..].find([',', '}']).unwrap() + at;
+        line[at..end].parse().unwrap()
+    }
+
+    /// With --probe the quantiles come from the probe's round trips alone: every recorded
+    /// round trip is one the probe made, while the bulk connections echoed far more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probe_round_trips_are_the_only_ones_recorded() {
+        let addr = echo_target().await;
+        let args = LoadArgs {
+            url: None,
+            tcp: Some(addr.to_string()),
+            mode: Mode::Echo,
+            conns: 3,
+            size: 256 * 1024,
+            pipeline: 2,
+            duration: 1.0,
+            warmup: 0.0,
+            timeout: 10.0,
+            protocol: String::new(),
+            check: true,
+            open_concurrency: 64,
+            label: None,
+            bytes: None,
+            sessions: None,
+            tls_resume: false,
+            probe: true,
+        };
+        let (clean, line) = measure(args).await.unwrap();
+        assert!(clean, "{line}");
+        let (samples, probe, msgs) = (
+            field(&line, "rtt_samples"),
+            field(&line, "probe_msgs"),
+            field(&line, "msgs"),
+        );
+        assert!(samples > 0.0, "the probe recorded nothing: {line}");
+        assert!(
+            samples <= probe,
+            "round trips recorded beyond the probe's: {line}"
+        );
+        assert!(msgs > probe, "the bulk connections echoed nothing: {line}");
+    }
 
     #[test]
     fn matches_across_message_boundaries() {

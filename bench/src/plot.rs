@@ -30,14 +30,32 @@ pub struct PlotArgs {
     pub font: PathBuf,
 }
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(120, 120, 120), // plain relay: grey
     RGBColor(31, 119, 180),  // ours: blue
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
 ];
+
+/// Legend entries' left edges and rows: as wide as their names, wrapped at `width`.
+fn legend_layout(names: &[String], width: i32) -> Vec<(i32, i32)> {
+    let (mut x, mut row) = (20, 0);
+    let mut at = Vec::with_capacity(names.len());
+    for name in names {
+        // DejaVu Sans at 17 px: about 10 px a character, plus the swatch and a gap.
+        let w = 24 + 10 * name.chars().count() as i32 + 30;
+        if x + w > width && x > 20 {
+            (x, row) = (20, row + 1);
+        }
+        at.push((x, row));
+        x += w;
+    }
+    at
+}
 
 struct Panel {
     name: String,
@@ -109,17 +127,19 @@ fn draw(
     proxies: &[String],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let width = 1100u32;
-    let height = 90 + 380 * panels.len() as u32;
+    let at = legend_layout(proxies, width as i32);
+    let rows = at.last().map_or(1, |&(_, r)| r + 1);
+    let height = 60 + 30 * rows as u32 + 380 * panels.len() as u32;
     let root = BitMapBackend::new(&a.out, (width, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(&a.title, ("sans-serif", 26))?;
     // Legend strip at the top.
-    let (legend, body) = root.split_vertically(40);
-    for (k, name) in proxies.iter().enumerate() {
-        let x = 20 + 200 * k as i32;
+    let (legend, body) = root.split_vertically(10 + 30 * rows);
+    for (k, (name, &(x, row))) in proxies.iter().zip(&at).enumerate() {
+        let y = 12 + 30 * row;
         let c = COLORS[k % COLORS.len()];
-        legend.draw(&Rectangle::new([(x, 12), (x + 18, 30)], c.filled()))?;
-        legend.draw(&Text::new(name.as_str(), (x + 24, 12), ("sans-serif", 17)))?;
+        legend.draw(&Rectangle::new([(x, y), (x + 18, y + 18)], c.filled()))?;
+        legend.draw(&Text::new(name.as_str(), (x + 24, y), ("sans-serif", 17)))?;
     }
     let areas = body.split_evenly((panels.len(), 1));
     for (panel, area) in panels.iter().zip(areas) {
@@ -216,7 +236,21 @@ fn short(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{legend_layout, parse};
+
+    #[test]
+    fn legend_wraps_at_the_width() {
+        let names: Vec<String> = ["plain relay", "ours", "websocat 1.14", "reference 0.13"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let at = legend_layout(&names, 400);
+        assert_eq!(at[0], (20, 0));
+        assert!(at.iter().any(|&(_, row)| row > 0), "{at:?}");
+        assert!(at.iter().all(|&(x, _)| x < 400), "{at:?}");
+        let one_row = legend_layout(&names, 2000);
+        assert!(one_row.iter().all(|&(_, row)| row == 0), "{one_row:?}");
+    }
 
     #[test]
     fn parses_panels_tests_and_proxies_in_order() {
