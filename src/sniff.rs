@@ -1,10 +1,14 @@
 //! sniff: looks at a connection's first byte to tell TLS from plain HTTP and from the Flash
-//! socket-policy request of the seed, without consuming it; and answers that policy request
-//! (the one answer given before any TLS or HTTP).
+//! socket-policy request of the seed, without consuming it (peeked, or read and replayed by
+//! [`Rewind`]); and answers that policy request (the one answer given before any TLS or HTTP).
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tracing::debug;
 
 /// What a connection speaks, from its first bytes.
@@ -95,6 +99,111 @@ where
     }
 }
 
+/// What the first read asks for: hyper's first read buffer, so that the HTTP side never needs
+/// more reads for a head than it would have needed by itself.
+pub const FIRST_READ: usize = 8 * 1024;
+
+/// A stream whose first bytes were read to classify it, and are replayed before the stream's
+/// own (hyper's `common/io/rewind.rs`). Reading them instead of peeking them spares a syscall
+/// per connection where nothing else needs them left in the socket (no TLS handshake reads
+/// them: no certificate is configured).
+#[derive(Debug)]
+pub struct Rewind<S> {
+    /// The bytes read and not yet replayed; unallocated once replayed.
+    prefix: Vec<u8>,
+    /// How many of `prefix` were replayed.
+    replayed: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> Rewind<S> {
+    /// Reads once (up to [`FIRST_READ`] bytes, as many as have arrived); `None` at end of
+    /// stream before any byte.
+    pub async fn read_first(mut inner: S) -> io::Result<Option<Rewind<S>>> {
+        let mut prefix = Vec::with_capacity(FIRST_READ);
+        if inner.read_buf(&mut prefix).await? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Rewind {
+            prefix,
+            replayed: 0,
+            inner,
+        }))
+    }
+}
+
+impl<S> Rewind<S> {
+    /// The bytes not yet replayed (all of the first read, until something reads).
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix[self.replayed..]
+    }
+
+    /// The stream, and what was read past it: the bytes not yet replayed, then `leftover`
+    /// (bytes that whoever read from this stream read past what it used).
+    pub fn into_inner(self, leftover: Bytes) -> (S, Bytes) {
+        let rest = &self.prefix[self.replayed..];
+        if rest.is_empty() {
+            return (self.inner, leftover);
+        }
+        let mut all = Vec::with_capacity(rest.len() + leftover.len());
+        all.extend_from_slice(rest);
+        all.extend_from_slice(&leftover);
+        (self.inner, Bytes::from(all))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let rest = &this.prefix[this.replayed..];
+        if rest.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        this.replayed += n;
+        if this.replayed == this.prefix.len() {
+            this.prefix = Vec::new();
+            this.replayed = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +246,39 @@ mod tests {
         assert!(POLICY_RESPONSE.starts_with(b"<cross-domain-policy>"));
         assert!(POLICY_RESPONSE.ends_with(b"</cross-domain-policy>\0"));
         assert_eq!(POLICY_REQUEST.len(), 23);
+    }
+
+    #[tokio::test]
+    async fn rewind_replays_the_first_read_then_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut stream = Rewind::read_first(server).await.unwrap().unwrap();
+        assert_eq!(stream.prefix(), b"GET / HT");
+        client.write_all(b"TP/1.1\r\n").await.unwrap();
+        // A small read takes part of the prefix; the rest comes before the stream's bytes.
+        let mut got = [0u8; 3];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"GET");
+        let mut rest = [0u8; 13];
+        stream.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b" / HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn rewind_hands_back_unreplayed_bytes_before_the_leftover() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"abcdef").await.unwrap();
+        let mut stream = Rewind::read_first(server).await.unwrap().unwrap();
+        let mut got = [0u8; 2];
+        stream.read_exact(&mut got).await.unwrap();
+        let (_, leftover) = stream.into_inner(Bytes::from_static(b"XY"));
+        assert_eq!(&leftover[..], b"cdefXY");
+    }
+
+    #[tokio::test]
+    async fn rewind_is_none_at_end_of_stream() {
+        let (client, server) = tokio::io::duplex(64);
+        drop(client);
+        assert!(Rewind::read_first(server).await.unwrap().is_none());
     }
 }

@@ -88,6 +88,23 @@ pub struct Upgraded<IO> {
     pub forwarded: Option<std::net::IpAddr>,
 }
 
+impl<IO> Upgraded<IO> {
+    /// The same session over another stream: `f` turns the stream and the leftover into the
+    /// ones the relay gets (a sniffer's wrapper handing back the socket, for one).
+    pub fn map_client<C>(self, f: impl FnOnce(IO, Bytes) -> (C, Bytes)) -> Upgraded<C> {
+        let (client, leftover) = f(self.client, self.leftover);
+        Upgraded {
+            client,
+            leftover,
+            target: self.target,
+            target_name: self.target_name,
+            mode: self.mode,
+            path: self.path,
+            forwarded: self.forwarded,
+        }
+    }
+}
+
 /// What the service hands the connection when it answers 101.
 struct Accepted {
     on_upgrade: OnUpgrade,

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{Accepted, Listener, Stream};
 use crate::conninfo::Addr;
-use crate::net::tune_tcp;
+use crate::net::{tune_accepted, tune_tcp, ACCEPTED_INHERIT_OPTIONS};
 
 /// Pending connections the kernel queues for us; bursts of browsers reconnecting are common.
 const BACKLOG: i32 = 1024;
@@ -101,8 +101,12 @@ pub struct Tcp {
 }
 
 impl Tcp {
+    /// Where accepted sockets inherit the listener's options, they are set here, once.
     pub fn new(listener: TcpListener) -> io::Result<Tcp> {
         let local = listener.local_addr()?;
+        if ACCEPTED_INHERIT_OPTIONS {
+            tune_tcp(&listener);
+        }
         Ok(Tcp { listener, local })
     }
 
@@ -119,7 +123,7 @@ impl Tcp {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<Accepted<TcpStream>>> {
         let (stream, peer) = std::task::ready!(self.listener.poll_accept(cx))?;
-        tune_tcp(&stream);
+        tune_accepted(&stream);
         std::task::Poll::Ready(Ok(Accepted {
             stream,
             peer: Addr::Tcp(peer),
@@ -133,7 +137,7 @@ impl Listener for Tcp {
 
     async fn accept(&mut self) -> io::Result<Accepted<TcpStream>> {
         let (stream, peer) = self.listener.accept().await?;
-        tune_tcp(&stream);
+        tune_accepted(&stream);
         Ok(Accepted {
             stream,
             peer: Addr::Tcp(peer),
@@ -149,5 +153,28 @@ impl Listener for Tcp {
 impl Stream for TcpStream {
     async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         TcpStream::peek(self, buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// Whether set on the listener (Linux) or on each socket, an accepted socket has them.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay_and_keepalive() {
+        let mut listener = bind_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .and_then(Tcp::new)
+            .unwrap();
+        let _client = TcpStream::connect(listener.socket_addr()).await.unwrap();
+        let accepted = listener.accept().await.unwrap();
+        let socket = SockRef::from(&accepted.stream);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            std::time::Duration::from_secs(60)
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
+use super::limits::Permit;
 use super::{DrainFlags, Shared};
 use crate::conninfo::ConnInfo;
 use crate::error::Limit;
@@ -18,7 +19,7 @@ use crate::listen::{proxy, Stream};
 use crate::observe::{log, metrics, Observer, Observers, Session};
 use crate::proxy_header;
 use crate::relay;
-use crate::sniff::{self, Protocol};
+use crate::sniff::{self, Protocol, Rewind};
 use crate::tls;
 
 /// `info` is boxed: every async fn on the way keeps its arguments for its whole life, and a
@@ -48,12 +49,15 @@ pub(super) async fn serve<S: Stream>(
     };
     // With --proxy-protocol, a header from a peer it does not trust must be seen to be
     // refused: enough bytes to recognise one, as many as the first segment brought.
-    let mut first = [0u8; 16];
     let look = if shared.proxy_protocol.is_some() && !trusted {
         16
     } else {
         1
     };
+    if shared.tls.is_none() {
+        return serve_plain(stream, info, look, shared, drain).await;
+    }
+    let mut first = [0u8; 16];
     let seen = match tokio::time::timeout(timeout, stream.peek(&mut first[..look])).await {
         Err(_) => return debug!("dropped: sent nothing within {timeout:?}"),
         Ok(Err(err)) => return debug!("dropped: {err}"),
@@ -69,12 +73,9 @@ pub(super) async fn serve<S: Stream>(
     }
     let protocol = sniff::classify(&first[..seen]);
     // Held for the connection's life: its place under the limits.
-    let _permit = match &shared.limits {
-        Some(limits) => match limits.admit(info.peer.ip()) {
-            Ok(permit) => Some(permit),
-            Err(limit) => return refuse(stream, protocol, limit, shared).await,
-        },
-        None => None,
+    let _permit = match admit(&info, shared) {
+        Ok(permit) => permit,
+        Err(limit) => return refuse(stream, protocol, limit, shared).await,
     };
     match protocol {
         Protocol::Tls => {
@@ -107,6 +108,63 @@ pub(super) async fn serve<S: Stream>(
     }
 }
 
+/// [`serve`] without a certificate: no TLS handshake needs the first bytes left in the socket,
+/// so they are read, not peeked (one syscall less per connection), and replayed to whoever
+/// reads next ([`Rewind`]). The same checks, in the same order, with the same words.
+async fn serve_plain<S: Stream>(
+    stream: S,
+    info: Box<ConnInfo>,
+    look: usize,
+    shared: &Arc<Shared>,
+    drain: &DrainFlags,
+) {
+    let timeout = shared.settings.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, Rewind::read_first(stream)).await {
+        Err(_) => return debug!("dropped: sent nothing within {timeout:?}"),
+        Ok(Err(err)) => return debug!("dropped: {err}"),
+        Ok(Ok(None)) => return debug!("closed before sending anything"),
+        Ok(Ok(Some(stream))) => stream,
+    };
+    let first = stream.prefix();
+    if look > 1 && proxy_header::looks_like_header(&first[..first.len().min(look)]) {
+        return log::failure(&Error::new(
+            Side::Client,
+            Kind::Forbidden,
+            "PROXY header from a peer outside --proxy-protocol",
+        ));
+    }
+    let protocol = sniff::classify(first);
+    let _permit = match admit(&info, shared) {
+        Ok(permit) => permit,
+        Err(limit) => return refuse(stream, protocol, limit, shared).await,
+    };
+    match protocol {
+        Protocol::Tls => info!("TLS client refused: no certificate (give one with --cert FILE)"),
+        Protocol::Http | Protocol::FlashPolicy if shared.settings.ssl_only => {
+            info!("plain client refused (--ssl-only)");
+        }
+        Protocol::FlashPolicy => sniff::answer_flash_policy(stream, timeout).await,
+        Protocol::Http => {
+            let info: Arc<ConnInfo> = Arc::from(info);
+            // Boxed as in `serve_http`.
+            let Some(upgraded) = Box::pin(http::serve(stream, &info, &shared.http)).await else {
+                return;
+            };
+            // The relay gets the socket itself: hyper has read the replayed bytes by now.
+            let upgraded = upgraded.map_client(Rewind::into_inner);
+            run_session(upgraded, info, shared, drain).await;
+        }
+    }
+}
+
+/// A place under the limits (held for the connection's life), or the limit it hit.
+fn admit(info: &ConnInfo, shared: &Shared) -> Result<Option<Permit>, Limit> {
+    match &shared.limits {
+        Some(limits) => limits.admit(info.peer.ip()).map(Some),
+        None => Ok(None),
+    }
+}
+
 async fn serve_http<IO>(io: IO, info: Box<ConnInfo>, shared: &Arc<Shared>, drain: &DrainFlags)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -117,6 +175,18 @@ where
     let Some(upgraded) = Box::pin(http::serve(io, &info, &shared.http)).await else {
         return;
     };
+    run_session(upgraded, info, shared, drain).await;
+}
+
+/// A WebSocket session, from the 101 to its close line.
+async fn run_session<IO>(
+    upgraded: Upgraded<IO>,
+    info: Arc<ConnInfo>,
+    shared: &Arc<Shared>,
+    drain: &DrainFlags,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Upgraded {
         mut client,
         leftover,
@@ -167,7 +237,10 @@ where
 /// counts the hit), then a plain HTTP client gets a 503 with `Retry-After`; a TLS client (and
 /// anything else) is closed before its handshake, since no HTTP can be spoken to it unencrypted
 /// and a handshake is the work the limits are there to spare.
-async fn refuse<S: Stream>(stream: S, protocol: Protocol, limit: Limit, shared: &Arc<Shared>) {
+async fn refuse<S>(stream: S, protocol: Protocol, limit: Limit, shared: &Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let err = Error::new(Side::Client, Kind::Limited(limit), limit_reason(limit));
     log::failure(&err);
     let http = protocol == Protocol::Http && !shared.settings.ssl_only;
@@ -196,12 +269,10 @@ fn limit_reason(limit: Limit) -> &'static str {
 /// Writes the 503 without reading the request (a refusal costs no parsing), then reads and
 /// drops what the client sent, at most `MAX_HEAD_BYTES` for at most one second: closing with
 /// unread bytes would reset the connection and could destroy the answer before it is read.
-async fn answer_503<S: Stream>(
-    mut stream: S,
-    err: &Error,
-    limit: Limit,
-    timeout: std::time::Duration,
-) {
+async fn answer_503<S>(mut stream: S, err: &Error, limit: Limit, timeout: std::time::Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let body = format!("503 Service Unavailable: {}\n", err.context);
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nContent-Type: text/plain; \
