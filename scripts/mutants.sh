@@ -21,12 +21,23 @@ cd "$(dirname "$0")/.."
 
 out=${MUTANTS_OUT:-target/mutants}
 # --summary: caught / missed / timeout / unviable per file, from the last runs' results
-# (a run with --iterate counts what earlier runs caught as caught).
+# (a run with --iterate counts what earlier runs caught as caught). cargo-mutants lists the
+# unviable mutants of earlier runs in previously_caught.txt too: unviable-seen.txt (kept
+# below, across runs) tells them apart.
 if [ "${1:-}" = --summary ]; then
   for o in "$out"/*/mutants.out; do
-    for kind in caught previously_caught missed timeout unviable; do
-      [ -f "$o/$kind.txt" ] && sed "s/:.*//; s/^/${kind#previously_} /" "$o/$kind.txt"
+    seen="$o/../unviable-seen.txt"
+    for kind in caught missed timeout unviable; do
+      [ -f "$o/$kind.txt" ] && sed "s/:.*//; s/^/$kind /" "$o/$kind.txt"
     done
+    if [ -f "$o/previously_caught.txt" ]; then
+      if [ -f "$seen" ]; then
+        { grep -Fxf "$seen" "$o/previously_caught.txt" || true; } | sed "s/:.*//; s/^/unviable /"
+        { grep -vFxf "$seen" "$o/previously_caught.txt" || true; } | sed "s/:.*//; s/^/caught /"
+      else
+        sed "s/:.*//; s/^/caught /" "$o/previously_caught.txt"
+      fi
+    fi
   done | sort | uniq -c | awk '{ n[$3, $2] = $1; files[$3] = 1 }
     END {
       printf "%-28s %7s %7s %8s %9s %7s\n", "file", "caught", "missed", "timeout", "unviable", "score"
@@ -130,6 +141,13 @@ for t in "${!group_files[@]}"; do
   echo "== cargo mutants ($name):${group_files[$t]}"
   rc=0
   cargo mutants "${args[@]}" -o "$out/$name" "${extra[@]}" || rc=$?
+  # The unviable mutants of every run so far, for --summary (an --iterate run does not list
+  # them again).
+  unviable="$out/$name/mutants.out/unviable.txt" seen="$out/$name/unviable-seen.txt"
+  if [ -f "$unviable" ]; then
+    touch "$seen"
+    sort -u -o "$seen" "$seen" "$unviable"
+  fi
   case $rc in
     0) ;;
     2) status=2 ;;

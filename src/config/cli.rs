@@ -1390,4 +1390,15 @@ mod tests {
             })
         );
     }
+
+    /// A mode is octal digits (after an optional `0o`): `+7`, which `u32::from_str_radix`
+    /// alone would take, is refused like any other mode that is not.
+    #[test]
+    fn a_unix_listen_mode_is_octal_digits_only() {
+        assert_eq!(parse_mode("0o755"), Ok(0o755));
+        assert_eq!(parse_mode(" 0O7777 "), Ok(0o7777));
+        for bad in ["+7", "-7", "0o", "", "8", "0o10000"] {
+            assert!(parse_mode(bad).is_err(), "{bad:?}");
+        }
+    }
 }

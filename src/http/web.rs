@@ -210,7 +210,7 @@ pub fn parse_request_path(path: &str) -> Option<RequestPath> {
 }
 
 /// Where a request path leads.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Resolved {
     /// A regular file inside DIR (canonical path).
     File(PathBuf),
@@ -899,6 +899,31 @@ mod tests {
         assert_eq!(ct("d.xml"), "application/xml");
         assert_eq!(ct("noext"), "application/octet-stream");
         assert_eq!(ct("x.unknown"), "application/octet-stream");
+        for (name, want) in [
+            ("a.text", "text/plain; charset=utf-8"),
+            ("a.log", "text/plain; charset=utf-8"),
+            ("README.md", "text/markdown; charset=utf-8"),
+            ("t.csv", "text/csv; charset=utf-8"),
+            ("app.webmanifest", "application/manifest+json"),
+            ("p.xhtml", "application/xhtml+xml"),
+            ("i.jpeg", "image/jpeg"),
+            ("i.webp", "image/webp"),
+            ("i.avif", "image/avif"),
+            ("i.bmp", "image/bmp"),
+            ("f.ttf", "font/ttf"),
+            ("f.otf", "font/otf"),
+            ("d.pdf", "application/pdf"),
+            ("a.zip", "application/zip"),
+            ("a.tar.gz", "application/gzip"),
+            ("s.mp3", "audio/mpeg"),
+            ("s.ogg", "audio/ogg"),
+            ("s.oga", "audio/ogg"),
+            ("s.wav", "audio/wav"),
+            ("v.mp4", "video/mp4"),
+            ("v.webm", "video/webm"),
+        ] {
+            assert_eq!(ct(name), want, "{name}");
+        }
     }
 
     fn validators() -> Validators {
@@ -1059,5 +1084,316 @@ mod tests {
         let a = html.find("a%22").unwrap_or(usize::MAX);
         let s = html.find("Sub%20").unwrap_or(0);
         assert!(a < s, "{html}");
+    }
+
+    /// A fresh, empty, canonical directory for one test.
+    fn fresh_dir() -> PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "websockify-web-site-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::canonicalize(&dir).unwrap()
+    }
+
+    /// A site to resolve and serve from: files, directories with and without an index, a
+    /// directory *named* `index.html`, a FIFO, and symlinks leading out of the root.
+    fn site_tree() -> (PathBuf, PathBuf) {
+        let root = fresh_dir();
+        let outside = fresh_dir();
+        std::fs::write(outside.join("secret.txt"), "secret").unwrap();
+        std::fs::write(root.join("a.txt"), "hello web").unwrap();
+        std::fs::create_dir(root.join("plain")).unwrap();
+        std::fs::write(root.join("plain/b.txt"), "b").unwrap();
+        std::fs::create_dir(root.join("plain/Sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.txt"), root.join("plain/link.txt")).unwrap();
+        std::fs::create_dir(root.join("html")).unwrap();
+        std::fs::write(root.join("html/index.html"), "index.html").unwrap();
+        std::fs::write(root.join("html/index.htm"), "index.htm").unwrap();
+        std::fs::create_dir(root.join("htm")).unwrap();
+        std::fs::write(root.join("htm/index.htm"), "index.htm").unwrap();
+        std::fs::create_dir_all(root.join("dirindex/index.html")).unwrap();
+        std::fs::create_dir(root.join("badindex")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("badindex/index.html"))
+            .unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("fifo").into_os_string().into_vec()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        (root, outside)
+    }
+
+    #[tokio::test]
+    async fn resolve_maps_paths_to_files_indexes_listings_and_redirects() {
+        let (root, _outside) = site_tree();
+        let root_ref = &root;
+        let r = move |path: &'static str| resolve(root_ref, path, None);
+        assert_eq!(r("/a.txt").await, Resolved::File(root.join("a.txt")));
+        assert_eq!(r("/a.txt/").await, Resolved::NotFound);
+        assert_eq!(r("/missing").await, Resolved::NotFound);
+        assert_eq!(r("/fifo").await, Resolved::NotFound);
+        assert_eq!(r("/plain").await, Resolved::Redirect("/plain/".into()));
+        assert_eq!(
+            resolve(&root, "/plain", Some("a=1")).await,
+            Resolved::Redirect("/plain/?a=1".into())
+        );
+        assert_eq!(r("/plain/").await, Resolved::Dir(root.join("plain")));
+        // index.html first, then index.htm; a directory named index.html is no index.
+        assert_eq!(
+            r("/html/").await,
+            Resolved::File(root.join("html/index.html"))
+        );
+        assert_eq!(r("/htm/").await, Resolved::File(root.join("htm/index.htm")));
+        assert_eq!(r("/dirindex/").await, Resolved::Dir(root.join("dirindex")));
+        // A symlink inside the root is served under its target's canonical path.
+        assert_eq!(
+            r("/plain/link.txt").await,
+            Resolved::File(root.join("a.txt"))
+        );
+    }
+
+    #[tokio::test]
+    async fn resolve_forbids_whatever_leads_out_of_the_root() {
+        let (root, _outside) = site_tree();
+        let root_ref = &root;
+        let r = move |path: &'static str| resolve(root_ref, path, None);
+        assert_eq!(r("/../a.txt").await, Resolved::Forbidden);
+        assert_eq!(r("/out/secret.txt").await, Resolved::Forbidden);
+        assert_eq!(r("/out/").await, Resolved::Forbidden);
+        assert_eq!(r("/badindex/").await, Resolved::Forbidden);
+    }
+
+    #[test]
+    fn io_errors_map_to_404_403_and_500() {
+        let status = |kind| status_for(&io::Error::from(kind));
+        assert_eq!(status(io::ErrorKind::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(io::ErrorKind::PermissionDenied),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(io::ErrorKind::Other),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    /// What a client would see of a response: status, headers, the whole body.
+    struct Seen {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: header::HeaderName) -> &str {
+            self.headers
+                .get(&name)
+                .map_or("", |v| v.to_str().unwrap_or("(not text)"))
+        }
+    }
+
+    async fn ask(site: &Site, method: Method, target: &str, headers: &[(&str, &str)]) -> Seen {
+        use http_body_util::BodyExt;
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let uri: Uri = target.parse().unwrap();
+        let response = serve(site, &method, &uri, &map).await;
+        let (parts, body) = response.into_parts();
+        // A HEAD body, and every fixed one, says it is over before it is polled.
+        let ended = hyper::body::Body::is_end_stream(&body);
+        let body = body.collect().await.unwrap().to_bytes().to_vec();
+        assert_eq!(ended, body.is_empty(), "{target}");
+        Seen {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    #[tokio::test]
+    async fn get_and_head_serve_a_file_with_its_headers() {
+        let (root, _outside) = site_tree();
+        let site = Site::new(&root, false);
+        let get = ask(&site, Method::GET, "/a.txt", &[]).await;
+        assert_eq!(get.status, StatusCode::OK);
+        assert_eq!(get.body, b"hello web");
+        assert_eq!(get.header(header::CONTENT_LENGTH), "9");
+        assert_eq!(
+            get.header(header::CONTENT_TYPE),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(get.header(header::ACCEPT_RANGES), "bytes");
+        let meta = std::fs::metadata(root.join("a.txt")).unwrap();
+        let v = Validators::new(9, meta.modified().unwrap());
+        assert_eq!(get.header(header::ETAG), v.etag);
+        assert_eq!(
+            get.header(header::LAST_MODIFIED),
+            httpdate::fmt_http_date(v.last_modified)
+        );
+
+        let head = ask(&site, Method::HEAD, "/a.txt", &[]).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.body, b"");
+        assert_eq!(head.header(header::CONTENT_LENGTH), "9");
+        assert_eq!(head.header(header::ETAG), v.etag);
+    }
+
+    #[tokio::test]
+    async fn conditional_and_range_requests_get_304_206_and_416() {
+        let (root, _outside) = site_tree();
+        let site = Site::new(&root, false);
+        let etag = ask(&site, Method::GET, "/a.txt", &[])
+            .await
+            .header(header::ETAG)
+            .to_owned();
+
+        let same = ask(&site, Method::GET, "/a.txt", &[("if-none-match", &etag)]).await;
+        assert_eq!(same.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(same.body, b"");
+        assert_eq!(same.header(header::ETAG), etag);
+
+        let part = ask(&site, Method::GET, "/a.txt", &[("range", "bytes=1-3")]).await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(part.body, b"ell");
+        assert_eq!(part.header(header::CONTENT_LENGTH), "3");
+        assert_eq!(part.header(header::CONTENT_RANGE), "bytes 1-3/9");
+        assert_eq!(
+            part.header(header::CONTENT_TYPE),
+            "text/plain; charset=utf-8"
+        );
+        let head = ask(&site, Method::HEAD, "/a.txt", &[("range", "bytes=2-")]).await;
+        assert_eq!(head.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(head.body, b"");
+        assert_eq!(head.header(header::CONTENT_LENGTH), "7");
+
+        let none = ask(&site, Method::GET, "/a.txt", &[("range", "bytes=9-")]).await;
+        assert_eq!(none.status, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(none.header(header::CONTENT_RANGE), "bytes */9");
+        assert_eq!(none.body, b"416 Range Not Satisfiable\n");
+    }
+
+    #[tokio::test]
+    async fn directories_are_listed_redirected_or_refused() {
+        let (root, _outside) = site_tree();
+        let site = Site::new(&root, false);
+        let list = ask(&site, Method::GET, "/plain/", &[]).await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(
+            list.header(header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            list.header(header::CONTENT_LENGTH),
+            list.body.len().to_string()
+        );
+        let html = String::from_utf8(list.body).unwrap();
+        assert!(html.contains("Directory listing for /plain/"), "{html}");
+        assert!(html.contains("<a href=\"b.txt\">b.txt</a>"), "{html}");
+        assert!(html.contains("<a href=\"Sub/\">Sub/</a>"), "{html}");
+        assert!(
+            html.contains("<a href=\"link.txt\">link.txt@</a>"),
+            "{html}"
+        );
+        let head = ask(&site, Method::HEAD, "/plain/", &[]).await;
+        assert_eq!(head.body, b"");
+        assert_eq!(head.header(header::CONTENT_LENGTH), html.len().to_string());
+
+        let moved = ask(&site, Method::GET, "/plain?x=1", &[]).await;
+        assert_eq!(moved.status, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(moved.header(header::LOCATION), "/plain/?x=1");
+        assert_eq!(moved.header(header::CONTENT_LENGTH), "0");
+
+        let missing = ask(&site, Method::GET, "/nothing", &[]).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        assert_eq!(missing.body, b"404 Not Found\n");
+        assert_eq!(missing.header(header::CONTENT_LENGTH), "14");
+        assert_eq!(
+            missing.header(header::CONTENT_TYPE),
+            "text/plain; charset=utf-8"
+        );
+        let out = ask(&site, Method::HEAD, "/out/secret.txt", &[]).await;
+        assert_eq!(out.status, StatusCode::FORBIDDEN);
+        assert_eq!(out.body, b"");
+        assert_eq!(out.header(header::CONTENT_LENGTH), "14");
+
+        // --file-only: no listing, but files and indexes still.
+        let files = Site::new(&root, true);
+        let list = ask(&files, Method::GET, "/plain/", &[]).await;
+        assert_eq!(list.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            ask(&files, Method::GET, "/html/", &[]).await.body,
+            b"index.html"
+        );
+    }
+
+    /// The root is canonicalized: a root given through a symlink still serves its files (the
+    /// containment check compares canonical paths).
+    #[tokio::test]
+    async fn a_root_given_through_a_symlink_serves_its_files() {
+        let (root, _outside) = site_tree();
+        let link = fresh_dir().join("root-link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        let site = Site::new(&link, false);
+        assert_eq!(
+            ask(&site, Method::GET, "/a.txt", &[]).await.body,
+            b"hello web"
+        );
+    }
+
+    #[tokio::test]
+    async fn byte_bodies_end_after_their_one_frame() {
+        use hyper::body::Body as _;
+        let mut empty = Body::empty();
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut empty).poll_frame(cx)).await;
+        assert!(frame.is_none());
+        assert!(Body::from_bytes("").is_end_stream());
+
+        let mut body = Body::from_bytes("abc");
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(3));
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert_eq!(
+            frame.unwrap().unwrap().into_data().unwrap_or_default(),
+            "abc"
+        );
+        assert!(body.is_end_stream());
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(frame.is_none());
+    }
+
+    #[tokio::test]
+    async fn file_bodies_report_what_remains() {
+        use hyper::body::Body as _;
+        let (path, _data) = numbered_file(CHUNK + 10);
+        let file = std::fs::File::open(&path).unwrap();
+        let mut body = Body::File(FileBody::new(file, 5, CHUNK as u64 + 5));
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(CHUNK as u64 + 5));
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert_eq!(frame.unwrap().unwrap().into_data().unwrap().len(), CHUNK);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert_eq!(frame.unwrap().unwrap().into_data().unwrap().len(), 5);
+        assert!(body.is_end_stream());
+    }
+
+    /// A read error (here: reading a directory) ends the body with that error, at once.
+    #[tokio::test]
+    async fn a_read_error_ends_the_body_with_it() {
+        let dir = fresh_dir();
+        let err = read_chunk(&std::fs::File::open(&dir).unwrap(), 0, 10).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
+        let body = FileBody::new(std::fs::File::open(&dir).unwrap(), 0, 10);
+        let err = drain(body).await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EISDIR));
     }
 }
