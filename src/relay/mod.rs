@@ -1476,6 +1476,33 @@ mod tests {
         }
     }
 
+    /// The limit counts the pong bytes not yet written: a pong half written counts by half.
+    #[tokio::test(start_paused = true)]
+    async fn the_pong_backlog_counts_only_bytes_not_yet_written() {
+        let mut live = start(Mode::Binary, 64, 64, Vec::new(), None);
+        // A 127-byte pong: 64 bytes fill the client's pipe, 63 wait.
+        live.client
+            .write_all(&masked(0x89, &[b'x'; 125]))
+            .await
+            .unwrap();
+        settle().await;
+        let ping = masked(0x89, b"");
+        let mut accepted = 0;
+        loop {
+            let write = live.client.write_all(&ping);
+            if tokio::time::timeout(Duration::from_secs(1), write)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            accepted += 1;
+            settle().await;
+        }
+        // Two-byte pongs on top of the 63 bytes until the limit, then the pipe's 10 pings.
+        assert_eq!(accepted, (CONTROL_BACKLOG_LIMIT - 63).div_ceil(2) + 10);
+    }
+
     /// After a protocol error the client is told why and its stream ends at once: nothing
     /// waits for a close frame from a client that broke the protocol.
     #[tokio::test(start_paused = true)]
