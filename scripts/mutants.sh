@@ -74,7 +74,7 @@ tests_for() {
     src/http/upgrade.rs | src/http/mod.rs | src/http/forwarded.rs) echo "handshake" ;;
     src/http/web.rs) echo "web" ;;
     src/http/stall.rs) echo "hostile" ;;
-    src/relay/*) echo "relay" ;;
+    src/relay/*) echo "relay heartbeat" ;;
     src/gate/token/jwt.rs | src/gate/token/jose/*) echo "token_jwt" ;;
     src/gate/token/*) echo "tokens token_backends" ;;
     src/gate/auth/*) echo "auth" ;;

@@ -982,7 +982,18 @@ mod tests {
 
     fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [7, 1, 3, 9];
-        let mut out = vec![first, 0x80 | payload.len() as u8];
+        let mut out = vec![first];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
         out.extend_from_slice(&mask);
         let mut body = payload.to_vec();
         frame::apply_mask(&mut body, mask, 0);
@@ -997,6 +1008,7 @@ mod tests {
         let (mut client, mut proxy_client) = tokio::io::duplex(1 << 16);
         let (mut target, mut proxy_target) = tokio::io::duplex(1 << 16);
         let from_target = from_target.to_vec();
+        let from_target_len = from_target.len() as u64;
         let peers = async move {
             // Split in two writes: the proxy sees the frames across reads.
             let (a, b) = frames.split_at(frames.len() / 2);
@@ -1033,6 +1045,7 @@ mod tests {
             report.ended
         );
         assert_eq!(report.client_to_target, at_target.len() as u64);
+        assert_eq!(report.target_to_client, from_target_len);
     }
 
     #[tokio::test]
@@ -1068,5 +1081,549 @@ mod tests {
         let mut recorder = Recorder::default();
         session(Mode::Binary, masked(0x82, b"ab"), b"xyz", &mut recorder).await;
         assert_eq!(recorder.calls, 0);
+    }
+
+    #[test]
+    fn segments_give_back_only_a_pending_range_ending_there() {
+        let mut data = vec![0u8; 64];
+        let mut segments = Segments::default();
+        assert_eq!(segments.pop_last_ending_at(0), None);
+        segments.push(&mut data, 4, 10);
+        segments.push(&mut data, 20, 30);
+        assert_eq!(segments.pop_last_ending_at(29), None);
+        assert_eq!(segments.pop_last_ending_at(30), Some((20, 30)));
+        assert_eq!(segments.len, 1);
+        segments.advance(6);
+        // Written already: not pending any more.
+        assert_eq!(segments.pop_last_ending_at(10), None);
+    }
+
+    // A relay between two in-memory pipes, run as its own task, with the test playing client
+    // and target. The tests run on paused time: it advances only when every task waits, so a
+    // timeout here means "nothing more happens", never "too slow", and the heartbeat and the
+    // close timeout cost no real time.
+
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    struct Live {
+        client: DuplexStream,
+        target: DuplexStream,
+        going_away: Arc<AtomicBool>,
+        relay: tokio::task::JoinHandle<(Report, Recorder)>,
+    }
+
+    /// Starts a relay; `client_cap` and `target_cap` are what each pipe buffers per direction
+    /// (a small one is a peer that reads slowly). The relay task first runs when the test
+    /// awaits something that waits: bytes written right after `start` are there at its first
+    /// read.
+    fn start(
+        mode: Mode,
+        client_cap: usize,
+        target_cap: usize,
+        leftover: Vec<u8>,
+        heartbeat: Option<Duration>,
+    ) -> Live {
+        let (client, mut proxy_client) = tokio::io::duplex(client_cap);
+        let (target, mut proxy_target) = tokio::io::duplex(target_cap);
+        let going_away = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&going_away);
+        let relay = tokio::spawn(async move {
+            let mut recorder = Recorder {
+                wants: true,
+                ..Recorder::default()
+            };
+            let outside = Outside {
+                heartbeat,
+                going_away: &flag,
+            };
+            let report = run_with(
+                &mut proxy_client,
+                &mut proxy_target,
+                Bytes::from(leftover),
+                mode,
+                &mut recorder,
+                outside,
+            )
+            .await;
+            (report, recorder)
+        });
+        Live {
+            client,
+            target,
+            going_away,
+            relay,
+        }
+    }
+
+    /// Fails the test when `step` cannot complete (on paused time: when everything waits).
+    async fn within<F: Future>(what: &str, step: F) -> F::Output {
+        match tokio::time::timeout(Duration::from_secs(3600), step).await {
+            Ok(out) => out,
+            Err(_) => panic!("stalled: {what}"),
+        }
+    }
+
+    /// Whether `stream` has nothing to read once every task waits.
+    async fn nothing_to_read(stream: &mut DuplexStream) -> bool {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut byte))
+            .await
+            .is_err()
+    }
+
+    /// Lets every task run until all of them wait.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    /// One server frame: (first byte, payload).
+    async fn read_frame(client: &mut DuplexStream) -> (u8, Vec<u8>) {
+        within("a frame for the client", async {
+            let mut head = [0u8; 2];
+            client.read_exact(&mut head).await.expect("a frame header");
+            assert_eq!(head[1] & 0x80, 0, "a server frame is not masked");
+            let len = match head[1] {
+                126 => {
+                    let mut n = [0u8; 2];
+                    client.read_exact(&mut n).await.expect("a 16-bit length");
+                    u16::from_be_bytes(n) as usize
+                }
+                127 => {
+                    let mut n = [0u8; 8];
+                    client.read_exact(&mut n).await.expect("a 64-bit length");
+                    u64::from_be_bytes(n) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            client.read_exact(&mut payload).await.expect("the payload");
+            (head[0], payload)
+        })
+        .await
+    }
+
+    /// Reads a close frame and returns its code.
+    async fn read_close(client: &mut DuplexStream) -> u16 {
+        let (first, payload) = read_frame(client).await;
+        assert_eq!(first, 0x88, "a close frame, got {first:#x} {payload:?}");
+        u16::from_be_bytes([payload[0], payload[1]])
+    }
+
+    async fn read_eof(stream: &mut DuplexStream) {
+        let mut rest = Vec::new();
+        within("end of stream", stream.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "{} bytes before the end", rest.len());
+    }
+
+    /// The client closes (1000) and reads the echo; the relay's report and what it observed.
+    async fn close_from_client(mut live: Live) -> (Report, Recorder, Live) {
+        live.client
+            .write_all(&masked(0x88, &[0x03, 0xE8]))
+            .await
+            .unwrap();
+        loop {
+            let (first, _) = read_frame(&mut live.client).await;
+            if first == 0x88 {
+                break;
+            }
+        }
+        let (report, recorder) = within("the relay's end", &mut live.relay).await.unwrap();
+        (report, recorder, live)
+    }
+
+    /// `len` bytes of a pattern that shows a byte out of place.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_target_read_fills_one_frame_as_large_as_a_buffer_allows() {
+        use ::base64::Engine as _;
+        // Binary: a 64 KiB message a target echoes comes back in one frame.
+        let sent = pattern(64 * 1024 + 100);
+        let mut live = start(Mode::Binary, 1 << 18, 1 << 18, Vec::new(), None);
+        live.target.write_all(&sent).await.unwrap();
+        let (first, one) = read_frame(&mut live.client).await;
+        assert_eq!((first, one.len()), (0x82, 64 * 1024));
+        let (_, two) = read_frame(&mut live.client).await;
+        assert_eq!([one, two].concat(), sent);
+        let (report, recorder, _) = close_from_client(live).await;
+        assert_eq!(report.target_to_client, sent.len() as u64);
+        assert_eq!(recorder.down, sent);
+
+        // Base64: the largest read whose encoding still fits one buffer (behind the header),
+        // in whole 3-byte groups (no padding inside the stream).
+        let room = BUF_SIZE - frame::MAX_SERVER_HEADER;
+        let sent = pattern(100_000);
+        let mut live = start(Mode::Base64, 1 << 18, 1 << 18, Vec::new(), None);
+        live.target.write_all(&sent).await.unwrap();
+        let mut got = Vec::new();
+        let mut first_len = None;
+        while got.len() < sent.len() {
+            let (first, text) = read_frame(&mut live.client).await;
+            assert_eq!(first, 0x81);
+            let decoded = ::base64::engine::general_purpose::STANDARD
+                .decode(&text)
+                .unwrap();
+            first_len.get_or_insert(decoded.len());
+            got.extend(decoded);
+        }
+        assert_eq!(got, sent);
+        let n = first_len.unwrap_or(0);
+        assert_eq!(n % 3, 0, "{n}");
+        assert!(base64::encoded_len(n) <= room, "{n}");
+        assert!(base64::encoded_len(n + 3) > room, "{n}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_bigger_than_a_buffer_streams_before_its_end_arrives() {
+        let payload = pattern(200_000);
+        let frame_bytes = masked(0x82, &payload);
+        let header = frame_bytes.len() - payload.len();
+        let mut live = start(Mode::Binary, 1 << 20, 1 << 20, Vec::new(), None);
+        live.client
+            .write_all(&frame_bytes[..header + 1000])
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 1000];
+        within("the first part", live.target.read_exact(&mut first))
+            .await
+            .unwrap();
+        assert_eq!(first, payload[..1000]);
+        live.client
+            .write_all(&frame_bytes[header + 1000..])
+            .await
+            .unwrap();
+        let mut rest = vec![0u8; payload.len() - 1000];
+        within("the rest", live.target.read_exact(&mut rest))
+            .await
+            .unwrap();
+        assert_eq!(rest, payload[1000..]);
+        let (report, recorder, _) = close_from_client(live).await;
+        assert_eq!(report.client_to_target, payload.len() as u64);
+        assert_eq!(recorder.up, payload);
+    }
+
+    /// A small frame that trickles in reaches the target in one write, even behind a frame
+    /// already relayed from the same read; the first part is held, not lost.
+    #[tokio::test(start_paused = true)]
+    async fn a_small_frame_sent_in_pieces_reaches_the_target_whole() {
+        let small = masked(0x82, b"0123456789");
+        let payload = pattern(1000);
+        let frame_bytes = masked(0x82, &payload);
+        let cut = frame_bytes.len() - 500;
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        live.client
+            .write_all(&[&small[..], &frame_bytes[..cut]].concat())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = within("the small frame", live.target.read(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"0123456789");
+        assert!(
+            nothing_to_read(&mut live.target).await,
+            "the first part of an unfinished small frame was written"
+        );
+        live.client.write_all(&frame_bytes[cut..]).await.unwrap();
+        let n = within("the whole frame", live.target.read(&mut buf))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], &payload[..], "not in one piece");
+        let (report, _, _) = close_from_client(live).await;
+        assert_eq!(report.client_to_target, 1010);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_read_past_the_upgrade_are_relayed_even_beyond_a_buffer() {
+        let payload = pattern(100_000);
+        let leftover = [masked(0x82, &payload), masked(0x82, b"tail")].concat();
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 18, leftover, None);
+        let mut got = vec![0u8; payload.len() + 4];
+        within("the leftover", live.target.read_exact(&mut got))
+            .await
+            .unwrap();
+        assert_eq!(got, [&payload[..], b"tail"].concat());
+        let (report, _, _) = close_from_client(live).await;
+        assert_eq!(report.client_to_target, got.len() as u64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn binary_messages_are_not_checked_as_utf8_but_text_messages_are() {
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        live.client
+            .write_all(&masked(0x82, &[0xFF, 0xFE]))
+            .await
+            .unwrap();
+        let mut got = [0u8; 2];
+        within("binary bytes", live.target.read_exact(&mut got))
+            .await
+            .unwrap();
+        assert_eq!(got, [0xFF, 0xFE]);
+        live.client.write_all(&masked(0x81, &[0xFF])).await.unwrap();
+        assert_eq!(read_close(&mut live.client).await, 1007);
+    }
+
+    /// Pongs go out between data frames: before one not yet begun, never inside one begun.
+    #[tokio::test(start_paused = true)]
+    async fn a_pong_goes_before_a_data_frame_not_yet_begun_but_never_inside_one() {
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        live.client.write_all(&masked(0x89, b"p1")).await.unwrap();
+        live.target.write_all(b"hello").await.unwrap();
+        assert_eq!(read_frame(&mut live.client).await, (0x8A, b"p1".to_vec()));
+        assert_eq!(
+            read_frame(&mut live.client).await,
+            (0x82, b"hello".to_vec())
+        );
+
+        // A client pipe of 256 bytes: the relay stops inside the 10,000-byte frame.
+        let sent = pattern(10_000);
+        let mut live = start(Mode::Binary, 256, 1 << 16, Vec::new(), None);
+        live.target.write_all(&sent).await.unwrap();
+        let mut head = [0u8; 4];
+        within("a frame header", live.client.read_exact(&mut head))
+            .await
+            .unwrap();
+        assert_eq!(head, [0x82, 126, 0x27, 0x10]);
+        let mut got = vec![0u8; 100];
+        within("a frame's start", live.client.read_exact(&mut got))
+            .await
+            .unwrap();
+        live.client.write_all(&masked(0x89, b"p2")).await.unwrap();
+        settle().await;
+        let mut rest = vec![0u8; sent.len() - 100];
+        within("the frame's rest", live.client.read_exact(&mut rest))
+            .await
+            .unwrap();
+        got.extend(rest);
+        assert!(got == sent, "the data frame came back altered");
+        assert_eq!(read_frame(&mut live.client).await, (0x8A, b"p2".to_vec()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_pinged_then_closed_with_1001_after_two_silent_intervals() {
+        let every = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), Some(every));
+        assert_eq!(read_frame(&mut live.client).await, (0x89, Vec::new()));
+        let pinged = t0.elapsed();
+        assert!(pinged >= every && pinged < 2 * every, "{pinged:?}");
+        assert_eq!(read_close(&mut live.client).await, 1001);
+        let closed = t0.elapsed();
+        assert!(closed >= 2 * every && closed < 3 * every, "{closed:?}");
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(
+            matches!(&report.ended, Ended::Failed(e) if matches!(e.kind, Kind::Timeout)),
+            "{}",
+            report.ended
+        );
+    }
+
+    /// Not silent: a client whose payload waits for a target that does not read (we stopped
+    /// reading it), and one that answers our pings.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_is_not_silent_while_its_payload_waits_or_while_it_answers() {
+        let every = Duration::from_secs(10);
+        let payload = pattern(200_000);
+        let mut live = start(Mode::Binary, 1 << 20, 1024, Vec::new(), Some(every));
+        live.client
+            .write_all(&masked(0x82, &payload))
+            .await
+            .unwrap();
+        tokio::time::sleep(10 * every).await;
+        assert!(!live.relay.is_finished(), "closed while its payload waited");
+        let mut got = vec![0u8; payload.len()];
+        within("the payload", live.target.read_exact(&mut got))
+            .await
+            .unwrap();
+        assert!(got == payload);
+        for _ in 0..10 {
+            tokio::time::sleep(every / 2).await;
+            live.client.write_all(&masked(0x8A, b"")).await.unwrap();
+        }
+        assert!(!live.relay.is_finished(), "closed while it answered");
+        let (report, _, _) = close_from_client(live).await;
+        assert!(matches!(report.ended, Ended::ClientClosed(_)));
+    }
+
+    /// A client that sends pings and never reads: the relay stops reading it once 4 KiB of
+    /// pongs wait, and answers every ping it read once the client reads again.
+    #[tokio::test(start_paused = true)]
+    async fn pongs_for_a_client_that_does_not_read_stop_its_reading_at_the_limit() {
+        // 64-byte pipes: 32 two-byte pongs fill the client's, 10 six-byte pings the relay's.
+        let mut live = start(Mode::Binary, 64, 64, Vec::new(), None);
+        let ping = masked(0x89, b"");
+        let mut accepted = 0;
+        loop {
+            let write = live.client.write_all(&ping);
+            if tokio::time::timeout(Duration::from_secs(1), write)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            accepted += 1;
+            settle().await;
+        }
+        // Read while fewer than the limit's worth of pongs wait; then the pipe's 10 pings.
+        assert_eq!(accepted, 32 + CONTROL_BACKLOG_LIMIT / 2 + 10);
+        for _ in 0..accepted {
+            assert_eq!(read_frame(&mut live.client).await, (0x8A, Vec::new()));
+        }
+    }
+
+    /// The limit counts the pong bytes not yet written: a pong half written counts by half.
+    #[tokio::test(start_paused = true)]
+    async fn the_pong_backlog_counts_only_bytes_not_yet_written() {
+        let mut live = start(Mode::Binary, 64, 64, Vec::new(), None);
+        // A 127-byte pong: 64 bytes fill the client's pipe, 63 wait.
+        live.client
+            .write_all(&masked(0x89, &[b'x'; 125]))
+            .await
+            .unwrap();
+        settle().await;
+        let ping = masked(0x89, b"");
+        let mut accepted = 0;
+        loop {
+            let write = live.client.write_all(&ping);
+            if tokio::time::timeout(Duration::from_secs(1), write)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            accepted += 1;
+            settle().await;
+        }
+        // Two-byte pongs on top of the 63 bytes until the limit, then the pipe's 10 pings.
+        assert_eq!(accepted, (CONTROL_BACKLOG_LIMIT - 63).div_ceil(2) + 10);
+    }
+
+    /// After a protocol error the client is told why and its stream ends at once: nothing
+    /// waits for a close frame from a client that broke the protocol.
+    #[tokio::test(start_paused = true)]
+    async fn a_protocol_error_gets_1002_and_the_end_of_the_stream_at_once() {
+        let t0 = Instant::now();
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        live.client.write_all(&[0x82, 0x00]).await.unwrap(); // unmasked
+        assert_eq!(read_close(&mut live.client).await, 1002);
+        read_eof(&mut live.client).await;
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+
+    /// When the target ends, the client gets its last bytes and our close, and the relay waits
+    /// (ignoring other frames) for the client's close before it ends the stream.
+    #[tokio::test(start_paused = true)]
+    async fn our_close_waits_for_the_clients_close_and_no_longer() {
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        live.target.write_all(b"bye").await.unwrap();
+        live.target.shutdown().await.unwrap();
+        assert_eq!(read_frame(&mut live.client).await, (0x82, b"bye".to_vec()));
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        assert!(
+            nothing_to_read(&mut live.client).await,
+            "ended before our reply"
+        );
+        live.client.write_all(&masked(0x89, b"late")).await.unwrap();
+        assert!(nothing_to_read(&mut live.client).await, "ended on a ping");
+        let replied = Instant::now();
+        live.client
+            .write_all(&masked(0x88, &[0x03, 0xE8]))
+            .await
+            .unwrap();
+        read_eof(&mut live.client).await;
+        assert!(
+            replied.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            replied.elapsed()
+        );
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(
+            matches!(report.ended, Ended::TargetClosed),
+            "{}",
+            report.ended
+        );
+        assert_eq!(report.target_to_client, 3);
+    }
+
+    /// The client's close is answered at once even when the target reads slowly; the payload
+    /// sent before it still reaches the target, then the target's end of stream, both without
+    /// waiting out the close timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_close_is_answered_at_once_and_its_payload_still_delivered() {
+        let t0 = Instant::now();
+        let payload = pattern(1000);
+        let mut live = start(Mode::Binary, 1 << 16, 64, Vec::new(), None);
+        live.client
+            .write_all(&[masked(0x82, &payload), masked(0x88, &[0x03, 0xE8])].concat())
+            .await
+            .unwrap();
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        read_eof(&mut live.client).await;
+        let mut got = Vec::new();
+        within("the payload", live.target.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert!(got == payload, "{} bytes", got.len());
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(matches!(report.ended, Ended::ClientClosed(_)));
+        assert_eq!(report.client_to_target, 1000);
+    }
+
+    /// After the client's close, a data frame not yet begun is dropped (the client will not
+    /// read it), one begun is finished (a frame cut short would break the stream).
+    #[tokio::test(start_paused = true)]
+    async fn a_client_close_drops_a_data_frame_not_begun_and_finishes_one_begun() {
+        // A pong too big for the client's 64-byte pipe goes first; "data" waits behind it.
+        let mut live = start(Mode::Binary, 64, 1 << 16, Vec::new(), None);
+        live.client
+            .write_all(&masked(0x89, &[b'p'; 100]))
+            .await
+            .unwrap();
+        live.target.write_all(b"data").await.unwrap();
+        settle().await;
+        live.client
+            .write_all(&masked(0x88, &[0x03, 0xE8]))
+            .await
+            .unwrap();
+        // The relay reads the close before the client reads anything.
+        settle().await;
+        assert_eq!(read_frame(&mut live.client).await, (0x8A, vec![b'p'; 100]));
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        read_eof(&mut live.client).await;
+
+        let sent = pattern(1000);
+        let mut live = start(Mode::Binary, 64, 1 << 16, Vec::new(), None);
+        live.target.write_all(&sent).await.unwrap();
+        settle().await;
+        live.client
+            .write_all(&masked(0x88, &[0x03, 0xE8]))
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(read_frame(&mut live.client).await, (0x82, sent));
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        read_eof(&mut live.client).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_going_away_closes_the_session_with_1001() {
+        let mut live = start(Mode::Binary, 1 << 16, 1 << 16, Vec::new(), None);
+        settle().await;
+        live.going_away.store(true, Ordering::Relaxed);
+        // Whoever sets the flag wakes the session; here a ping does.
+        live.client.write_all(&masked(0x89, b"")).await.unwrap();
+        assert_eq!(read_close(&mut live.client).await, 1001);
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(
+            matches!(&report.ended, Ended::Failed(e) if matches!(e.kind, Kind::GoingAway)),
+            "{}",
+            report.ended
+        );
     }
 }

@@ -72,4 +72,12 @@ mod tests {
         let second = Buf::take();
         assert_eq!(second.as_ptr(), addr);
     }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_limit_of_buffers() {
+        POOL.with(|pool| pool.borrow_mut().clear());
+        let taken: Vec<Buf> = (0..POOL_LIMIT + 3).map(|_| Buf::take()).collect();
+        drop(taken);
+        assert_eq!(POOL.with(|pool| pool.borrow().len()), POOL_LIMIT);
+    }
 }
