@@ -610,7 +610,6 @@ mod tests {
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-    use std::future::Future;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -747,83 +746,6 @@ mod tests {
                 .unwrap();
             assert!(got == message, "{versions:?}: the bytes differ");
         }
-    }
-
-    /// A socket whose reads wait, once the server has written its flight, until `open`
-    /// fires: the client's Finished and its first bytes then arrive in one read.
-    struct HeldAfterFlight {
-        tcp: TcpStream,
-        wrote: bool,
-        open: Option<tokio::sync::oneshot::Receiver<()>>,
-    }
-
-    impl AsyncRead for HeldAfterFlight {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            if self.wrote {
-                if let Some(open) = &mut self.open {
-                    let _ = ready!(Pin::new(open).poll(cx));
-                    self.open = None;
-                }
-            }
-            Pin::new(&mut self.tcp).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for HeldAfterFlight {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.wrote = true;
-            Pin::new(&mut self.tcp).poll_write(cx, buf)
-        }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.tcp).poll_flush(cx)
-        }
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.tcp).poll_shutdown(cx)
-        }
-    }
-
-    /// TLS 1.3: the client's first request can travel with its Finished; the handshake ends
-    /// there and the request is read at once (it once waited for more bytes that never came).
-    #[tokio::test]
-    async fn a_request_sent_with_the_clients_finished_is_read_at_once() {
-        let (server, der) = server_config();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, held) = tokio::sync::oneshot::channel();
-        let client = async {
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let name = ServerName::try_from("localhost").unwrap();
-            let mut tls = TlsConnector::from(client_config(&der, BOTH[0]))
-                .connect(name, tcp)
-                .await
-                .unwrap();
-            tls.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-            tls.flush().await.unwrap();
-            let _ = open.send(());
-            tls
-        };
-        let server = async {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let io = HeldAfterFlight {
-                tcp,
-                wrote: false,
-                open: Some(held),
-            };
-            let (mut stream, _) = accept(io, server).await.unwrap();
-            let mut got = vec![0u8; 18];
-            stream.read_exact(&mut got).await.unwrap();
-            got
-        };
-        let (got, _client) = bounded("the request", async { tokio::join!(server, client) }).await;
-        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
     }
 
     #[tokio::test]
