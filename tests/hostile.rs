@@ -801,9 +801,11 @@ async fn idle_tls_sessions_hold_no_buffers_in_the_server() {
     eprintln!(
         "{n} idle wss sessions: server RSS {rss_before} -> {rss_during} KiB, {per_conn} bytes each"
     );
-    // Measured THRESHOLD_NOTE
+    // Measured 11.3-11.7 KiB in a debug build (4.5 KiB for ws://); the release build went from
+    // 14.9 to 11.0 KiB per session when the 4 KiB record buffer rustls kept per session
+    // (tokio-rustls) went away (BENCHMARKS.md). One pool buffer kept while idle is 64 KiB.
     assert!(
-        per_conn < 10 * 1024,
+        per_conn < 14 * 1024,
         "{per_conn} bytes per idle wss session"
     );
     let mut last = idle.pop().unwrap();
