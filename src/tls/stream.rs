@@ -41,6 +41,9 @@ const HANDSHAKE_READ: usize = 4 * 1024;
 /// it needs when that is more.
 const HANDSHAKE_ROOM: usize = 4 * 1024;
 
+/// Room for the largest TLS record (16 KiB of payload, its header, tag and padding).
+const WHOLE_RECORD: usize = MAX_FRAGMENT + 256;
+
 /// Ciphertext storage: a pool buffer when it fits, else one of the size needed.
 enum Store {
     Pooled(Buf),
@@ -131,8 +134,12 @@ enum Outbound<'a> {
 pub struct TlsStream<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
-    /// Ciphertext read and not yet processed, `rx[..rx_len]`; `None` when there is none.
+    /// Ciphertext read and not yet processed, `rx[rx_start..rx_len]`; `None` when there is
+    /// none. Processed records only move `rx_start`: the rest is moved to the front only when
+    /// the free tail could not take a whole record (moving it after every record made memcpy
+    /// half the instructions of a bulk transfer).
     rx: Option<Store>,
+    rx_start: usize,
     rx_len: usize,
     /// Decrypted bytes the reader has not taken yet, from `plain_pos`; empty (no allocation)
     /// unless a record was larger than the reader's buffer or a write decrypted ahead.
@@ -180,6 +187,7 @@ where
         io,
         conn,
         rx: None,
+        rx_start: 0,
         rx_len: 0,
         plain: Vec::new(),
         plain_pos: 0,
@@ -283,6 +291,7 @@ where
             let Self {
                 conn,
                 rx,
+                rx_start,
                 rx_len,
                 plain,
                 tx,
@@ -291,14 +300,14 @@ where
                 ..
             } = self;
             let incoming: &mut [u8] = match rx {
-                Some(buf) => &mut buf[..*rx_len],
+                Some(buf) => &mut buf[*rx_start..*rx_len],
                 None => &mut [],
             };
             let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
             let state = match state {
                 Ok(state) => state,
                 Err(err) => {
-                    discard_front(rx, rx_len, discard);
+                    discard_front(rx, rx_start, rx_len, discard);
                     self.fail();
                     return Err(tls_error(err));
                 }
@@ -408,7 +417,7 @@ where
                     ))
                 }
             };
-            discard_front(rx, rx_len, discard);
+            discard_front(rx, rx_start, rx_len, discard);
             if let Some(event) = event {
                 return Ok(event);
             }
@@ -420,7 +429,7 @@ where
     fn fail(&mut self) {
         self.failed = true;
         let incoming: &mut [u8] = match &mut self.rx {
-            Some(buf) => &mut buf[..self.rx_len],
+            Some(buf) => &mut buf[self.rx_start..self.rx_len],
             None => &mut [],
         };
         if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
@@ -431,6 +440,7 @@ where
             }
         }
         self.rx = None;
+        self.rx_start = 0;
         self.rx_len = 0;
     }
 
@@ -460,6 +470,11 @@ where
                 Store::Pooled(Buf::take())
             }
         });
+        if self.rx_start > 0 && rx.len() - self.rx_len < WHOLE_RECORD {
+            rx.copy_within(self.rx_start..self.rx_len, 0);
+            self.rx_len -= self.rx_start;
+            self.rx_start = 0;
+        }
         if self.rx_len == rx.len() {
             if rx.len() >= BUF_SIZE {
                 return Poll::Ready(Err(io::Error::new(
@@ -504,16 +519,15 @@ where
 
 /// Drops `n` processed bytes from the front of the received ciphertext; the buffer goes back
 /// to the pool when nothing is left.
-fn discard_front(rx: &mut Option<Store>, rx_len: &mut usize, n: usize) {
+fn discard_front(rx: &mut Option<Store>, rx_start: &mut usize, rx_len: &mut usize, n: usize) {
     if n == 0 {
         return;
     }
-    if let Some(buf) = rx {
-        buf.copy_within(n..*rx_len, 0);
-    }
-    *rx_len -= n;
-    if *rx_len == 0 {
+    *rx_start += n;
+    if *rx_start == *rx_len {
         *rx = None;
+        *rx_start = 0;
+        *rx_len = 0;
     }
 }
 
