@@ -2,7 +2,8 @@
 # Resident memory per idle proxied connection: RSS of the proxy before and while N idle
 # WebSocket connections (each with its target connection) are open.
 # Usage: scripts/idle-memory.sh [--tls] [N] [PROXY_BINARY]
-#   (default 8000, target/release/websockify; --tls: wss:// with a self-signed P-256 certificate)
+#   (default 8000, target/release/websockify; --tls: wss:// with a self-signed P-256 certificate;
+#   BIN=DIR takes wsbench from DIR, to measure an older build with its own tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scheme=ws
@@ -18,7 +19,7 @@ fi
 n=${1:-8000}
 ours=${2:-target/release/websockify}
 ulimit -n 20000
-bin=target/release
+bin=${BIN:-target/release}
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done

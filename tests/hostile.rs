@@ -752,6 +752,67 @@ async fn idle_sessions_hold_no_buffers_in_the_server() {
     drop(round_trip(last).await);
 }
 
+/// The `wss://` twin of [`idle_sessions_hold_no_buffers_in_the_server`]: an idle TLS session
+/// holds no TLS record buffer either (the server reads ciphertext into a pool buffer only
+/// while records are pending, and encrypts into one only until it is sent), so it costs the
+/// plain session plus rustls' per-session state (keys, handshake leftovers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_sessions_hold_no_buffers_in_the_server() {
+    let _turn = SERIAL.lock().await;
+    let (cert_pem, key_pem, der) = self_signed();
+    let cert = temp_dir("hostile-idle-tls").join("self.pem");
+    std::fs::write(&cert, format!("{cert_pem}{key_pem}")).unwrap();
+    let target = echo_server().await.to_string();
+    let proxy =
+        LoggedBinary::start(&["--cert", cert.to_str().unwrap(), "127.0.0.1:0", &target]).await;
+    let config = trusting(&der);
+    let message = vec![0x3C; 64 * 1024];
+    let session = || {
+        let message = message.clone();
+        let config = config.clone();
+        async move {
+            let tcp = TcpStream::connect(proxy.addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let tls = bounded(
+                "a TLS handshake",
+                TlsConnector::from(config).connect(name, tcp),
+            )
+            .await
+            .unwrap();
+            let (mut client, _) = RawClient::upgrade(tls, Some("binary")).await;
+            client.send(true, BINARY, &message).await;
+            assert_eq!(client.read_data(message.len()).await, message);
+            client
+        }
+    };
+    for _ in 0..4 {
+        drop(session().await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_before = proxy.rss_kib();
+    // Client, its TLS state and the echo-target ends are here; the proxy's are in its process.
+    let n = budget(1000, 2);
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(session().await);
+    }
+    let rss_during = proxy.rss_kib();
+    let per_conn = rss_during.saturating_sub(rss_before) * 1024 / n as u64;
+    eprintln!(
+        "{n} idle wss sessions: server RSS {rss_before} -> {rss_during} KiB, {per_conn} bytes each"
+    );
+    // Measured 11.3-11.7 KiB in a debug build (4.5 KiB for ws://); the release build went from
+    // 14.9 to 11.0 KiB per session when the 4 KiB record buffer rustls kept per session
+    // (tokio-rustls) went away (BENCHMARKS.md). One pool buffer kept while idle is 64 KiB.
+    assert!(
+        per_conn < 14 * 1024,
+        "{per_conn} bytes per idle wss session"
+    );
+    let mut last = idle.pop().unwrap();
+    last.send(true, BINARY, b"still here").await;
+    assert_eq!(last.read_data(10).await, b"still here");
+}
+
 /// A frame announcing 2^63 - 1 bytes (the largest legal length) is streamed, never
 /// buffered: 64 MiB of its payload reach the target while the frame is still open, with
 /// the proxy's memory flat. Dropping the client then releases the target at once.

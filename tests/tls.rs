@@ -1162,3 +1162,31 @@ async fn a_returning_client_resumes_its_tls_session_even_after_many_others() {
     }
     proxy.stop().await;
 }
+
+/// Garbage on the socket after a TLS handshake (a record that does not decrypt, mid-session)
+/// ends that session with an error and a TLS alert, and the server goes on serving others,
+/// over TLS 1.2 and 1.3.
+#[tokio::test]
+async fn garbage_after_the_handshake_ends_that_session_and_others_are_served() {
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    for versions in [&[&rustls::version::TLS13], &[&rustls::version::TLS12]] {
+        let config = client_config(&certs.der, versions);
+        let tls = tls_connect(proxy.addr, config.clone()).await.unwrap();
+        let (mut client, _) = RawClient::upgrade(tls, Some("binary")).await;
+        assert_echo(&mut client).await;
+        let (mut tcp, _) = client.stream.into_inner();
+        let mut garbage = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+        garbage.extend_from_slice(&[0xA5; 0x40]);
+        tcp.write_all(&garbage).await.unwrap();
+        let answer = read_until_dropped(&mut tcp).await;
+        // An alert record (21), encrypted under TLS 1.3 as application data (23).
+        assert!(
+            matches!(answer.first(), Some(21 | 23)),
+            "{versions:?}: {answer:?}"
+        );
+        let tls = tls_connect(proxy.addr, config).await.unwrap();
+        let (mut other, _) = RawClient::upgrade(tls, Some("binary")).await;
+        assert_echo(&mut other).await;
+    }
+}

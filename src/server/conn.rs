@@ -83,12 +83,12 @@ pub(super) async fn serve<S: Stream>(
                 return info!("TLS client refused: no certificate (give one with --cert FILE)");
             };
             // The configuration as of now: a reload later does not touch this connection.
-            let acceptor = tls.acceptor();
+            let config = tls.config();
             // Boxed for the same reason as the HTTP state: it is not needed after the handshake.
-            let handshake = Box::pin(acceptor.accept(stream));
+            let handshake = Box::pin(tls::stream::accept(stream, config));
             match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(tls_stream)) => {
-                    info.tls = Some(tls::info(tls_stream.get_ref().1));
+                Ok(Ok((tls_stream, handshaken))) => {
+                    info.tls = Some(tls::info(tls_stream.connection(), handshaken));
                     // Boxed so that plain connections' tasks are not sized for a TLS session.
                     Box::pin(serve_http(tls_stream, info, shared, drain)).await;
                 }

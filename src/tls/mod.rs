@@ -13,6 +13,7 @@ use crate::config::{Settings, TlsMinVersion};
 use crate::conninfo::TlsInfo;
 
 pub mod reload;
+pub mod stream;
 
 /// A start-up error about TLS settings: one line for the user.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +110,8 @@ pub fn load(
         ))
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The unbuffered connection has no `server_name()`: the resolver notes it for `accept`.
+    config.cert_resolver = Arc::new(stream::NoteSni(config.cert_resolver.clone()));
     // Resumption by ticket: a returning client (noVNC reconnecting) skips the full handshake,
     // and the server keeps nothing per client for it (rustls' default is a table of 256
     // sessions, which a busy server cycles through in seconds). The ticket key rotates every
@@ -489,9 +492,12 @@ fn encrypted_block(text: &str) -> Option<&str> {
 
 /// What a finished handshake says about the client, for the connection's [`TlsInfo`]. A
 /// client certificate is only there when `--verify-client` asked for it and it was verified.
-pub fn info(conn: &rustls::ServerConnection) -> TlsInfo {
+pub fn info(
+    conn: &rustls::server::UnbufferedServerConnection,
+    handshaken: stream::Handshaken,
+) -> TlsInfo {
     TlsInfo {
-        sni: conn.server_name().map(str::to_owned),
+        sni: handshaken.sni,
         client_cn: conn
             .peer_certificates()
             .and_then(|chain| chain.first())
@@ -534,7 +540,7 @@ fn common_name(der: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
+    use tokio_rustls::TlsConnector;
 
     fn dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("wsfy-tls-{name}-{}", std::process::id()));
@@ -632,11 +638,12 @@ mod tests {
             let (client_io, server_io) = tokio::io::duplex(64 * 1024);
             let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
             let (accepted, connected) = tokio::join!(
-                TlsAcceptor::from(server).accept(server_io),
+                stream::accept(server_io, server),
                 TlsConnector::from(Arc::new(client)).connect(name, client_io)
             );
             connected.unwrap();
-            let info = info(accepted.unwrap().get_ref().1);
+            let (accepted, handshaken) = accepted.unwrap();
+            let info = info(accepted.connection(), handshaken);
             let want = verify_client.then(|| "alice".to_owned());
             assert_eq!(info.client_cn, want, "verify_client {verify_client}");
         }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls_pki_types::CertificateDer;
-use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
 use super::TlsError;
@@ -50,9 +49,9 @@ impl Reloadable {
         }))
     }
 
-    /// The acceptor for the next handshake.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.load_full())
+    /// The configuration for the next handshake.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current.load_full()
     }
 
     /// Whether a watched file changed since the last look (or load). Each change is reported

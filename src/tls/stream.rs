@@ -1,0 +1,900 @@
+//! stream: a server-side TLS session over rustls' unbuffered API, where this side owns the
+//! buffers. Ciphertext is read into a pool buffer that goes back as soon as it holds no pending
+//! bytes; records are encrypted into a buffer that goes back once sent. An idle session holds
+//! no TLS buffer at all (with `tokio-rustls`, rustls keeps a 4 KiB record buffer per session).
+//! Knows nothing of HTTP or WebSocket: bytes in, bytes out.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
+use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::relay::pool::{Buf, BUF_SIZE};
+
+/// The most plaintext one `poll_write` takes: a 64 KiB WebSocket frame with its header in one
+/// go. The next write waits until its ciphertext is sent: that is the backpressure, and the
+/// bound on what a client that stops reading costs.
+pub const MAX_WRITE: usize = 64 * 1024 + 64;
+
+/// Room per TLS record beyond its plaintext: header (5), TLS 1.2 explicit nonce (8), AEAD
+/// tag (16), TLS 1.3 content type (1), rounded up.
+const RECORD_OVERHEAD: usize = 32;
+
+/// rustls' largest plaintext fragment.
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+/// The first read buffer of a handshake: a ClientHello fits; a half-open handshake holds no
+/// more than this (a pool buffer is 64 KiB).
+const HANDSHAKE_READ: usize = 4 * 1024;
+
+/// Room asked for before encoding a handshake record or an alert; grown to what rustls says
+/// it needs when that is more.
+const HANDSHAKE_ROOM: usize = 4 * 1024;
+
+/// Room for the largest TLS record (16 KiB of payload, its header, tag and padding).
+const WHOLE_RECORD: usize = MAX_FRAGMENT + 256;
+
+/// Ciphertext storage: a pool buffer when it fits, else one of the size needed.
+enum Store {
+    Pooled(Buf),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Store {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Store::Pooled(buf) => buf,
+            Store::Owned(vec) => vec,
+        }
+    }
+}
+
+impl DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Store::Pooled(buf) => buf,
+            Store::Owned(vec) => vec,
+        }
+    }
+}
+
+/// Ciphertext waiting for the socket, `store[pos..end]`; no store when nothing waits.
+#[derive(Default)]
+struct Outgoing {
+    store: Option<Store>,
+    pos: usize,
+    end: usize,
+}
+
+impl Outgoing {
+    fn is_empty(&self) -> bool {
+        self.pos == self.end
+    }
+
+    /// The free space behind the pending bytes, at least `need` bytes of it.
+    fn room(&mut self, need: usize) -> &mut [u8] {
+        let have = self.store.as_ref().map_or(0, |s| s.len());
+        if have - self.end < need {
+            let want = self.end + need;
+            let mut grown = if want <= BUF_SIZE {
+                Store::Pooled(Buf::take())
+            } else {
+                Store::Owned(vec![0u8; want])
+            };
+            if let Some(old) = &self.store {
+                grown[..self.end - self.pos].copy_from_slice(&old[self.pos..self.end]);
+            }
+            self.end -= self.pos;
+            self.pos = 0;
+            self.store = Some(grown);
+        }
+        match &mut self.store {
+            Some(store) => &mut store[self.end..],
+            None => &mut [],
+        }
+    }
+
+    fn release(&mut self) {
+        *self = Outgoing::default();
+    }
+}
+
+/// What a round of rustls' record processing ended with.
+enum Event {
+    /// Plaintext was handed over (into the reader's buffer or `plain`).
+    Data,
+    /// More ciphertext is needed from the peer.
+    Input,
+    /// `n` bytes of plaintext were encrypted into the outgoing buffer.
+    Wrote(usize),
+    /// The peer sent close_notify: no more plaintext will come.
+    Closed,
+}
+
+/// What a round should encrypt once the session may send.
+#[derive(Clone, Copy)]
+enum Outbound<'a> {
+    Nothing,
+    Data(&'a [u8]),
+    CloseNotify,
+}
+
+/// A server-side TLS session on `io`, after its handshake.
+pub struct TlsStream<IO> {
+    io: IO,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read and not yet processed, `rx[rx_start..rx_len]`; `None` when there is
+    /// none. Processed records only move `rx_start`: the rest is moved to the front only when
+    /// the free tail could not take a whole record (moving it after every record made memcpy
+    /// half the instructions of a bulk transfer).
+    rx: Option<Store>,
+    rx_start: usize,
+    rx_len: usize,
+    /// Decrypted bytes the reader has not taken yet, from `plain_pos`; empty (no allocation)
+    /// unless a record was larger than the reader's buffer or a write decrypted ahead.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    tx: Outgoing,
+    /// close_notify received (rustls reports it once, to whichever side processed it).
+    peer_closed: bool,
+    close_sent: bool,
+    /// A fatal TLS error happened: every later read and write fails.
+    failed: bool,
+}
+
+impl<IO> fmt::Debug for TlsStream<IO> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("rx_len", &self.rx_len)
+            .field("plain", &(self.plain.len() - self.plain_pos))
+            .field("tx", &(self.tx.end - self.tx.pos))
+            .field("peer_closed", &self.peer_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handshake told us that the unbuffered connection does not (rustls 0.23's
+/// `UnbufferedServerConnection` has no `server_name()`).
+#[derive(Debug, Default)]
+pub struct Handshaken {
+    /// The client's SNI, as rustls accepted it.
+    pub sni: Option<String>,
+}
+
+/// Runs the server side of a TLS handshake on `io` with `config` (which must come from
+/// [`super::load`]: its certificate resolver records the SNI). Fails on a peer that closes, on
+/// garbage (after sending rustls' alert) and on a handshake message larger than a pool buffer.
+pub async fn accept<IO>(
+    io: IO,
+    config: Arc<ServerConfig>,
+) -> io::Result<(TlsStream<IO>, Handshaken)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
+    let mut stream = TlsStream {
+        io,
+        conn,
+        rx: None,
+        rx_start: 0,
+        rx_len: 0,
+        plain: Vec::new(),
+        plain_pos: 0,
+        tx: Outgoing::default(),
+        peer_closed: false,
+        close_sent: false,
+        failed: false,
+    };
+    let mut done = Handshaken::default();
+    poll_fn(|cx| stream.poll_handshake(cx, &mut done)).await?;
+    Ok((stream, done))
+}
+
+thread_local! {
+    /// The SNI the certificate resolver saw last on this thread: rustls calls it inside
+    /// `process_tls_records`, which runs to completion on the thread that polls the handshake.
+    static SEEN_SNI: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Wraps the configuration's certificate resolver to note the client's SNI for the handshake
+/// that asked (see [`SEEN_SNI`]); resolves as the wrapped one does.
+#[derive(Debug)]
+pub(super) struct NoteSni(pub(super) Arc<dyn ResolvesServerCert>);
+
+impl ResolvesServerCert for NoteSni {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = client_hello.server_name().map(str::to_owned);
+        SEEN_SNI.with(|seen| *seen.borrow_mut() = sni);
+        self.0.resolve(client_hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.0.only_raw_public_keys()
+    }
+}
+
+fn tls_error(err: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err)
+}
+
+fn failed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the TLS session failed earlier",
+    )
+}
+
+impl<IO> TlsStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    /// The connection, for what the handshake negotiated (peer certificates, version).
+    pub fn connection(&self) -> &UnbufferedServerConnection {
+        &self.conn
+    }
+
+    fn poll_handshake(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: &mut Handshaken,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            SEEN_SNI.with(|seen| seen.borrow_mut().take());
+            let event = self.process(None, Outbound::Nothing);
+            if let Some(sni) = SEEN_SNI.with(|seen| seen.borrow_mut().take()) {
+                done.sni = Some(sni);
+            }
+            let event = event?;
+            // The client waits for our flight before it sends more.
+            ready!(self.poll_send(cx))?;
+            match event {
+                // A TLS 1.3 client's first request may come with its Finished: decrypted
+                // into `plain`, it is read first.
+                Event::Input | Event::Data if !self.conn.is_handshaking() => {
+                    return Poll::Ready(Ok(()))
+                }
+                Event::Closed => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "TLS peer closed during the handshake",
+                    )))
+                }
+                _ => ready!(self.poll_fill(cx))?,
+            }
+        }
+    }
+
+    /// Feeds the ciphertext read so far to rustls until it needs more input, hands over
+    /// plaintext (into `dst` while it has room, the rest into `plain`), or encrypts `send`.
+    /// Handshake records, tickets and alerts rustls emits on the way go to the outgoing buffer.
+    fn process(
+        &mut self,
+        mut dst: Option<&mut ReadBuf<'_>>,
+        send: Outbound<'_>,
+    ) -> io::Result<Event> {
+        if self.failed {
+            return Err(failed_error());
+        }
+        let mut got = false;
+        loop {
+            let Self {
+                conn,
+                rx,
+                rx_start,
+                rx_len,
+                plain,
+                tx,
+                peer_closed,
+                close_sent,
+                ..
+            } = self;
+            let incoming: &mut [u8] = match rx {
+                Some(buf) => &mut buf[*rx_start..*rx_len],
+                None => &mut [],
+            };
+            let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
+            let state = match state {
+                Ok(state) => state,
+                Err(err) => {
+                    discard_front(rx, rx_start, rx_len, discard);
+                    self.fail();
+                    return Err(tls_error(err));
+                }
+            };
+            let event = match state {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(tls_error)?;
+                        discard += record.discard;
+                        let payload = record.payload;
+                        let direct = match &mut dst {
+                            Some(dst) if plain.is_empty() => payload.len().min(dst.remaining()),
+                            _ => 0,
+                        };
+                        if let Some(dst) = &mut dst {
+                            dst.put_slice(&payload[..direct]);
+                        }
+                        plain.extend_from_slice(&payload[direct..]);
+                        got = true;
+                        // A reader whose buffer is full leaves the rest in rustls' queue.
+                        if dst.as_ref().is_some_and(|d| d.remaining() == 0) {
+                            break;
+                        }
+                    }
+                    let full =
+                        !plain.is_empty() || dst.as_ref().is_some_and(|d| d.remaining() == 0);
+                    (dst.is_some() && full).then_some(Event::Data)
+                }
+                ConnectionState::EncodeTlsData(mut record) => {
+                    let mut need = HANDSHAKE_ROOM;
+                    loop {
+                        match record.encode(tx.room(need)) {
+                            Ok(n) => {
+                                tx.end += n;
+                                break;
+                            }
+                            Err(EncodeError::InsufficientSize(size)) => need = size.required_size,
+                            Err(err) => return Err(io::Error::other(err)),
+                        }
+                    }
+                    None
+                }
+                // Our outgoing buffer keeps the records in order: they count as sent here.
+                ConnectionState::TransmitTlsData(record) => {
+                    record.done();
+                    None
+                }
+                ConnectionState::BlockedHandshake => {
+                    Some(if got { Event::Data } else { Event::Input })
+                }
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    *peer_closed = true;
+                    match send {
+                        Outbound::Nothing => Some(Event::Closed),
+                        // The writer may still send (and close) after the peer's close_notify.
+                        _ if !conn.is_handshaking() && !*close_sent => None,
+                        _ => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::BrokenPipe,
+                                "TLS session closed",
+                            ))
+                        }
+                    }
+                }
+                ConnectionState::WriteTraffic(mut traffic) => match send {
+                    Outbound::Nothing => Some(if got { Event::Data } else { Event::Input }),
+                    Outbound::Data(data) => {
+                        let records = data.len().div_ceil(MAX_FRAGMENT).max(1);
+                        let mut need = data.len() + records * RECORD_OVERHEAD;
+                        let n = loop {
+                            match traffic.encrypt(data, tx.room(need)) {
+                                Ok(n) => break n,
+                                Err(EncryptError::InsufficientSize(size)) => {
+                                    need = size.required_size
+                                }
+                                Err(err) => {
+                                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, err))
+                                }
+                            }
+                        };
+                        tx.end += n;
+                        Some(Event::Wrote(data.len()))
+                    }
+                    Outbound::CloseNotify => {
+                        let mut need = HANDSHAKE_ROOM;
+                        let n = loop {
+                            match traffic.queue_close_notify(tx.room(need)) {
+                                Ok(n) => break n,
+                                Err(EncryptError::InsufficientSize(size)) => {
+                                    need = size.required_size
+                                }
+                                Err(err) => {
+                                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, err))
+                                }
+                            }
+                        };
+                        tx.end += n;
+                        Some(Event::Wrote(0))
+                    }
+                },
+                // Early data is not enabled (`max_early_data_size` is 0); a future state
+                // rustls adds is an error until this code knows it.
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected TLS state",
+                    ))
+                }
+            };
+            discard_front(rx, rx_start, rx_len, discard);
+            if let Some(event) = event {
+                return Ok(event);
+            }
+        }
+    }
+
+    /// After a fatal error: rustls has queued an alert for the peer; put it in the outgoing
+    /// buffer (sent on a best-effort basis by the caller's next write attempt).
+    fn fail(&mut self) {
+        self.failed = true;
+        let incoming: &mut [u8] = match &mut self.rx {
+            Some(buf) => &mut buf[self.rx_start..self.rx_len],
+            None => &mut [],
+        };
+        if let Ok(ConnectionState::EncodeTlsData(mut alert)) =
+            self.conn.process_tls_records(incoming).state
+        {
+            if let Ok(n) = alert.encode(self.tx.room(HANDSHAKE_ROOM)) {
+                self.tx.end += n;
+            }
+        }
+        self.rx = None;
+        self.rx_start = 0;
+        self.rx_len = 0;
+    }
+
+    /// Sends the outgoing buffer; releases it once empty.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.tx.is_empty() {
+            let Some(store) = &self.tx.store else { break };
+            let n =
+                ready!(Pin::new(&mut self.io).poll_write(cx, &store[self.tx.pos..self.tx.end]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.tx.pos += n;
+        }
+        self.tx.release();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads ciphertext from the socket behind what is pending. The buffer is borrowed for the
+    /// read and returned to the pool at once when the read would block with nothing pending.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let handshaking = self.conn.is_handshaking();
+        let rx = self.rx.get_or_insert_with(|| {
+            if handshaking {
+                Store::Owned(vec![0u8; HANDSHAKE_READ])
+            } else {
+                Store::Pooled(Buf::take())
+            }
+        });
+        if self.rx_start > 0 && rx.len() - self.rx_len < WHOLE_RECORD {
+            rx.copy_within(self.rx_start..self.rx_len, 0);
+            self.rx_len -= self.rx_start;
+            self.rx_start = 0;
+        }
+        if self.rx_len == rx.len() {
+            if rx.len() >= BUF_SIZE {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "TLS message larger than the read buffer",
+                )));
+            }
+            // A handshake message larger than the first buffer (a long certificate chain).
+            let mut grown = vec![0u8; (rx.len() * 4).min(BUF_SIZE)];
+            grown[..self.rx_len].copy_from_slice(&rx[..self.rx_len]);
+            *rx = Store::Owned(grown);
+        }
+        let mut read_buf = ReadBuf::new(&mut rx[self.rx_len..]);
+        let polled = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
+        let n = read_buf.filled().len();
+        self.rx_len += n;
+        if self.rx_len == 0 {
+            self.rx = None;
+        }
+        match polled {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Ready(Ok(())) if n == 0 => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed connection without sending TLS close_notify",
+            ))),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Copies pending plaintext into `dst`; frees it once taken.
+    fn take_plain(&mut self, dst: &mut ReadBuf<'_>) {
+        let n = (self.plain.len() - self.plain_pos).min(dst.remaining());
+        dst.put_slice(&self.plain[self.plain_pos..self.plain_pos + n]);
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_pos = 0;
+        }
+    }
+}
+
+/// Drops `n` processed bytes from the front of the received ciphertext; the buffer goes back
+/// to the pool when nothing is left.
+fn discard_front(rx: &mut Option<Store>, rx_start: &mut usize, rx_len: &mut usize, n: usize) {
+    if n == 0 {
+        return;
+    }
+    *rx_start += n;
+    if *rx_start == *rx_len {
+        *rx = None;
+        *rx_start = 0;
+        *rx_len = 0;
+    }
+}
+
+impl<IO> AsyncRead for TlsStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        dst: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.plain_pos < this.plain.len() {
+            this.take_plain(dst);
+            return Poll::Ready(Ok(()));
+        }
+        if this.peer_closed || dst.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let event = this.process(Some(dst), Outbound::Nothing);
+            // Records rustls answers on its own (a TLS 1.3 key update, an alert) go out now;
+            // a full socket keeps them for the next write or read.
+            let sent = this.poll_send(cx);
+            let event = event?;
+            if let Poll::Ready(Err(err)) = sent {
+                return Poll::Ready(Err(err));
+            }
+            match event {
+                Event::Data | Event::Wrote(_) => {
+                    if dst.remaining() > 0 && this.plain_pos < this.plain.len() {
+                        this.take_plain(dst);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Event::Closed => return Poll::Ready(Ok(())),
+                Event::Input => ready!(this.poll_fill(cx))?,
+            }
+        }
+    }
+}
+
+impl<IO> AsyncWrite for TlsStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        src: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.close_sent {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        // New plaintext only once the last is sent: the outgoing buffer stays bounded.
+        ready!(this.poll_send(cx))?;
+        if src.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let data = &src[..src.len().min(MAX_WRITE)];
+        let n = match this.process(None, Outbound::Data(data))? {
+            Event::Wrote(n) => n,
+            _ => 0,
+        };
+        // Start sending at once; what the socket does not take now waits for the next call.
+        if let Poll::Ready(Err(err)) = this.poll_send(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_sent && !this.failed {
+            ready!(this.poll_send(cx))?;
+            this.process(None, Outbound::CloseNotify)?;
+            this.close_sent = true;
+        }
+        ready!(this.poll_send(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::TlsConnector;
+
+    /// A certificate for `localhost` and a server configuration serving it, as `load` makes.
+    fn server_config() -> (Arc<ServerConfig>, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        config.cert_resolver = Arc::new(NoteSni(config.cert_resolver.clone()));
+        (Arc::new(config), cert.der().clone())
+    }
+
+    fn client_config(
+        der: &CertificateDer<'static>,
+        versions: &[&'static SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// A socket that hands over one byte per read: every record arrives split.
+    struct OneByte(TcpStream);
+
+    impl AsyncRead for OneByte {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let mut one = [0u8; 1];
+            let mut small = ReadBuf::new(&mut one);
+            ready!(Pin::new(&mut self.0).poll_read(cx, &mut small))?;
+            buf.put_slice(small.filled());
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for OneByte {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not done in 20 s"))
+    }
+
+    /// A handshake over real loopback sockets: the server side through `accept` (its socket
+    /// wrapped by `wrap`), the client through tokio-rustls.
+    async fn connect<IO, W>(
+        versions: &[&'static SupportedProtocolVersion],
+        wrap: W,
+    ) -> (
+        TlsStream<IO>,
+        Handshaken,
+        tokio_rustls::client::TlsStream<TcpStream>,
+    )
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+        W: FnOnce(TcpStream) -> IO,
+    {
+        let (server, der) = server_config();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            TlsConnector::from(client_config(&der, versions))
+                .connect(name, tcp)
+                .await
+                .unwrap()
+        };
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            accept(wrap(tcp), server).await.unwrap()
+        };
+        let ((server, handshaken), client) =
+            bounded("handshake", async { tokio::join!(server, client) }).await;
+        (server, handshaken, client)
+    }
+
+    const BOTH: [&[&SupportedProtocolVersion]; 2] =
+        [&[&rustls::version::TLS13], &[&rustls::version::TLS12]];
+
+    fn holds_no_buffer<IO>(stream: &TlsStream<IO>) -> bool {
+        stream.rx.is_none() && stream.tx.store.is_none() && stream.plain.capacity() == 0
+    }
+
+    #[tokio::test]
+    async fn records_split_across_reads_byte_by_byte_are_read_whole() {
+        for versions in BOTH {
+            let (mut server, handshaken, mut client) = connect(versions, OneByte).await;
+            assert_eq!(handshaken.sni.as_deref(), Some("localhost"));
+            let message: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            client.write_all(&message).await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = vec![0u8; message.len()];
+            bounded("the split records", server.read_exact(&mut got))
+                .await
+                .unwrap();
+            assert!(got == message, "{versions:?}: the bytes differ");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_write_spanning_many_records_arrives_whole_both_ways() {
+        for versions in BOTH {
+            let (mut server, _, client) = connect(versions, |tcp| tcp).await;
+            let message: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+            let (mut client_read, mut client_write) = tokio::io::split(client);
+            let sent = message.clone();
+            let writer = tokio::spawn(async move {
+                server.write_all(&sent).await.unwrap();
+                server.flush().await.unwrap();
+                let mut back = vec![0u8; sent.len()];
+                server.read_exact(&mut back).await.unwrap();
+                back
+            });
+            let mut got = vec![0u8; message.len()];
+            bounded("the large write", client_read.read_exact(&mut got))
+                .await
+                .unwrap();
+            assert!(got == message, "{versions:?}: server to client differs");
+            client_write.write_all(&message).await.unwrap();
+            client_write.flush().await.unwrap();
+            let back = bounded("the large read", writer).await.unwrap();
+            assert!(back == message, "{versions:?}: client to server differs");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_notify_ends_reads_cleanly_both_ways() {
+        for versions in BOTH {
+            // The server closes: the client sees the end of the stream, not an error.
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            server.write_all(b"last words").await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            bounded("the client's read to end", client.read_to_end(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(got, b"last words");
+            // The client closes: the server reads to the end without error, and may still
+            // answer with its own close_notify.
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            client.write_all(b"bye").await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            bounded("the server's read to end", server.read_to_end(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(got, b"bye");
+            server.shutdown().await.unwrap();
+            // A client that drops the connection without close_notify is an error (a reset
+            // when the TLS 1.3 tickets it never read were still in its socket).
+            let (mut server, _, client) = connect(versions, |tcp| tcp).await;
+            drop(client.into_inner().0);
+            let err = bounded("the truncated read", server.read(&mut [0u8; 16]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_after_the_handshake_is_an_error_and_the_peer_gets_an_alert() {
+        for versions in BOTH {
+            let (mut server, _, client) = connect(versions, |tcp| tcp).await;
+            let (mut tcp, _) = client.into_inner();
+            // An application-data record header and bytes that decrypt to nothing.
+            let mut garbage = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+            garbage.extend_from_slice(&[0xA5; 0x40]);
+            tcp.write_all(&garbage).await.unwrap();
+            let err = bounded("the server's read", server.read(&mut [0u8; 16]))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            // rustls' alert went out: an encrypted alert record (content type 21) in TLS 1.2,
+            // an application-data one (23) in 1.3.
+            let mut record = [0u8; 5];
+            bounded("the alert", tcp.read_exact(&mut record))
+                .await
+                .unwrap();
+            assert!(matches!(record[0], 21 | 23), "{record:?}");
+            // And the session refuses to go on.
+            assert!(server.write(b"more").await.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_holds_back_the_writer_with_bounded_buffers() {
+        let (mut server, _, _client) = connect(BOTH[0], |tcp| tcp).await;
+        let chunk = vec![0x5Au8; MAX_WRITE];
+        let mut accepted = 0u64;
+        // Writes until one waits: the client never reads, so the sockets fill and stay full.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), server.write(&chunk)).await {
+                Ok(written) => accepted += written.unwrap() as u64,
+                Err(_) => break,
+            }
+            assert!(
+                accepted < 64 << 20,
+                "{accepted} bytes accepted from a writer to a client that reads nothing"
+            );
+        }
+        let held = server.tx.end - server.tx.pos;
+        assert!(
+            held <= MAX_WRITE + 5 * RECORD_OVERHEAD,
+            "{held} bytes of ciphertext held"
+        );
+        assert!(server.plain.capacity() == 0 && server.rx.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_session_holds_no_tls_buffer() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            // After traffic both ways, with more pending than one read takes.
+            let message = vec![7u8; 100_000];
+            client.write_all(&message).await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = vec![0u8; message.len()];
+            server.read_exact(&mut got).await.unwrap();
+            server.write_all(&message).await.unwrap();
+            server.flush().await.unwrap();
+            client.read_exact(&mut got).await.unwrap();
+            // Waiting for the next bytes: the read is pending, and nothing is held.
+            let waited =
+                tokio::time::timeout(Duration::from_millis(50), server.read(&mut [0u8; 64])).await;
+            assert!(waited.is_err(), "{versions:?}: the read did not wait");
+            assert!(holds_no_buffer(&server), "{versions:?}: {server:?}");
+        }
+    }
+}
