@@ -106,6 +106,14 @@ fn unix_target_replaces_the_target_argument() {
     }
 }
 
+/// As the reference (Python truthiness): `--unix-target=` is as if not given, and the target
+/// argument is the target.
+#[test]
+fn an_empty_unix_target_is_ignored() {
+    let s = ok(&["--unix-target=", "6080", "h:5900"]);
+    assert_eq!(s.target, tcp_target("h", 5900));
+}
+
 #[test]
 fn unix_target_with_a_target_argument_too_is_too_many_arguments() {
     assert_err_contains(
