@@ -193,6 +193,24 @@ fn wrap_command_form_gives_the_command_its_listen_port_and_mode() {
     assert_eq!(ok(&["--wrap-mode=ignore", "6080", "h:5900"]).wrap, None);
 }
 
+/// The wrapped program is the target (its loopback port is picked at start-up), never a
+/// token lookup.
+#[test]
+fn a_wrapped_program_is_a_fixed_target() {
+    let s = ok(&["6080", "--", "vncserver"]);
+    assert!(matches!(s.target, Targets::Fixed(_)), "{:?}", s.target);
+}
+
+#[test]
+fn metrics_listen_is_taken_as_given_and_an_empty_one_ignored() {
+    let s = ok(&["--metrics-listen", "127.0.0.1:9100", "6080", "h:5900"]);
+    assert_eq!(s.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+    assert_eq!(
+        ok(&["--metrics-listen=", "6080", "h:5900"]).metrics_listen,
+        None
+    );
+}
+
 #[test]
 fn wrap_with_unix_listen_takes_the_programs_port_before_the_separator() {
     let s = ok(&["--unix-listen=/tmp/w.sock", "5999", "--", "prog", "5999"]);
