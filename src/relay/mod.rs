@@ -1575,6 +1575,64 @@ mod tests {
         assert_eq!(report.client_to_target, 1000);
     }
 
+    /// The close frame reaches a client that is not reading when the target ends: the last
+    /// data frame filled its pipe and was flushed, so "nothing to flush" must not pass for
+    /// "written" while the close frame waits.
+    #[tokio::test(start_paused = true)]
+    async fn our_close_frame_waits_for_a_client_that_the_last_frame_filled() {
+        // 62 bytes of payload + 2 of header: exactly the client's 64-byte pipe.
+        let last = pattern(62);
+        let mut live = start(Mode::Binary, 64, 1 << 16, Vec::new(), None);
+        live.target.write_all(&last).await.unwrap();
+        live.target.shutdown().await.unwrap();
+        // The relay has read the target's end while the client has read nothing.
+        settle().await;
+        assert_eq!(read_frame(&mut live.client).await, (0x82, last));
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        live.client
+            .write_all(&masked(0x88, &[0x03, 0xE8]))
+            .await
+            .unwrap();
+        read_eof(&mut live.client).await;
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(
+            matches!(report.ended, Ended::TargetClosed),
+            "{}",
+            report.ended
+        );
+        assert_eq!(report.target_to_client, 62);
+    }
+
+    /// The client's last payload reaches a target that is not reading when the client closes:
+    /// the first frame filled the target's pipe and was flushed; the second, read with the
+    /// close, is still written before the target's end of stream.
+    #[tokio::test(start_paused = true)]
+    async fn a_clients_last_payload_reaches_a_target_that_was_full_when_the_client_closed() {
+        let t0 = Instant::now();
+        let (first, second) = (pattern(64), pattern(10));
+        let mut live = start(Mode::Binary, 1 << 16, 64, Vec::new(), None);
+        live.client.write_all(&masked(0x82, &first)).await.unwrap();
+        settle().await;
+        live.client
+            .write_all(&[masked(0x82, &second), masked(0x88, &[0x03, 0xE8])].concat())
+            .await
+            .unwrap();
+        assert_eq!(read_close(&mut live.client).await, 1000);
+        let mut got = Vec::new();
+        within("the payload", live.target.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert!(got == [first, second].concat(), "{} bytes", got.len());
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let (report, _) = within("the relay's end", live.relay).await.unwrap();
+        assert!(
+            matches!(report.ended, Ended::ClientClosed(_)),
+            "{}",
+            report.ended
+        );
+        assert_eq!(report.client_to_target, 74);
+    }
+
     /// After the client's close, a data frame not yet begun is dropped (the client will not
     /// read it), one begun is finished (a frame cut short would break the stream).
     #[tokio::test(start_paused = true)]
