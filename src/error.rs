@@ -410,4 +410,71 @@ mod tests {
             Level::Error
         );
     }
+    #[test]
+    fn each_limit_has_its_label_and_retry_after() {
+        let limited = |limit| Error::new(Side::Client, Kind::Limited(limit), "x");
+        let seen: Vec<(String, u16, u32)> = [
+            Limit::Connections,
+            Limit::PerClient,
+            Limit::Rate,
+            Limit::Clients,
+        ]
+        .into_iter()
+        .map(|limit| {
+            let err = limited(limit);
+            (err.label(), err.status(), limit.retry_after())
+        })
+        .collect();
+        assert_eq!(
+            seen,
+            [
+                ("client_limit_connections".to_owned(), 503, 5),
+                ("client_limit_per_ip".to_owned(), 503, 5),
+                ("client_limit_rate".to_owned(), 503, 1),
+                ("client_limit_clients".to_owned(), 503, 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn io_errors_are_classified_by_kind() {
+        let kind = |k: io::ErrorKind| Error::io(Side::Client, "x", k.into()).kind;
+        for closed in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert_eq!(kind(closed), Kind::Closed, "{closed:?}");
+        }
+        assert_eq!(kind(io::ErrorKind::TimedOut), Kind::Timeout);
+        assert_eq!(kind(io::ErrorKind::PermissionDenied), Kind::Io);
+        // A client that timed out mid-request is told 408, and logged quietly.
+        let slow = Error::io(
+            Side::Client,
+            "reading the request",
+            io::ErrorKind::TimedOut.into(),
+        );
+        assert_eq!((slow.status(), slow.level()), (408, Level::Debug));
+    }
+
+    #[test]
+    fn messages_name_the_side_the_context_and_the_cause() {
+        let err = Error::io(
+            Side::Target,
+            "writing to target",
+            io::Error::new(io::ErrorKind::BrokenPipe, "pipe gone"),
+        );
+        assert_eq!(err.to_string(), "target: writing to target: pipe gone");
+        assert_eq!(
+            std::error::Error::source(&err).map(|e| e.to_string()),
+            Some("pipe gone".to_owned())
+        );
+        let bare = Error::new(Side::Client, Kind::BadRequest, "not a WebSocket upgrade");
+        assert_eq!(bare.to_string(), "client: not a WebSocket upgrade");
+        assert!(std::error::Error::source(&bare).is_none());
+        let start = StartError::new("--cert: no such file");
+        assert_eq!(start.to_string(), "websockify: --cert: no such file");
+        assert_eq!(start.code, 1);
+    }
 }
