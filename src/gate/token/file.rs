@@ -234,11 +234,12 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// the directory, whose own stamp changes when a file is added, removed or renamed).
 ///
 /// `stat`ed here, on the runtime thread: a `stat` of a local file takes about a microsecond,
-/// while the hop to the blocking pool and back (two thread wake-ups) cost more than the whole
-/// lookup. What the pool protected against is a token file on a network mount that hangs:
-/// then this worker hangs with it (the reference, which reads the file at each connection,
-/// hangs every connection). Keep token files on local disks; the read of a changed source
-/// stays on the pool.
+/// while the hop to the blocking pool and back (two thread wake-ups) cost more CPU than the
+/// rest of the gate (about 22 µs against 15 µs per session, BENCHMARKS.md 2026-12-06). What
+/// the pool protected against is a token file on a network mount that hangs: then this worker
+/// hangs with it (the reference, which reads the file at each connection, hangs every
+/// connection). Keep token files on local disks; the read of a changed source stays on the
+/// pool.
 fn unchanged(source: &Path, loaded: &Stamps) -> bool {
     let stamp = |path: &Path| {
         std::fs::metadata(path)
