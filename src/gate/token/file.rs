@@ -4,8 +4,9 @@
 //! The line format is the reference's, quirks included ([`parse_line`]). `ReadOnlyTokenFile`
 //! reads its source once, at start-up. `TokenFile` applies edits without a restart: each lookup
 //! compares the source's stamps (size, modification time, inode of the file, or of the
-//! directory and each of its files) with those it loaded, a few `stat`s on the blocking pool,
-//! and reads the source again only when they differ, so a file replaced by rename (as editors
+//! directory and each of its files) with those it loaded, a few `stat`s on the runtime thread
+//! ([`unchanged`] says why not on the blocking pool), and reads the source again, on the
+//! blocking pool, only when they differ, so a file replaced by rename (as editors
 //! and configuration managers do) is picked up as well as one edited in place. File times tick
 //! coarsely (a few milliseconds), so an edit right after a read may keep every stamp: a source
 //! modified less than `RACY` before it was read is read again at each lookup until it has
@@ -181,7 +182,7 @@ impl TokenFile {
     /// Reads the source again if its stamps changed since it was loaded.
     async fn refresh(&self) -> Result<(), Error> {
         let loaded = self.table.load_full();
-        if !loaded.racy && current_stamps(&self.source, &loaded.stamps).await? == loaded.stamps {
+        if !loaded.racy && unchanged(&self.source, &loaded.stamps) {
             return Ok(());
         }
         let _one_at_a_time = self.reloading.lock().await;
@@ -189,7 +190,7 @@ impl TokenFile {
         let reloaded = self.table.load_full();
         if !Arc::ptr_eq(&loaded, &reloaded)
             && !reloaded.racy
-            && current_stamps(&self.source, &reloaded.stamps).await? == reloaded.stamps
+            && unchanged(&self.source, &reloaded.stamps)
         {
             return Ok(());
         }
@@ -229,24 +230,29 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|_| unavailable())
 }
 
-/// The stamps of the source now, checking the same files as `loaded` (and the directory, whose
-/// own stamp changes when a file is added, removed or renamed).
-async fn current_stamps(source: &Path, loaded: &Stamps) -> Result<Stamps, Error> {
-    let paths: Vec<PathBuf> = if loaded.is_empty() {
-        vec![source.to_path_buf()]
-    } else {
-        loaded.iter().map(|(path, _)| path.clone()).collect()
+/// Whether the source still has the stamps it was loaded with, checking the same files (and
+/// the directory, whose own stamp changes when a file is added, removed or renamed).
+///
+/// `stat`ed here, on the runtime thread: a `stat` of a local file takes about a microsecond,
+/// while the hop to the blocking pool and back (two thread wake-ups) cost more CPU than the
+/// rest of the gate (about 22 µs against 15 µs per session, BENCHMARKS.md 2026-12-06). What
+/// the pool protected against is a token file on a network mount that hangs: then this worker
+/// hangs with it (the reference, which reads the file at each connection, hangs every
+/// connection). Keep token files on local disks; the read of a changed source stays on the
+/// pool.
+fn unchanged(source: &Path, loaded: &Stamps) -> bool {
+    let stamp = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|meta| FileStamp::of(&meta))
     };
-    blocking(move || {
-        paths
-            .into_iter()
-            .filter_map(|path| {
-                let meta = std::fs::metadata(&path).ok()?;
-                Some((path, FileStamp::of(&meta)))
-            })
-            .collect()
-    })
-    .await
+    if loaded.is_empty() {
+        // Unreadable when loaded: changed once it is there.
+        return stamp(source).is_none();
+    }
+    loaded
+        .iter()
+        .all(|(path, loaded)| stamp(path).as_ref() == Some(loaded))
 }
 
 /// Reads the whole source: the file, or every regular file in the directory (by name order,
@@ -320,6 +326,56 @@ mod tests {
                 port,
             },
         }
+    }
+
+    /// The check for edits runs in place: lookups go on while the blocking pool is busy; the
+    /// read of an edited file still waits for the pool, and then serves the edit.
+    #[test]
+    fn an_unchanged_file_is_checked_in_place_and_an_edited_one_read_on_the_blocking_pool() {
+        let dir = std::env::temp_dir().join(format!("websockify-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, "a: host:1\n").unwrap();
+        // Older than RACY: its stamps are trusted, as a file that has been there a while.
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let file = TokenFile::open(path.to_str().unwrap(), true).unwrap();
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let bound = std::time::Duration::from_secs(10);
+            let found = tokio::time::timeout(bound, file.lookup("a")).await;
+            let target = |host: &str, port| {
+                Some(Arc::new(TargetSpec::Tcp {
+                    host: host.into(),
+                    port,
+                }))
+            };
+            assert_eq!(found.unwrap().unwrap(), target("host", 1));
+
+            std::fs::write(&path, "a: other:2\n").unwrap();
+            let mut reading = std::pin::pin!(file.lookup("a"));
+            let early = std::time::Duration::from_millis(200);
+            assert!(
+                tokio::time::timeout(early, &mut reading).await.is_err(),
+                "the edited file was read without the blocking pool"
+            );
+            release.send(()).unwrap();
+            let found = tokio::time::timeout(bound, reading).await;
+            assert_eq!(found.unwrap().unwrap(), target("other", 2));
+            busy.await.unwrap().unwrap();
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //!
 //! The key is read once, at start-up (the reference reads it at every lookup): a missing or
 //! unusable key file is a start-up error naming it; a new key needs a restart.
-//! Decoding ([`super::jose`]) runs on the blocking pool: an RSA or EC private-key operation
-//! takes milliseconds and must not stall the runtime's workers.
+//! A JWE's decoding ([`super::jose`]) runs on the blocking pool: an RSA or EC private-key
+//! operation takes milliseconds and must not stall the runtime's workers. A JWS whose verify
+//! takes tens of microseconds ([`jose::cheap`]: HMAC, Ed25519, RS*/PS* through ring) is
+//! verified in place: the hop to the pool and back (two thread wake-ups) cost about as much
+//! CPU as ring's RS256 verify (BENCHMARKS.md, 2026-12-06).
 //!
 //! Every refusal (malformed, forged, expired, a key that does not fit) is "Token not found"
 //! (404), the gate's one line; the reason goes to a debug line, the token to neither.
@@ -52,10 +55,15 @@ impl JwtTokenApi {
     }
 
     pub async fn lookup(&self, token: &str) -> Result<Option<Arc<TargetSpec>>, Error> {
-        let key = self.key.clone();
-        let token = token.to_owned();
         let now = now();
-        match blocking(move || target(&token, &key, now)).await? {
+        let found = if jose::cheap(token, &self.key) {
+            target(token, &self.key, now)
+        } else {
+            let key = self.key.clone();
+            let token = token.to_owned();
+            blocking(move || target(&token, &key, now)).await?
+        };
+        match found {
             Ok(target) => Ok(Some(Arc::new(target))),
             Err(why) => {
                 debug!(reason = why, "JWTTokenApi: token refused");
@@ -225,6 +233,105 @@ mod tests {
         let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
         let case = cases.iter().find(|case| case["name"] == name).unwrap();
         case["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `token` with one bit flipped in its part `index`.
+    fn flipped(token: &str, index: usize) -> String {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut bytes = engine.decode(&parts[index]).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        parts[index] = engine.encode(&bytes);
+        parts.join(".")
+    }
+
+    /// RS* and PS* with the fixture's 2048-bit key go through ring: the genuine tokens pass,
+    /// a signature or payload changed by one bit does not.
+    #[test]
+    fn rsa_tokens_changed_by_one_bit_are_refused_by_ring() {
+        for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+            for (name, key_file) in [
+                (format!("jws-{alg}"), "rsa.pem"),
+                (format!("jws-{alg}-public-key"), "rsa.pub.pem"),
+            ] {
+                let key = key(key_file);
+                assert!(matches!(key, Key::Rsa { ring: Some(_), .. }), "{key_file}");
+                let token = fixture_token(&name);
+                assert!(target(&token, &key, now()).is_ok(), "{name}");
+                for part in [1, 2] {
+                    assert_eq!(
+                        target(&flipped(&token, part), &key, now()),
+                        Err("the signature does not verify"),
+                        "{name}, part {part} changed"
+                    );
+                }
+            }
+        }
+    }
+
+    /// ring verifies with 2048 to 8192 bits; the reference accepts a 1024-bit key, so such a
+    /// key verifies with the rsa crate (on the blocking pool), tampering refused there too.
+    #[test]
+    fn a_1024_bit_rsa_key_verifies_as_the_reference_does_and_refuses_tampering() {
+        let key = key("rsa1024.pem");
+        assert!(matches!(key, Key::Rsa { ring: None, .. }));
+        let text = std::fs::read_to_string(fixtures().join("rsa1024.json")).unwrap();
+        let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(cases.len(), 5);
+        for case in &cases {
+            let alg = case["alg"].as_str().unwrap();
+            let token = case["token"].as_str().unwrap();
+            assert_eq!(case["reference"], serde_json::json!(["127.0.0.1", 5901]));
+            let expected = TargetSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port: 5901,
+            };
+            assert_eq!(target(token, &key, now()), Ok(expected), "{alg}");
+            assert!(
+                !jose::cheap(token, &key),
+                "{alg}: not cheap with the rsa crate"
+            );
+            assert_eq!(
+                target(&flipped(token, 2), &key, now()),
+                Err("the signature does not verify"),
+                "{alg}"
+            );
+        }
+    }
+
+    /// A JWS whose verify is cheap (RS256 through ring) does not wait for the blocking pool;
+    /// a JWE (an RSA-OAEP private-key decryption, milliseconds) is decrypted only there.
+    #[test]
+    fn rs256_is_verified_in_place_and_a_jwe_decrypted_on_the_blocking_pool() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let api = JwtTokenApi::open(fixtures().join("rsa.pem").to_str().unwrap()).unwrap();
+            // The pool's only thread, busy until released.
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let bound = std::time::Duration::from_secs(10);
+            let jws = fixture_token("jws-RS256");
+            let found = tokio::time::timeout(bound, api.lookup(&jws)).await;
+            assert!(matches!(found, Ok(Ok(Some(_)))), "{found:?}");
+
+            let jwe = fixture_token("jwe-RSA-OAEP-256-A128GCM");
+            let mut decrypting = std::pin::pin!(api.lookup(&jwe));
+            let early = std::time::Duration::from_millis(200);
+            assert!(
+                tokio::time::timeout(early, &mut decrypting).await.is_err(),
+                "the JWE was decrypted on the runtime thread"
+            );
+            release.send(()).unwrap();
+            let found = tokio::time::timeout(bound, decrypting).await;
+            assert!(matches!(found, Ok(Ok(Some(_)))), "{found:?}");
+            busy.await.unwrap().unwrap();
+        });
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! jws: verifying a compact JWS (RFC 7515) with HS/RS/PS/ES 256/384/512 or EdDSA (Ed25519).
 
 use hmac::{Hmac, KeyInit, Mac};
+use ring::signature::{
+    RsaParameters, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384,
+    RSA_PKCS1_2048_8192_SHA512, RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384,
+    RSA_PSS_2048_8192_SHA512,
+};
 use rsa::signature::Verifier;
 use sha2::{Sha256, Sha384, Sha512};
 
+use super::key::RingRsa;
 use super::{header, part, string, Key, Refusal, Result, WRONG_KEY};
 
 /// ECDSA over a curve crate: the JWS signature is `r || s`, each the field's size.
@@ -35,12 +41,30 @@ pub fn verify(parts: &[&str], key: &Key) -> Result<Vec<u8>> {
         ("HS256", Key::Oct(secret)) => hmac::<Hmac<Sha256>>(secret, 32, input, &signature)?,
         ("HS384", Key::Oct(secret)) => hmac::<Hmac<Sha384>>(secret, 48, input, &signature)?,
         ("HS512", Key::Oct(secret)) => hmac::<Hmac<Sha512>>(secret, 64, input, &signature)?,
-        ("RS256", Key::Rsa { public, .. }) => pkcs1::<Sha256>(public, input, &signature),
-        ("RS384", Key::Rsa { public, .. }) => pkcs1::<Sha384>(public, input, &signature),
-        ("RS512", Key::Rsa { public, .. }) => pkcs1::<Sha512>(public, input, &signature),
-        ("PS256", Key::Rsa { public, .. }) => pss::<Sha256>(public, input, &signature),
-        ("PS384", Key::Rsa { public, .. }) => pss::<Sha384>(public, input, &signature),
-        ("PS512", Key::Rsa { public, .. }) => pss::<Sha512>(public, input, &signature),
+        ("RS256", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PKCS1_2048_8192_SHA256, input, &signature),
+            None => pkcs1::<Sha256>(public, input, &signature),
+        },
+        ("RS384", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PKCS1_2048_8192_SHA384, input, &signature),
+            None => pkcs1::<Sha384>(public, input, &signature),
+        },
+        ("RS512", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PKCS1_2048_8192_SHA512, input, &signature),
+            None => pkcs1::<Sha512>(public, input, &signature),
+        },
+        ("PS256", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PSS_2048_8192_SHA256, input, &signature),
+            None => pss::<Sha256>(public, input, &signature),
+        },
+        ("PS384", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PSS_2048_8192_SHA384, input, &signature),
+            None => pss::<Sha384>(public, input, &signature),
+        },
+        ("PS512", Key::Rsa { public, ring, .. }) => match ring {
+            Some(ring) => ring_rsa(ring, &RSA_PSS_2048_8192_SHA512, input, &signature),
+            None => pss::<Sha512>(public, input, &signature),
+        },
         ("ES256", Key::P256 { public, .. }) => {
             ecdsa!(p256, public, input, &signature)
         }
@@ -80,6 +104,14 @@ fn hmac<M: Mac + KeyInit>(secret: &[u8], min: usize, input: &[u8], tag: &[u8]) -
     Ok(mac.verify_slice(tag).is_ok())
 }
 
+/// RS* and PS* with ring, for the keys it takes (2048 to 8192 bits): PSS with a salt as long
+/// as the hash, as RFC 7518 §3.5 asks and jwcrypto signs and verifies.
+fn ring_rsa(key: &RingRsa, params: &'static RsaParameters, input: &[u8], signature: &[u8]) -> bool {
+    key.verify(params, input, signature).is_ok()
+}
+
+/// RS* and PS* with the rsa crate: the keys ring refuses (under 2048 bits), which the
+/// reference accepts.
 fn pkcs1<D>(public: &rsa::PublicKey, input: &[u8], signature: &[u8]) -> bool
 where
     D: sha2::Digest + rsa::pkcs8::AssociatedOid + sha2::digest::FixedOutputReset,

@@ -20,6 +20,8 @@ pub enum Key {
     /// `RS*`, `PS*`; with the private key also `RSA-OAEP(-256)`.
     Rsa {
         public: RsaPublicKey,
+        /// The key as ring verifies it, when ring takes it ([`ring_verifiable`]).
+        ring: Option<RingRsa>,
         private: Option<Box<RsaPrivateKey>>,
     },
     /// `ES256`; with the private key also `ECDH-ES(+A*KW)` on P-256.
@@ -111,10 +113,7 @@ fn from_pem(data: &[u8]) -> Result<Key, String> {
         "PUBLIC KEY" => public_spki(&der)
             .ok_or_else(|| unusable("an RSA, EC (P-256, P-384, P-521) or Ed25519 public key")),
         "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(&der)
-            .map(|public| Key::Rsa {
-                public,
-                private: None,
-            })
+            .map(|public| rsa_key(public, None))
             .map_err(|_| unusable("an RSA public key")),
         "CERTIFICATE" => {
             let spki = certificate_spki(&der).ok_or_else(|| unusable("a certificate"))?;
@@ -140,10 +139,34 @@ fn first_block(data: &[u8]) -> Result<(String, Vec<u8>), String> {
 }
 
 fn rsa_private(private: RsaPrivateKey) -> Key {
+    rsa_key(private.to_public_key(), Some(Box::new(private)))
+}
+
+fn rsa_key(public: RsaPublicKey, private: Option<Box<RsaPrivateKey>>) -> Key {
     Key::Rsa {
-        public: private.to_public_key(),
-        private: Some(Box::new(private)),
+        ring: ring_verifiable(&public),
+        public,
+        private,
     }
+}
+
+/// An RSA public key as ring verifies signatures with it: modulus and exponent, big-endian.
+pub type RingRsa = ring::signature::RsaPublicKeyComponents<Box<[u8]>>;
+
+/// The key for ring, if ring verifies with it: ring's RS* and PS* take moduli of 2048 to 8192
+/// bits and odd exponents of 3 to 2^33 - 1, and verify several times faster than the rsa
+/// crate. The rsa crate keeps the others: the reference verifies with a 1024-bit key too.
+pub fn ring_verifiable(public: &RsaPublicKey) -> Option<RingRsa> {
+    use rsa::traits::PublicKeyParts;
+    let (n, e) = (public.n_bytes(), public.e_bytes());
+    let odd = |bytes: &[u8]| bytes.last().is_some_and(|last| last & 1 == 1);
+    let exponent = (e.len() <= 5).then(|| e.iter().fold(0u64, |v, &b| v << 8 | u64::from(b)));
+    let fits = (256..=1024).contains(&n.len())
+        && n.first().is_some_and(|&first| first != 0)
+        && odd(&n)
+        && odd(&e)
+        && exponent.is_some_and(|e| (3..1 << 33).contains(&e));
+    fits.then_some(RingRsa { n, e })
 }
 
 fn private_pkcs8(der: &[u8]) -> Option<Key> {
@@ -196,10 +219,7 @@ fn private_sec1(der: &[u8]) -> Option<Key> {
 
 fn public_spki(der: &[u8]) -> Option<Key> {
     if let Ok(public) = RsaPublicKey::from_public_key_der(der) {
-        return Some(Key::Rsa {
-            public,
-            private: None,
-        });
+        return Some(rsa_key(public, None));
     }
     if let Ok(public) = p256::PublicKey::from_public_key_der(der) {
         return Some(Key::P256 {
