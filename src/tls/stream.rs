@@ -151,7 +151,7 @@ pub struct TlsStream<IO> {
     tx: Outgoing,
     /// What TLS 1.3 sends once the handshake is over (its session tickets) waits in `tx` for
     /// our first write and goes out with it, one send instead of two: the client does not
-    /// wait for tickets. Reads leave it alone; a write, flush, shutdown or error sends it.
+    /// wait for tickets. Reads and flushes leave it alone; a write, shutdown or error sends it.
     hold_tx: bool,
     /// close_notify received (rustls reports it once, to whichever side processed it).
     peer_closed: bool,
@@ -644,8 +644,10 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.hold_tx = false;
-        ready!(this.poll_send(cx))?;
+        // Held records are not the caller's to flush (hyper flushes before its first read).
+        if !this.hold_tx {
+            ready!(this.poll_send(cx))?;
+        }
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
@@ -1011,6 +1013,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&got, b"request");
+        // hyper flushes before its first read.
+        server.flush().await.unwrap();
         assert_eq!(
             writes.load(Ordering::SeqCst),
             after_handshake,
