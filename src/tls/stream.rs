@@ -111,6 +111,17 @@ impl Outgoing {
     fn release(&mut self) {
         *self = Outgoing::default();
     }
+
+    /// Moves the pending bytes out of a pooled buffer into one of their size, for bytes that
+    /// may wait long (held tickets: a client may take its time before its request).
+    fn shrink(&mut self) {
+        if let Some(Store::Pooled(buf)) = &self.store {
+            let pending = buf[self.pos..self.end].to_vec();
+            self.end = pending.len();
+            self.pos = 0;
+            self.store = Some(Store::Owned(pending));
+        }
+    }
 }
 
 /// What a round of rustls' record processing ended with.
@@ -269,6 +280,8 @@ where
             // 1.2 may end with our own Finished, which the client waits for.)
             if done && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
                 self.hold_tx = !self.tx.is_empty();
+                // Not a pooled 64 KiB buffer per session until the client's request comes.
+                self.tx.shrink();
                 // A TLS 1.3 client's first request may come with its Finished: decrypted
                 // into `plain`, it is read first.
                 return Poll::Ready(Ok(()));
@@ -1006,6 +1019,12 @@ mod tests {
         let (mut server, _, mut client) =
             connect(BOTH[0], move |tcp| CountWrites(tcp, counted)).await;
         let after_handshake = writes.load(Ordering::SeqCst);
+        // Held in a buffer of their size, not a pooled one.
+        assert!(
+            matches!(&server.tx.store, Some(Store::Owned(held)) if held.len() < 2048),
+            "the held tickets: {:?}",
+            server.tx.store.as_ref().map(|s| s.len())
+        );
         client.write_all(b"request").await.unwrap();
         client.flush().await.unwrap();
         let mut got = [0u8; 7];
