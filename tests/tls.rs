@@ -1163,6 +1163,94 @@ async fn a_returning_client_resumes_its_tls_session_even_after_many_others() {
     proxy.stop().await;
 }
 
+/// A client's session store that counts the TLS 1.3 tickets it is given (stored as rustls'
+/// own in-memory store does).
+#[derive(Debug)]
+struct CountingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl rustls::client::ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+/// TLS 1.3: each handshake, full or resumed, hands the client exactly one ticket (rustls would
+/// send 2, each a key derivation, a seal and a record more per handshake), and one is enough:
+/// a client that keeps coming back resumes every time with the ticket of its last visit.
+#[tokio::test]
+async fn each_tls13_handshake_sends_one_ticket_and_a_returning_client_always_resumes() {
+    use rustls::HandshakeKind;
+    use std::sync::atomic::Ordering;
+    let certs = certs();
+    let proxy = tls_proxy(&certs).await;
+    let store = Arc::new(CountingStore {
+        inner: rustls::client::ClientSessionMemoryCache::new(16),
+        tickets: Default::default(),
+    });
+    let mut config = (*client_config(&certs.der, &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(store.clone());
+    let config = Arc::new(config);
+    for visit in 0..4 {
+        let tls = tls_connect(proxy.addr, config.clone()).await.unwrap();
+        let kind = tls.get_ref().1.handshake_kind();
+        let expected = if visit == 0 {
+            HandshakeKind::Full
+        } else {
+            HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(expected), "visit {visit}");
+        // The tickets come after the handshake: the echo and the close make sure the client
+        // has read all of them.
+        let (mut client, _) = RawClient::upgrade(tls, None).await;
+        assert_echo(&mut client).await;
+        client.send(true, 0x8, &[0x03, 0xE8]).await;
+        client.read_close().await;
+        assert_eq!(
+            store.tickets.load(Ordering::SeqCst),
+            visit + 1,
+            "tickets received after visit {visit}"
+        );
+    }
+    proxy.stop().await;
+}
+
 /// Garbage on the socket after a TLS handshake (a record that does not decrypt, mid-session)
 /// ends that session with an error and a TLS alert, and the server goes on serving others,
 /// over TLS 1.2 and 1.3.

@@ -118,6 +118,14 @@ impl Conn {
         })
     }
 
+    /// Whether the TLS handshake resumed an earlier session (never for plain TCP).
+    pub fn resumed(&self) -> bool {
+        match self {
+            Conn::Plain(_) => false,
+            Conn::Tls(s) => s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        }
+    }
+
     /// Read and write halves for two tasks: the owned TCP halves when plain, tokio's split
     /// (a lock between the halves) for TLS, whose state both directions share.
     pub fn into_split(self) -> (ConnRead, ConnWrite) {

@@ -146,6 +146,9 @@ struct Shared {
     errors: AtomicU64,
     corrupt: AtomicU64,
     connected: AtomicU64,
+    /// wss:// sessions whose TLS handshake resumed a session (`--mode handshake`): with
+    /// `--tls-resume`, the rest paid a full handshake (no ticket was left in the store).
+    resumed: AtomicU64,
     alive: AtomicU64,
     /// Round trips the probe completed (`--probe`), warmup included.
     probe_msgs: AtomicU64,
@@ -478,6 +481,9 @@ async fn handshake_conn(
         let start = Instant::now();
         let (mut s, left) = open(&t, &cfg, &mut rng).await?;
         sh.connected.fetch_add(1, Ordering::Relaxed);
+        if s.resumed() {
+            sh.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         let mut tx = round_trip(&mut s, left, t.ws.is_some(), &cfg, rng.clone()).await?;
         rng.next_u64();
         if sh.measuring.load(Ordering::Relaxed) {
@@ -759,6 +765,7 @@ fn report(
         .str("target", &t.shown)
         .int("conns", args.conns as u64)
         .int("connected", connected)
+        .int("resumed", sh.resumed.load(Ordering::Relaxed))
         .int("size", cfg.size as u64)
         .int("pipeline", cfg.pipeline as u64)
         .num("warmup_s", args.warmup)

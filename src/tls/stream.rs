@@ -44,6 +44,9 @@ const HANDSHAKE_ROOM: usize = 4 * 1024;
 /// Room for the largest TLS record (16 KiB of payload, its header, tag and padding).
 const WHOLE_RECORD: usize = MAX_FRAGMENT + 256;
 
+// The records of one whole write fit a pooled buffer (see `BUF_SIZE`).
+const _: () = assert!(MAX_WRITE + MAX_WRITE.div_ceil(MAX_FRAGMENT) * RECORD_OVERHEAD <= BUF_SIZE);
+
 /// Ciphertext storage: a pool buffer when it fits, else one of the size needed.
 enum Store {
     Pooled(Buf),
@@ -108,6 +111,17 @@ impl Outgoing {
     fn release(&mut self) {
         *self = Outgoing::default();
     }
+
+    /// Moves the pending bytes out of a pooled buffer into one of their size, for bytes that
+    /// may wait long (held tickets: a client may take its time before its request).
+    fn shrink(&mut self) {
+        if let Some(Store::Pooled(buf)) = &self.store {
+            let pending = buf[self.pos..self.end].to_vec();
+            self.end = pending.len();
+            self.pos = 0;
+            self.store = Some(Store::Owned(pending));
+        }
+    }
 }
 
 /// What a round of rustls' record processing ended with.
@@ -146,6 +160,10 @@ pub struct TlsStream<IO> {
     plain: Vec<u8>,
     plain_pos: usize,
     tx: Outgoing,
+    /// What TLS 1.3 sends once the handshake is over (its session tickets) waits in `tx` for
+    /// our first write and goes out with it, one send instead of two: the client does not
+    /// wait for tickets. Reads and flushes leave it alone; a write, shutdown or error sends it.
+    hold_tx: bool,
     /// close_notify received (rustls reports it once, to whichever side processed it).
     peer_closed: bool,
     close_sent: bool,
@@ -192,6 +210,7 @@ where
         plain: Vec::new(),
         plain_pos: 0,
         tx: Outgoing::default(),
+        hold_tx: false,
         peer_closed: false,
         close_sent: false,
         failed: false,
@@ -256,14 +275,21 @@ where
                 done.sni = Some(sni);
             }
             let event = event?;
+            let done = matches!(event, Event::Input | Event::Data) && !self.conn.is_handshaking();
+            // TLS 1.3 ends with the client's Finished: what follows from us is tickets. (TLS
+            // 1.2 may end with our own Finished, which the client waits for.)
+            if done && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                self.hold_tx = !self.tx.is_empty();
+                // Not a pooled 64 KiB buffer per session until the client's request comes.
+                self.tx.shrink();
+                // A TLS 1.3 client's first request may come with its Finished: decrypted
+                // into `plain`, it is read first.
+                return Poll::Ready(Ok(()));
+            }
             // The client waits for our flight before it sends more.
             ready!(self.poll_send(cx))?;
             match event {
-                // A TLS 1.3 client's first request may come with its Finished: decrypted
-                // into `plain`, it is read first.
-                Event::Input | Event::Data if !self.conn.is_handshaking() => {
-                    return Poll::Ready(Ok(()))
-                }
+                _ if done => return Poll::Ready(Ok(())),
                 Event::Closed => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -314,7 +340,22 @@ where
             };
             let event = match state {
                 ConnectionState::ReadTraffic(mut records) => {
-                    while let Some(record) = records.next_record() {
+                    let mut stopped = false;
+                    loop {
+                        // A record that does not fit behind what this read already got stays
+                        // in rustls' queue for the next read: split, its rest would be copied
+                        // twice more (into `plain`, then out of it).
+                        if got
+                            && dst.as_ref().is_some_and(|d| {
+                                records.peek_len().is_some_and(|n| n.get() > d.remaining())
+                            })
+                        {
+                            stopped = true;
+                            break;
+                        }
+                        let Some(record) = records.next_record() else {
+                            break;
+                        };
                         let record = record.map_err(tls_error)?;
                         discard += record.discard;
                         let payload = record.payload;
@@ -332,8 +373,9 @@ where
                             break;
                         }
                     }
-                    let full =
-                        !plain.is_empty() || dst.as_ref().is_some_and(|d| d.remaining() == 0);
+                    let full = stopped
+                        || !plain.is_empty()
+                        || dst.as_ref().is_some_and(|d| d.remaining() == 0);
                     (dst.is_some() && full).then_some(Event::Data)
                 }
                 ConnectionState::EncodeTlsData(mut record) => {
@@ -550,9 +592,17 @@ where
         }
         loop {
             let event = this.process(Some(dst), Outbound::Nothing);
-            // Records rustls answers on its own (a TLS 1.3 key update, an alert) go out now;
-            // a full socket keeps them for the next write or read.
-            let sent = this.poll_send(cx);
+            // Records rustls answers on its own (a TLS 1.3 key update, an alert) go out now,
+            // unless they may wait for our first write (see `hold_tx`; not an alert); a full
+            // socket keeps them for the next write or read.
+            if event.is_err() {
+                this.hold_tx = false;
+            }
+            let sent = if this.hold_tx {
+                Poll::Ready(Ok(()))
+            } else {
+                this.poll_send(cx)
+            };
             let event = event?;
             if let Poll::Ready(Err(err)) = sent {
                 return Poll::Ready(Err(err));
@@ -584,11 +634,15 @@ where
         if this.close_sent {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        // New plaintext only once the last is sent: the outgoing buffer stays bounded.
-        ready!(this.poll_send(cx))?;
+        // New plaintext only once the last is sent (held records excepted: they go out
+        // together with it): the outgoing buffer stays bounded.
+        if !this.hold_tx {
+            ready!(this.poll_send(cx))?;
+        }
         if src.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        this.hold_tx = false;
         let data = &src[..src.len().min(MAX_WRITE)];
         let n = match this.process(None, Outbound::Data(data))? {
             Event::Wrote(n) => n,
@@ -603,12 +657,16 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_send(cx))?;
+        // Held records are not the caller's to flush (hyper flushes before its first read).
+        if !this.hold_tx {
+            ready!(this.poll_send(cx))?;
+        }
         Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.hold_tx = false;
         if !this.close_sent && !this.failed {
             ready!(this.poll_send(cx))?;
             this.process(None, Outbound::CloseNotify)?;
@@ -624,6 +682,7 @@ mod tests {
     use super::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -690,6 +749,39 @@ mod tests {
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    /// A socket that counts the writes that sent something.
+    struct CountWrites(TcpStream, Arc<AtomicUsize>);
+
+    impl AsyncRead for CountWrites {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountWrites {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let polled = Pin::new(&mut self.0).poll_write(cx, buf);
+            if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+            polled
         }
         fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
             Pin::new(&mut self.0).poll_flush(cx)
@@ -874,7 +966,92 @@ mod tests {
             held <= MAX_WRITE + 5 * RECORD_OVERHEAD,
             "{held} bytes of ciphertext held"
         );
+        // A whole write's records were sealed into a pooled buffer, not a fresh allocation.
+        assert!(
+            matches!(server.tx.store, Some(Store::Pooled(_))),
+            "the ciphertext is not in a pooled buffer"
+        );
         assert!(server.plain.capacity() == 0 && server.rx.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_fit_behind_a_read_waits_whole_for_the_next_read() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            // Three full records.
+            let message: Vec<u8> = (0..3 * MAX_FRAGMENT as u32).map(|i| i as u8).collect();
+            client.write_all(&message).await.unwrap();
+            client.flush().await.unwrap();
+            // The first two records are in the server's socket (their ciphertext is more than
+            // 32 KiB), so the first read could take from both.
+            bounded("the first two records", async {
+                let mut peeked = vec![0u8; 64 * 1024];
+                while server.io.peek(&mut peeked).await.unwrap() < 2 * MAX_FRAGMENT + 200 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            // A reader with room for one record and a bit: it gets the first record only; the
+            // second is not split into our plaintext buffer.
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; MAX_FRAGMENT + 3_000];
+            let n = bounded("the first read", server.read(&mut buf))
+                .await
+                .unwrap();
+            assert_eq!(n, MAX_FRAGMENT, "{versions:?}: the first read");
+            assert_eq!(server.plain.capacity(), 0, "{versions:?}: plaintext held");
+            got.extend_from_slice(&buf[..n]);
+            while got.len() < message.len() {
+                let n = bounded("the next read", server.read(&mut buf))
+                    .await
+                    .unwrap();
+                assert_eq!(n, MAX_FRAGMENT, "{versions:?}: a later read");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got == message, "{versions:?}: the bytes differ");
+        }
+    }
+
+    #[tokio::test]
+    async fn tls13_tickets_go_out_with_the_first_response_in_one_send() {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = writes.clone();
+        let (mut server, _, mut client) =
+            connect(BOTH[0], move |tcp| CountWrites(tcp, counted)).await;
+        let after_handshake = writes.load(Ordering::SeqCst);
+        // Held in a buffer of their size, not a pooled one.
+        assert!(
+            matches!(&server.tx.store, Some(Store::Owned(held)) if held.len() < 2048),
+            "the held tickets: {:?}",
+            server.tx.store.as_ref().map(|s| s.len())
+        );
+        client.write_all(b"request").await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = [0u8; 7];
+        bounded("the request", server.read_exact(&mut got))
+            .await
+            .unwrap();
+        assert_eq!(&got, b"request");
+        // hyper flushes before its first read.
+        server.flush().await.unwrap();
+        assert_eq!(
+            writes.load(Ordering::SeqCst),
+            after_handshake,
+            "sent while reading the request"
+        );
+        server.write_all(b"response").await.unwrap();
+        assert_eq!(
+            writes.load(Ordering::SeqCst),
+            after_handshake + 1,
+            "the tickets and the response took more than one send"
+        );
+        // Both arrived: the response, and the tickets before it.
+        let mut back = [0u8; 8];
+        bounded("the response", client.read_exact(&mut back))
+            .await
+            .unwrap();
+        assert_eq!(&back, b"response");
+        assert!(client.get_ref().1.tls13_tickets_received() > 0);
     }
 
     #[tokio::test]
