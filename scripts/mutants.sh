@@ -118,15 +118,18 @@ done
 status=0
 for t in "${!group_files[@]}"; do
   args=(--in-place --baseline skip --no-shuffle)
-  if [ "$t" = ALL ]; then
-    name=all
+  if [ "$t" = ALL ] && [ -z "$lib_only" ]; then
+    name=lib-all  # the same directory as --lib-only, for `-- --iterate`
     args+=(--timeout "${MUTANTS_TIMEOUT:-300}")
   else
     # -C goes to both the build (cargo test --no-run) and the test run: only these targets.
     # --lib-only writes to the same directory, so a later full run can take `-- --iterate`
     # and test only what the unit tests missed.
+    # A file with no area of its own ("ALL") is guarded by the whole suite, except with
+    # --lib-only, where it gets the unit tests like any other.
     name=lib
     [ "$t" = - ] || name=lib-${t// /-}
+    [ "$t" = ALL ] && name=lib-all
     if [ "$t" = - ] || [ -n "$lib_only" ]; then
       args+=(-C --lib --timeout "${MUTANTS_TIMEOUT:-60}")
     else
