@@ -42,4 +42,34 @@ if [ ! -s "$out/reports/index.json" ]; then
   echo "kosoku wrote no report:"; tail -20 "$out/kosoku.log"; exit 1
 fi
 
-python3 scripts/conformance_check.py "$out/reports/index.json" tests/conformance/expected.json "$@"
+expected=tests/conformance/expected.json
+if python3 scripts/conformance_check.py "$out/reports/index.json" "$expected" \
+  --regressed "$out/regressed" "$@"; then
+  exit 0
+fi
+case " $* " in *" --update "*) exit 1 ;; esac
+[ -s "$out/regressed" ] || exit 1
+
+# Some outcomes hang on timing we do not control: whether the echo server's answer to a
+# 64 KiB message arrives in one read (1.2.6-1.2.8), whether the echo of a message sent just
+# before a protocol violation beats our close (3.x, 4.x). A regressed case is run again, on its
+# own, up to three times; it is a regression only if it is graded worse every time. A change
+# that breaks a case breaks it in every run and still fails here.
+for attempt in 1 2 3; do
+  cases=()
+  while read -r c; do cases+=(-i "$c"); done <"$out/regressed"
+  echo "re-running $(wc -l <"$out/regressed") regressed case(s) on their own (attempt $attempt of 3)"
+  timeout 300 "$venv/bin/kosoku" -p 1 "${cases[@]}" -o "$out/retry$attempt" \
+    "127.0.0.1:$proxy_port" >"$out/kosoku-retry$attempt.log" 2>&1 || true
+  if [ ! -s "$out/retry$attempt/index.json" ]; then
+    echo "kosoku wrote no report:"; tail -20 "$out/kosoku-retry$attempt.log"; exit 1
+  fi
+  if python3 scripts/conformance_check.py "$out/retry$attempt/index.json" "$expected" \
+    --only "$out/regressed" --regressed "$out/regressed.next"; then
+    echo "no regressions: every regressed case passed a re-run (a race, not a change)"
+    exit 0
+  fi
+  mv "$out/regressed.next" "$out/regressed"
+done
+echo "regressed in the full run and in 3 re-runs of their own: $(tr '\n' ' ' <"$out/regressed")"
+exit 1

@@ -7,6 +7,9 @@ expected (OK > NON-STRICT, INFORMATIONAL > UNIMPLEMENTED > WRONG CODE, UNCLEAN >
 NON-STRICT or INFORMATIONAL case that turns FAILED fails the check as surely as an OK one. A
 case expected `RACE` may go either way. Cases graded better than expected are reported as
 improvements (rerun with --update to record them).
+
+`--only FILE` compares only the cases listed in FILE (one per line): a re-run of some cases.
+`--regressed FILE` writes the regressed cases there, one per line, for such a re-run.
 """
 import json
 import sys
@@ -62,9 +65,16 @@ def better(actual, expected):
     return not worse(actual, expected) and ranks(actual) != ranks(expected)
 
 
+def option(args, name):
+    """The value after `name` in `args`, or None."""
+    return args[args.index(name) + 1] if name in args else None
+
+
 def main():
     report, expected_path = sys.argv[1], sys.argv[2]
-    update = "--update" in sys.argv[3:]
+    rest = sys.argv[3:]
+    update = "--update" in rest
+    only_path, regressed_path = option(rest, "--only"), option(rest, "--regressed")
     actual = outcomes(report)
     passed = sum(1 for v in actual.values() if v == "OK")
     print(f"conformance: {passed} of {len(actual)} cases pass strictly")
@@ -76,12 +86,18 @@ def main():
         print(f"wrote {expected_path}")
         return 0
     expected = json.load(open(expected_path))
+    if only_path:
+        only = set(open(only_path).read().split())
+        expected = {c: v for c, v in expected.items() if c in only}
     regressions = [c for c, v in expected.items() if worse(actual.get(c), v)]
     improvements = [c for c, v in actual.items() if c in expected and better(v, expected[c])]
     for c in sorted(regressions, key=case_key):
         print(f"REGRESSION {c}: expected {expected[c]}, got {actual.get(c, 'missing')}")
     for c in sorted(improvements, key=case_key):
         print(f"improved {c}: now {actual[c]} (was {expected[c]})")
+    if regressed_path:
+        with open(regressed_path, "w") as f:
+            f.writelines(f"{c}\n" for c in sorted(regressions, key=case_key))
     if regressions:
         print(f"{len(regressions)} conformance regressions")
         return 1
