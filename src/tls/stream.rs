@@ -373,10 +373,7 @@ where
                             break;
                         }
                     }
-                    let full = stopped
-                        || !plain.is_empty()
-                        || dst.as_ref().is_some_and(|d| d.remaining() == 0);
-                    (dst.is_some() && full).then_some(Event::Data)
+                    (dst.is_some() && read_done(stopped, dst.as_deref())).then_some(Event::Data)
                 }
                 ConnectionState::EncodeTlsData(mut record) => {
                     let mut need = HANDSHAKE_ROOM;
@@ -619,6 +616,14 @@ where
             }
         }
     }
+}
+
+/// Whether a read can return after a batch of records: one did not fit (`stopped`), or the
+/// reader's buffer is full (plaintext left in `plain` implies that too). Otherwise the caller
+/// turns the loop once more, and rustls' next state hands back the data all the same: this only
+/// spares that turn.
+fn read_done(stopped: bool, dst: Option<&ReadBuf<'_>>) -> bool {
+    stopped || dst.is_some_and(|d| d.remaining() == 0)
 }
 
 impl<IO> AsyncWrite for TlsStream<IO>
@@ -1010,6 +1015,61 @@ mod tests {
             }
             assert!(got == message, "{versions:?}: the bytes differ");
         }
+    }
+
+    #[tokio::test]
+    async fn records_that_exactly_fill_a_read_come_in_that_read() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            let message: Vec<u8> = (0..3 * MAX_FRAGMENT as u32).map(|i| i as u8).collect();
+            client.write_all(&message).await.unwrap();
+            client.flush().await.unwrap();
+            bounded("the first two records", async {
+                let mut peeked = vec![0u8; 64 * 1024];
+                while server.io.peek(&mut peeked).await.unwrap() < 2 * MAX_FRAGMENT + 200 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+            // Room for exactly two records: the second fits to the byte, so it is not left for
+            // the next read.
+            let mut buf = vec![0u8; 2 * MAX_FRAGMENT];
+            let n = bounded("the first read", server.read(&mut buf))
+                .await
+                .unwrap();
+            assert_eq!(n, 2 * MAX_FRAGMENT, "{versions:?}: the first read");
+            assert!(buf == message[..n], "{versions:?}: the bytes differ");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_sends_what_a_write_left_for_a_full_socket() {
+        let (mut server, _, mut client) = connect(BOTH[0], |tcp| tcp).await;
+        let chunk = vec![0x5Au8; MAX_WRITE];
+        let mut accepted = 0usize;
+        // Writes until one waits: the client reads nothing yet, so the last accepted write
+        // left ciphertext behind in our buffer.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), server.write(&chunk)).await {
+                Ok(written) => accepted += written.unwrap(),
+                Err(_) => break,
+            }
+            assert!(accepted < 64 << 20, "{accepted} bytes accepted");
+        }
+        assert!(
+            server.tx.end > server.tx.pos,
+            "nothing left behind to flush"
+        );
+        // The writer writes no more: only its flush can send the rest.
+        let mut got = vec![0u8; accepted];
+        let (flushed, read) = bounded("the flush and the client's read", async {
+            tokio::join!(server.flush(), client.read_exact(&mut got))
+        })
+        .await;
+        flushed.unwrap();
+        read.unwrap();
+        assert!(got.iter().all(|&b| b == 0x5A));
+        assert_eq!(server.tx.end, server.tx.pos, "ciphertext still held");
     }
 
     #[tokio::test]
