@@ -185,15 +185,21 @@ pub struct Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limits.open.fetch_sub(1, Ordering::AcqRel);
-        let Some(key) = self.client else { return };
-        let Ok(mut clients) = self.limits.clients.lock() else {
+        self.limits.release(self.client, Instant::now());
+    }
+}
+
+impl Limits {
+    /// A permit's place given back: `client` is its key in the table, if it has one.
+    fn release(&self, client: Option<IpAddr>, now: Instant) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        let Some(key) = client else { return };
+        let Ok(mut clients) = self.clients.lock() else {
             return;
         };
-        let rate = self.limits.rate;
-        if let Some(client) = clients.map.get_mut(&key) {
-            client.open = client.open.saturating_sub(1);
-            if client.idle(Instant::now(), rate) {
+        if let Some(entry) = clients.map.get_mut(&key) {
+            entry.open = entry.open.saturating_sub(1);
+            if entry.idle(now, self.rate) {
                 clients.map.remove(&key);
             }
         }
@@ -217,9 +223,9 @@ mod tests {
             limits.admit(ip("192.0.2.2")).unwrap_err(),
             Limit::Connections
         );
+        assert_eq!(limits.tracked(), 0, "no table without a per-client limit");
         drop(a);
         assert!(limits.admit(ip("192.0.2.2")).is_ok());
-        assert_eq!(limits.tracked(), 0, "no table without a per-client limit");
     }
 
     #[test]
@@ -287,5 +293,47 @@ mod tests {
         held.truncate(10);
         assert_eq!(limits.tracked(), 10);
         assert!(limits.admit(ip("203.0.113.1")).is_ok());
+    }
+
+    /// With a rate, a client whose connections closed stays in the table until its bucket is
+    /// full again (forgetting it earlier would hand it a fresh bucket); a full table is swept
+    /// of those, at most once per `SWEEP_EVERY`.
+    #[test]
+    fn a_full_table_is_swept_of_clients_whose_bucket_refilled() {
+        let limits = Limits::new(None, None, Some(1)).unwrap();
+        // Fills the table with clients that opened and closed a connection at `at` (not at the
+        // real now, whatever the test's speed): their buckets are empty then.
+        let fill = |at: Instant| {
+            for n in 0u32.. {
+                if limits.tracked() == MAX_CLIENTS {
+                    break;
+                }
+                let permit = limits
+                    .admit_at(Some(IpAddr::from(n.to_be_bytes())), at)
+                    .unwrap();
+                let key = permit.client;
+                std::mem::forget(permit);
+                limits.release(key, at);
+            }
+        };
+        let t0 = Instant::now();
+        fill(t0);
+        assert_eq!(
+            limits.tracked(),
+            MAX_CLIENTS,
+            "closed, but their buckets are empty"
+        );
+        // Swept now: nobody's bucket is full, so nobody goes.
+        let newcomer = ip("203.0.113.1");
+        assert_eq!(limits.admit_at(newcomer, t0).unwrap_err(), Limit::Clients);
+        // SWEEP_EVERY later every bucket (1 a second) is full: the sweep frees the table.
+        let t1 = t0 + SWEEP_EVERY;
+        let _held = limits.admit_at(newcomer, t1).unwrap();
+        assert_eq!(limits.tracked(), 1);
+        // And again, longer after the last sweep.
+        fill(t1);
+        let t2 = t1 + 2 * SWEEP_EVERY;
+        let _held = limits.admit_at(ip("203.0.113.2"), t2).unwrap();
+        assert_eq!(limits.tracked(), 2, "the newcomers, held");
     }
 }
