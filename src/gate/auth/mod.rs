@@ -168,6 +168,71 @@ mod tests {
         let plugin = Plugin::new(&config("BasicHTTPAuth", Some("user:s3cret"))).unwrap();
         assert!(!plugin.describe().contains("s3cret"));
         assert!(!format!("{plugin:?}").contains("s3cret"));
+        assert_eq!(format!("{plugin:?}"), "Basic(BasicHttpAuth { .. })");
         assert!(!format!("{:?}", config("BasicHTTPAuth", Some("user:s3cret"))).contains("s3cret"));
+    }
+
+    /// Each plugin is built from its name, describes itself (the lists as read, never a
+    /// password) and checks requests with its own rule: credentials, Origin, certificate.
+    #[test]
+    fn each_plugin_is_built_by_name_describes_itself_and_applies_its_own_check() {
+        use crate::conninfo::{Addr, TlsInfo};
+        use base64::Engine;
+        use hyper::header::{AUTHORIZATION, ORIGIN};
+
+        let conn = |cn: Option<&str>| ConnInfo {
+            id: 1,
+            peer: Addr::Tcp("127.0.0.1:40000".parse().unwrap()),
+            via: None,
+            local: Addr::Tcp("127.0.0.1:6080".parse().unwrap()),
+            tls: Some(TlsInfo {
+                sni: None,
+                client_cn: cn.map(Into::into),
+            }),
+        };
+        let credentials = base64::engine::general_purpose::STANDARD.encode("u:p");
+        let mut good = HeaderMap::new();
+        good.insert(
+            AUTHORIZATION,
+            format!("Basic {credentials}").parse().unwrap(),
+        );
+        good.insert(ORIGIN, "https://b.example".parse().unwrap());
+        let none = HeaderMap::new();
+        let status = |result: Result<(), Error>| result.map_or_else(|err| err.status(), |()| 101);
+
+        let basic = Plugin::new(&config(
+            "websockify.auth_plugins.BasicHTTPAuth",
+            Some("u:p"),
+        ))
+        .unwrap();
+        assert_eq!(basic.describe(), "BasicHTTPAuth");
+        assert_eq!(status(basic.authenticate(&good, &conn(None), None)), 101);
+        assert_eq!(
+            status(basic.authenticate(&none, &conn(Some("alice")), None)),
+            401
+        );
+
+        let origin = Plugin::new(&config(
+            "ExpectOrigin",
+            Some(" https://a.example\thttps://b.example "),
+        ))
+        .unwrap();
+        assert_eq!(
+            origin.describe(),
+            "ExpectOrigin (https://a.example https://b.example)"
+        );
+        assert_eq!(status(origin.authenticate(&good, &conn(None), None)), 101);
+        assert_eq!(
+            status(origin.authenticate(&none, &conn(Some("alice")), None)),
+            403
+        );
+
+        let cert = Plugin::new(&config("ClientCertCNAuth", Some("alice\nbob"))).unwrap();
+        assert_eq!(cert.describe(), "ClientCertCNAuth (alice bob)");
+        assert_eq!(
+            status(cert.authenticate(&none, &conn(Some("bob")), None)),
+            101
+        );
+        assert_eq!(status(cert.authenticate(&good, &conn(None), None)), 403);
     }
 }

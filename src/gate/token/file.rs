@@ -425,4 +425,174 @@ mod tests {
             );
         }
     }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("websockify-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn set_modified(path: &Path, ago: std::time::Duration) {
+        // Read-only: a directory's times are set through it too (the owner may).
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    /// A source modified within `RACY` of its reading is read again; an older one is trusted
+    /// to its stamps. A directory's stamps are its own and each file's, a file's only its own.
+    #[test]
+    fn fresh_sources_are_racy_and_every_file_of_a_directory_is_stamped() {
+        let dir = scratch("racy");
+        let file = dir.join("a");
+        std::fs::write(&file, "a: host:1\n").unwrap();
+        let table = load(&file);
+        assert!(table.racy, "a file written just now");
+        assert_eq!(table.stamps.len(), 1);
+        set_modified(&file, std::time::Duration::from_secs(60));
+        let table = load(&file);
+        assert!(!table.racy, "a file untouched for a minute");
+        assert_eq!(
+            table.stamps,
+            [(file.clone(), FileStamp::of(&file.metadata().unwrap()))]
+        );
+        assert!(unchanged(&file, &table.stamps));
+
+        std::fs::write(dir.join("b"), "b: host:2\n").unwrap();
+        set_modified(&dir.join("b"), std::time::Duration::from_secs(60));
+        set_modified(&dir, std::time::Duration::from_secs(60));
+        let table = load(&dir);
+        assert!(!table.racy);
+        let stamped: Vec<&Path> = table
+            .stamps
+            .iter()
+            .map(|(path, _)| path.as_path())
+            .collect();
+        assert_eq!(stamped, [dir.as_path(), &file, &dir.join("b")]);
+        assert_eq!(table.targets.as_ref().unwrap().len(), 2);
+        // An edit in place of one file (the directory's own stamp unchanged) is a change.
+        std::fs::write(dir.join("b"), "b: host:3\n").unwrap();
+        set_modified(&dir, std::time::Duration::from_secs(60));
+        assert!(!unchanged(&dir, &table.stamps));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A source unreadable when loaded has no stamps: it has changed once it exists again.
+    #[test]
+    fn an_unreadable_source_changes_when_it_appears() {
+        let dir = scratch("appears");
+        let file = dir.join("tokens");
+        let table = load(&file);
+        assert!(table.targets.is_err() && table.stamps.is_empty());
+        assert!(unchanged(&file, &table.stamps));
+        std::fs::write(&file, "a: host:1\n").unwrap();
+        assert!(!unchanged(&file, &table.stamps));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A malformed line is skipped with a warning naming its file and line (counted from 1).
+    #[test]
+    fn a_malformed_line_is_named_by_its_number() {
+        let dir = scratch("malformed");
+        let file = dir.join("tokens");
+        std::fs::write(&file, "a: host:1\nnot a line\nb: host:2\n").unwrap();
+        let (table, text) = crate::gate::token::logged(|| load(&file));
+        assert_eq!(table.targets.unwrap().len(), 2);
+        assert!(
+            text.contains("line skipped") && text.contains(" line=2\n"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A lookup that waited while another read the edited source takes the table that one
+    /// read, without reading again, unless it was read while the file was fresh (racy): then
+    /// it reads again. The one blocking thread is kept busy to see which lookup reads.
+    #[test]
+    fn a_lookup_that_waited_for_a_reload_reads_again_only_after_a_racy_one() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        use tokio::time::timeout;
+
+        let dir = scratch("waited");
+        let path = dir.join("tokens");
+        std::fs::write(&path, "a: host:1\n").unwrap();
+        set_modified(&path, Duration::from_secs(120));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let file = TokenFile::open(path.to_str().unwrap(), true).unwrap();
+            let (bound, early) = (Duration::from_secs(10), Duration::from_millis(200));
+            let host = |port| {
+                Some(Arc::new(TargetSpec::Tcp {
+                    host: "host".into(),
+                    port,
+                }))
+            };
+            for (racy, port) in [(false, 2), (true, 3)] {
+                std::fs::write(&path, format!("a: host:{port}\n")).unwrap();
+                if !racy {
+                    set_modified(&path, Duration::from_secs(60));
+                }
+                // The first lookup waits for the blocking thread to read the edit, the second
+                // for the first.
+                let (release, wait) = channel::<()>();
+                let busy = tokio::task::spawn_blocking(move || wait.recv());
+                let mut first = std::pin::pin!(file.lookup("a"));
+                assert!(timeout(early, &mut first).await.is_err());
+                let mut second = std::pin::pin!(file.lookup("a"));
+                assert!(timeout(early, &mut second).await.is_err());
+                // The blocking thread: the first lookup's read, then busy again.
+                let (release_again, wait_again) = channel::<()>();
+                let busy_again = tokio::task::spawn_blocking(move || wait_again.recv());
+                release.send(()).unwrap();
+                assert_eq!(timeout(bound, first).await.unwrap().unwrap(), host(port));
+                if racy {
+                    assert!(
+                        timeout(early, &mut second).await.is_err(),
+                        "a table read while the file was fresh was trusted"
+                    );
+                } else {
+                    let found = timeout(bound, &mut second).await;
+                    assert_eq!(found.expect("read the source again").unwrap(), host(port));
+                }
+                release_again.send(()).unwrap();
+                if racy {
+                    assert_eq!(timeout(bound, second).await.unwrap().unwrap(), host(port));
+                }
+                busy.await.unwrap().unwrap();
+                busy_again.await.unwrap().unwrap();
+            }
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An edit that keeps size, time and inode is still read while the file is fresh.
+    #[tokio::test]
+    async fn a_fresh_file_is_read_again_even_with_the_same_stamps() {
+        let dir = scratch("same-stamps");
+        let path = dir.join("tokens");
+        std::fs::write(&path, "a: host:1\n").unwrap();
+        let file = TokenFile::open(path.to_str().unwrap(), true).unwrap();
+        let modified = path.metadata().unwrap().modified().unwrap();
+        std::fs::write(&path, "a: host:2\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        let found = file.lookup("a").await.unwrap();
+        let expected = TargetSpec::Tcp {
+            host: "host".into(),
+            port: 2,
+        };
+        assert_eq!(found.as_deref(), Some(&expected));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

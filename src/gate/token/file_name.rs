@@ -185,4 +185,70 @@ mod tests {
         assert!(!inside(dir, Path::new("/run/vncx")));
         assert!(!inside(dir, Path::new("/run")));
     }
+
+    #[test]
+    fn a_name_of_name_max_bytes_is_a_name_and_a_longer_one_none() {
+        let longest = "x".repeat(NAME_MAX);
+        assert_eq!(base_name(&longest), Some(longest.as_str()));
+        assert_eq!(base_name(&format!("{longest}x")), None);
+        assert_eq!(base_name(&format!("dir/{longest}")), Some(longest.as_str()));
+    }
+
+    /// What a lookup answers for each kind of file: the target; nothing for a missing file, a
+    /// directory or one leading out; 503 for a token file that holds no target, is too large
+    /// or not UTF-8, and for a directory that is gone.
+    #[tokio::test]
+    async fn each_kind_of_file_gets_its_answer() {
+        let root = std::env::temp_dir().join(format!("websockify-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("tokens");
+        std::fs::create_dir_all(dir.join("subdir")).unwrap();
+        std::fs::write(root.join("outside"), "out:1").unwrap();
+        std::os::unix::fs::symlink(root.join("outside"), dir.join("out")).unwrap();
+        std::os::unix::fs::symlink("dangling", dir.join("nowhere")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        std::fs::write(dir.join("desk"), "host:5900\n").unwrap();
+        // Exactly MAX_FILE bytes is still read; one more is refused.
+        let padded = format!("{:<1$}", "host:5901", MAX_FILE as usize);
+        std::fs::write(dir.join("full"), &padded).unwrap();
+        std::fs::write(dir.join("over"), format!("{padded} ")).unwrap();
+        std::fs::write(dir.join("latin1"), b"h\xe9:1").unwrap();
+        std::fs::write(dir.join("garbage"), "no port").unwrap();
+        let plugin = TokenFileName::open(dir.to_str().unwrap()).unwrap();
+        assert_eq!(
+            plugin.describe(),
+            format!("TokenFileName {}", dir.canonicalize().unwrap().display())
+        );
+        let tcp = |host: &str, port| {
+            Some(Arc::new(TargetSpec::Tcp {
+                host: host.into(),
+                port,
+            }))
+        };
+        assert_eq!(plugin.lookup("desk").await.unwrap(), tcp("host", 5900));
+        assert_eq!(plugin.lookup("../x/desk").await.unwrap(), tcp("host", 5900));
+        assert_eq!(plugin.lookup("full").await.unwrap(), tcp("host", 5901));
+        for nothing in ["missing", "nowhere", "subdir", "out", "..", ""] {
+            assert_eq!(plugin.lookup(nothing).await.unwrap(), None, "{nothing}");
+        }
+        // A symlink loop is an error of the source, not a missing token.
+        for broken in ["over", "latin1", "garbage", "loop"] {
+            let err = plugin.lookup(broken).await.unwrap_err();
+            assert_eq!(err.status(), 503, "{broken}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+        let err = plugin.lookup("desk").await.unwrap_err();
+        assert_eq!(err.status(), 503, "the directory is gone");
+    }
+
+    #[test]
+    fn the_source_must_be_a_directory() {
+        let file = std::env::temp_dir().join(format!("websockify-notdir-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let err = TokenFileName::open(file.to_str().unwrap()).unwrap_err();
+        assert!(err.message.contains("not a directory"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+        let err = TokenFileName::open(file.to_str().unwrap()).unwrap_err();
+        assert!(err.message.contains("No such file"), "{err}");
+    }
 }

@@ -345,4 +345,77 @@ mod tests {
         assert!(check_times(&claims(r#"{"exp": "soon"}"#), 0.0).is_err());
         assert!(check_times(&claims(r#"{"nbf": true}"#), 0.0).is_err());
     }
+
+    /// HMAC and Ed25519 JWSs are verified in place too: they get their answer while the
+    /// blocking pool's one thread is busy.
+    #[test]
+    fn hmac_and_ed25519_tokens_are_verified_in_place() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let bound = std::time::Duration::from_secs(10);
+            for (name, key_file) in [("jws-HS256", "oct32.key"), ("jws-EdDSA", "ed25519.pem")] {
+                let path = fixtures().join(key_file);
+                let api = JwtTokenApi::open(path.to_str().unwrap()).unwrap();
+                let found = tokio::time::timeout(bound, api.lookup(&fixture_token(name))).await;
+                assert!(matches!(found, Ok(Ok(Some(_)))), "{name}: {found:?}");
+            }
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+        });
+    }
+
+    /// A token of `MAX_TOKEN` bytes is decoded (and refused for what it is); one byte more is
+    /// refused for its length. A refusal shows as its reason.
+    #[test]
+    fn tokens_are_decoded_up_to_max_token_bytes() {
+        let key = key("oct32.key");
+        let longest = "a".repeat(jose::MAX_TOKEN);
+        let refusal = jose::decode(&longest, &key).unwrap_err();
+        assert_eq!(refusal.to_string(), "not a compact JWS or JWE");
+        let refusal = jose::decode(&format!("{longest}a"), &key).unwrap_err();
+        assert_eq!(refusal.to_string(), "the token is too long");
+    }
+
+    /// An RS256 JWS is verified in place with ring up to 3072 bits; a larger key's verify
+    /// costs more and goes to the pool, as does any JWE. (`rsa3072.pub.pem` and
+    /// `rsa4096.pub.pem`: public halves of keys made by `openssl genpkey`.)
+    #[test]
+    fn rsa_keys_are_cheap_up_to_3072_bits() {
+        let jws = fixture_token("jws-RS256");
+        for (file, cheap) in [
+            ("rsa.pub.pem", true),
+            ("rsa3072.pub.pem", true),
+            ("rsa4096.pub.pem", false),
+        ] {
+            assert_eq!(jose::cheap(&jws, &key(file)), cheap, "{file}");
+        }
+        let jwe = fixture_token("jwe-RSA-OAEP-256-A128GCM");
+        assert!(!jose::cheap(&jwe, &key("rsa.pem")));
+    }
+
+    /// A key file of `MAX_KEY_FILE` bytes is read (text before its PEM block is skipped); one
+    /// byte more is refused before it is read.
+    #[test]
+    fn key_files_are_read_up_to_max_key_file_bytes() {
+        let pem = std::fs::read(fixtures().join("rsa.pub.pem")).unwrap();
+        let dir = std::env::temp_dir().join(format!("websockify-jwt-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.pem");
+        let mut data = vec![b'#'; MAX_KEY_FILE as usize - pem.len()];
+        data.extend_from_slice(&pem);
+        std::fs::write(&path, &data).unwrap();
+        let api = JwtTokenApi::open(path.to_str().unwrap()).unwrap();
+        assert!(api.describe().ends_with(" (RSA public key)"), "{api:?}");
+        data.insert(0, b'#');
+        std::fs::write(&path, &data).unwrap();
+        let err = JwtTokenApi::open(path.to_str().unwrap()).unwrap_err();
+        assert!(err.message.contains("larger than 1048576 bytes"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

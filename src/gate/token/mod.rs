@@ -172,6 +172,34 @@ pub(super) fn bad_answer(context: &'static str) -> Error {
     Error::new(Side::Internal, Kind::BadAnswer, context)
 }
 
+/// What `work` logs on this thread, as the log lines read: for the tests of what a plugin
+/// warns about.
+#[cfg(test)]
+pub(crate) fn logged<T>(work: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, work);
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    (result, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +245,112 @@ mod tests {
         );
         let err = plugin_name("mymodule.MyPlugin").unwrap_err();
         assert!(err.message.contains("mymodule.MyPlugin"), "{err}");
+    }
+
+    /// Every plugin is built from its class name (bare or in the reference's module),
+    /// describes its source, and counts its lookups under the `plugin` label that
+    /// docs/operations.md documents (the metric's table lists them in this order).
+    #[tokio::test]
+    async fn each_plugin_is_built_by_name_describes_its_source_and_has_its_documented_label() {
+        let dir = std::env::temp_dir().join(format!("websockify-plugins-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("names")).unwrap();
+        std::fs::create_dir_all(dir.join("sockets")).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(&file, "desk: host:5900\n").unwrap();
+        std::fs::write(dir.join("names/desk"), "other:5901\n").unwrap();
+        let socket = dir.join("sockets/desk.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let key = dir.join("jwt.key");
+        std::fs::write(&key, "c2VjcmV0LWtleQ").unwrap();
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let build = |plugin: &str, source: String| {
+            Plugin::new(&TokenConfig {
+                plugin: plugin.into(),
+                source: Some(source),
+                host_token: false,
+            })
+            .unwrap()
+        };
+        let tcp = |host: &str, port| {
+            Some(Arc::new(TargetSpec::Tcp {
+                host: host.into(),
+                port,
+            }))
+        };
+        let names = path(&dir.join("names"));
+        let sockets = path(&dir.join("sockets"));
+
+        let plugins = [
+            (
+                build("TokenFile", path(&file)),
+                format!("TokenFile {}", path(&file)),
+            ),
+            (
+                build("websockify.token_plugins.ReadOnlyTokenFile", path(&file)),
+                format!("ReadOnlyTokenFile {}", path(&file)),
+            ),
+            (
+                build("TokenFileName", names.clone()),
+                format!("TokenFileName {names}"),
+            ),
+            (
+                build("UnixDomainSocketDirectory", sockets.clone()),
+                format!("UnixDomainSocketDirectory {sockets}"),
+            ),
+            (
+                build("BaseTokenAPI", "http://127.0.0.1:9/t/%s".into()),
+                "BaseTokenAPI http://127.0.0.1:9/t/%s".into(),
+            ),
+            (
+                build("JSONTokenApi", "http://127.0.0.1:9/j?t=%s".into()),
+                "JSONTokenApi http://127.0.0.1:9/j?t=%s".into(),
+            ),
+            (
+                build("TokenRedis", "127.0.0.1:9".into()),
+                "TokenRedis 127.0.0.1:9 db 0".into(),
+            ),
+            (
+                build("JWTTokenApi", path(&key)),
+                format!("JWTTokenApi {} (symmetric key)", path(&key)),
+            ),
+        ];
+        for (plugin, description) in &plugins {
+            assert_eq!(&plugin.describe(), description);
+        }
+
+        // The file plugins answer through `lookup`: found, and unknown.
+        assert_eq!(
+            plugins[0].0.lookup("desk").await.unwrap(),
+            tcp("host", 5900)
+        );
+        assert_eq!(
+            plugins[1].0.lookup("desk").await.unwrap(),
+            tcp("host", 5900)
+        );
+        assert_eq!(
+            plugins[2].0.lookup("desk").await.unwrap(),
+            tcp("other", 5901)
+        );
+        assert_eq!(
+            plugins[3].0.lookup("desk.sock").await.unwrap(),
+            Some(Arc::new(TargetSpec::Unix(socket.canonicalize().unwrap())))
+        );
+        for (plugin, _) in &plugins[..4] {
+            assert_eq!(plugin.lookup("nobody").await.unwrap(), None, "{plugin:?}");
+        }
+
+        let operations = include_str!("../../../docs/operations.md");
+        let row = operations
+            .lines()
+            .find(|line| line.starts_with("| `websockify_token_lookups_total`"))
+            .unwrap();
+        let mut labels: Vec<&str> = plugins.iter().map(|(plugin, _)| plugin.name()).collect();
+        labels.dedup(); // TokenFile and ReadOnlyTokenFile are both `file`
+        let listed: Vec<String> = labels.iter().map(|label| format!("`{label}`")).collect();
+        assert!(
+            row.contains(&format!("`plugin` ({})", listed.join(", "))),
+            "{labels:?} against {row}"
+        );
     }
 }

@@ -99,3 +99,81 @@ fn find_socket(dir: &Path, token: &str) -> Result<Option<Arc<TargetSpec>>, Error
     }
     Ok(Some(Arc::new(TargetSpec::Unix(real))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What cannot name a socket is not found without asking the file system: in a
+    /// directory that is gone, asking would answer 503.
+    #[tokio::test]
+    async fn tokens_that_cannot_name_a_socket_never_reach_the_file_system() {
+        let gone = SocketDirectory {
+            dir: std::env::temp_dir().join(format!("websockify-gone-{}", std::process::id())),
+        };
+        let longest = "x".repeat(255);
+        for never in [
+            String::new(),
+            "a\0b".into(),
+            format!("{longest}x"),
+            format!("d/{longest}y"),
+        ] {
+            assert_eq!(gone.lookup(&never).await.unwrap(), None, "{never:?}");
+        }
+        for asked in [longest.clone(), format!("d/{longest}")] {
+            assert_eq!(gone.lookup(&asked).await.unwrap_err().status(), 503);
+        }
+    }
+
+    /// A socket in the directory (or a subdirectory) is found by its canonical path; a file
+    /// that is not a socket, a missing one, and a path or symlink leading out are not.
+    #[tokio::test]
+    async fn only_sockets_inside_the_directory_are_found() {
+        let root = std::env::temp_dir().join(format!("websockify-sockets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("sockets");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let _a = std::os::unix::net::UnixListener::bind(dir.join("a.sock")).unwrap();
+        let _b = std::os::unix::net::UnixListener::bind(dir.join("sub/b.sock")).unwrap();
+        let _out = std::os::unix::net::UnixListener::bind(root.join("out.sock")).unwrap();
+        std::os::unix::fs::symlink(root.join("out.sock"), dir.join("link.sock")).unwrap();
+        std::fs::write(dir.join("plain"), "").unwrap();
+        let plugin = SocketDirectory::open(dir.to_str().unwrap()).unwrap();
+        let real = dir.canonicalize().unwrap();
+        assert_eq!(
+            plugin.describe(),
+            format!("UnixDomainSocketDirectory {}", real.display())
+        );
+        let unix = |path: PathBuf| Some(Arc::new(TargetSpec::Unix(path)));
+        assert_eq!(
+            plugin.lookup("a.sock").await.unwrap(),
+            unix(real.join("a.sock"))
+        );
+        assert_eq!(
+            plugin.lookup("sub/b.sock").await.unwrap(),
+            unix(real.join("sub/b.sock"))
+        );
+        for nothing in [
+            "missing.sock",
+            "plain",
+            "plain/x",
+            "sub",
+            "../out.sock",
+            "link.sock",
+            ".",
+        ] {
+            assert_eq!(plugin.lookup(nothing).await.unwrap(), None, "{nothing}");
+        }
+        // A path the file system cannot follow is refused with a warning naming why.
+        std::os::unix::fs::symlink("loop.sock", dir.join("loop.sock")).unwrap();
+        let (found, log) = crate::gate::token::logged(|| find_socket(&real, "loop.sock"));
+        assert_eq!(found.unwrap(), None);
+        assert!(
+            log.contains("Too many levels of symbolic links (os error 40); token refused")
+                && log.contains("loop.sock"),
+            "{log}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(plugin.lookup("a.sock").await.unwrap_err().status(), 503);
+    }
+}

@@ -326,3 +326,26 @@ pub(super) fn concat_kdf(
     out.truncate(len);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decrypted key of the wrong length is replaced, as a failed decryption is, by a
+    /// random key of the right one: the JWE then fails at its tag, as a forged one does.
+    #[test]
+    fn a_wrong_oaep_result_becomes_a_random_key_of_the_right_length() {
+        let enc = Enc::named("A128GCM").unwrap();
+        let right = vec![7; 16];
+        assert_eq!(oaep(Ok(right.clone()), enc), right);
+        for wrong in [
+            Ok(vec![7; 15]),
+            Ok(vec![7; 32]),
+            Err(rsa::errors::Error::Decryption),
+        ] {
+            let key = oaep(wrong, enc);
+            assert_eq!(key.len(), 16);
+            assert_ne!(key, right);
+        }
+    }
+}
