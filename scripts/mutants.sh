@@ -70,10 +70,19 @@ done
 # the whole suite).
 tests_for() {
   case "$1" in
-    src/ws/* | src/percent.rs | src/net.rs | src/conninfo.rs) echo - ;;
-    src/http/upgrade.rs | src/http/mod.rs | src/http/forwarded.rs) echo "handshake" ;;
+    src/ws/* | src/percent.rs) echo - ;;
+    # The peer's IP (trusted proxies) and the scheme in the session's log line.
+    src/conninfo.rs) echo "proxy_protocol log_format" ;;
+    # Socket options of accepted sockets.
+    src/net.rs) echo "listen" ;;
+    # The Flash policy answer (web.rs) and the replayed first bytes of every plain connection.
+    src/sniff.rs) echo "web handshake" ;;
+    # Trusted proxies' forwarded clients and the `via` field (log_format.rs), MAX_REQUESTS
+    # (logs.rs), `--web` (web.rs).
+    src/http/mod.rs) echo "handshake proxy_protocol logs log_format web" ;;
+    src/http/upgrade.rs | src/http/forwarded.rs) echo "handshake" ;;
     src/http/web.rs) echo "web" ;;
-    src/http/stall.rs) echo "hostile" ;;
+    src/http/stall.rs) echo "hostile web" ;;
     src/relay/*) echo "relay heartbeat" ;;
     src/gate/token/jwt.rs | src/gate/token/jose/*) echo "token_jwt" ;;
     src/gate/token/*) echo "tokens token_backends" ;;
@@ -81,11 +90,17 @@ tests_for() {
     src/gate/*) echo "tokens auth" ;;
     src/config/*) echo "cli" ;;
     src/tls/*) echo "tls" ;;
-    src/target/*) echo "tls_target relay" ;;
+    # The PROXY header sent to targets (proxy_protocol.rs).
+    src/target/*) echo "tls_target relay proxy_protocol" ;;
+    src/listen/mod.rs) echo "listen wrap" ;;
+    src/listen/inetd.rs) echo "listen" ;;
     src/listen/*) echo "listen proxy_protocol" ;;
     src/proxy_header.rs) echo "proxy_protocol" ;;
     src/observe/*) echo "logs metrics record" ;;
     src/server/limits.rs) echo "limits" ;;
+    # process/mod.rs: the exit status and stream (process.rs), SIGTERM/SIGINT/SIGHUP
+    # (signals.rs), SIGUSR1's log reopening (log_targets.rs).
+    src/process/mod.rs) echo "process signals log_targets" ;;
     src/process/*) echo "process wrap daemon" ;;
     *) echo "ALL" ;;
   esac

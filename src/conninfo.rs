@@ -78,3 +78,35 @@ impl ConnInfo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(peer: Addr, tls: Option<TlsInfo>) -> ConnInfo {
+        ConnInfo {
+            id: 1,
+            peer,
+            via: None,
+            local: Addr::Unix(None),
+            tls,
+        }
+    }
+
+    #[test]
+    fn tcp_ends_and_forwarded_clients_have_an_ip_and_unix_ends_none() {
+        let tcp: SocketAddr = "[2001:db8::7]:56324".parse().unwrap();
+        assert_eq!(Addr::Tcp(tcp).ip(), Some(tcp.ip()));
+        let forwarded: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(Addr::Ip(forwarded).ip(), Some(forwarded));
+        assert_eq!(Addr::Unix(Some("/run/ws.sock".into())).ip(), None);
+        assert_eq!(Addr::Unix(None).ip(), None);
+    }
+
+    #[test]
+    fn the_scheme_is_wss_after_a_tls_handshake_and_ws_otherwise() {
+        let peer = Addr::Unix(None);
+        assert_eq!(info(peer.clone(), None).scheme(), "ws");
+        assert_eq!(info(peer, Some(TlsInfo::default())).scheme(), "wss");
+    }
+}

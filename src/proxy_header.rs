@@ -546,4 +546,71 @@ mod tests {
         assert!(!looks_like_header(b"GET /"));
         assert!(!looks_like_header(b"\x16\x03\x01"));
     }
+
+    #[test]
+    fn versions_and_reasons_display_as_logged() {
+        assert_eq!(Version::V1.to_string(), "v1");
+        assert_eq!(Version::V2.to_string(), "v2");
+        assert_eq!(
+            Malformed("PROXY v2 TLV truncated").to_string(),
+            "PROXY v2 TLV truncated"
+        );
+    }
+
+    #[test]
+    fn a_short_start_asks_for_exactly_the_shortest_header() {
+        assert_eq!(parse(b""), Ok(Step::Need(MIN_HEADER)));
+        assert_eq!(parse(b"PROXY"), Ok(Step::Need(10)));
+        assert_eq!(parse(b"PROXY UNKNOWN\r"), Ok(Step::Need(1)));
+    }
+
+    #[test]
+    fn v1_asks_for_no_byte_past_its_107_byte_bound() {
+        // 105 bytes in, no CR yet: the CRLF may still come, in exactly the 2 bytes left.
+        let head = format!("PROXY UNKNOWN {}", "x".repeat(91));
+        assert_eq!(head.len(), 105);
+        assert_eq!(parse(head.as_bytes()), Ok(Step::Need(2)));
+        // 106 in: one byte left before the bound, whatever it is.
+        let head = format!("{head}x");
+        assert_eq!(parse(head.as_bytes()), Ok(Step::Need(1)));
+    }
+
+    #[test]
+    fn v1_lines_with_a_bare_lf_or_non_ascii_text_before_the_crlf_are_refused() {
+        let one_line = Err(Malformed("PROXY v1 header not one line of ASCII"));
+        // Given whole (a reader that read past what `Need` asked for).
+        assert_eq!(parse(b"PROXY UNKNOWN\nGET /\r\n"), one_line);
+        assert_eq!(parse(b"PROXY UNKNOWN caf\xc3\xa9\r\n"), one_line);
+    }
+
+    #[test]
+    fn v2_refuses_bytes_past_its_length() {
+        let mut input = v2(0x21, 0x11, &[7; 12]);
+        input.push(b'G');
+        assert_eq!(parse(&input), Err(Malformed("bytes after the v2 header")));
+    }
+
+    #[test]
+    fn v2_families_and_transports_are_judged_each_with_its_reason() {
+        let unknown = Err(Malformed("PROXY v2 family or transport unknown"));
+        // Family 4 with a block long enough for any family: refused for the family itself.
+        assert_eq!(parse(&v2(0x21, 0x41, &[0; 216])), unknown);
+        // Transport 3 is unknown, even in a LOCAL header whose block is skipped.
+        assert_eq!(parse(&v2(0x20, 0x13, &[0; 12])), unknown);
+        assert_eq!(parse(&v2(0x21, 0x13, &[0; 12])), unknown);
+        // Transport 2 (DGRAM) is known, but not a stream.
+        assert_eq!(
+            parse(&v2(0x21, 0x12, &[0; 12])),
+            Err(Malformed("PROXY v2 transport is not a stream"))
+        );
+    }
+
+    #[test]
+    fn v2_a_last_tlv_with_no_value_is_whole() {
+        let mut block = vec![203, 0, 113, 7, 192, 0, 2, 1, 0xDC, 0x04, 0x01, 0xBB];
+        block.extend_from_slice(&[0x04, 0x00, 0x00]); // NOOP TLV, empty
+        let (h, len) = feed(&v2(0x21, 0x11, &block)).unwrap();
+        assert_eq!(len, 16 + 15);
+        assert_eq!(h.addrs.unwrap().source, sa("203.0.113.7:56324"));
+    }
 }

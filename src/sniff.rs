@@ -281,4 +281,41 @@ mod tests {
         drop(client);
         assert!(Rewind::read_first(server).await.unwrap().is_none());
     }
+
+    async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("hung for 10 s")
+    }
+
+    /// hyper writes its answers through the wrapper: writes (plain and vectored), flushes and
+    /// the shutdown all reach the stream underneath (here a buffered one, which holds what is
+    /// written until flushed), and the wrapper writes vectored as its stream does.
+    #[tokio::test]
+    async fn rewind_passes_writes_flushes_and_the_shutdown_to_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"GET").await.unwrap();
+        let buffered = tokio::io::BufWriter::new(server);
+        let mut stream = Rewind::read_first(buffered).await.unwrap().unwrap();
+        assert!(stream.is_write_vectored());
+        stream.write_all(b"HTTP/1.1 ").await.unwrap();
+        let status = b"101 Switching";
+        let bufs = [
+            io::IoSlice::new(&status[..4]),
+            io::IoSlice::new(&status[4..]),
+        ];
+        let n = stream.write_vectored(&bufs).await.unwrap();
+        assert!(n > 0);
+        stream.write_all(&status[n..]).await.unwrap();
+        // Held by the buffered writer until the flush.
+        stream.flush().await.unwrap();
+        let mut got = [0u8; 22];
+        bounded(client.read_exact(&mut got)).await.unwrap();
+        assert_eq!(&got, b"HTTP/1.1 101 Switching");
+        // The shutdown reaches the client while the stream is still held.
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        bounded(client.read_to_end(&mut rest)).await.unwrap();
+        assert!(rest.is_empty());
+    }
 }

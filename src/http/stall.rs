@@ -195,4 +195,63 @@ mod tests {
         let raw = io.into_inner();
         drop(raw);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn vectored_writes_pass_through_and_are_timed_when_stalled() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let mut io = SendTimeout::new(ours, TIMEOUT);
+        let bufs = [io::IoSlice::new(b"HTTP/1.1 "), io::IoSlice::new(b"200 OK")];
+        let n = bounded(io.write_vectored(&bufs)).await.unwrap();
+        assert!(n > 0);
+        let mut got = vec![0u8; n];
+        bounded(theirs.read_exact(&mut got)).await.unwrap();
+        assert_eq!(got, &b"HTTP/1.1 200 OK"[..n]);
+        // The pipe full and never read: the vectored write stalls, and is timed as any other.
+        io.write_all(&[0u8; 1024]).await.unwrap();
+        let started = Instant::now();
+        let err = bounded(io.write_vectored(&bufs)).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn the_stream_writes_vectored_as_its_inner_one_does() {
+        // hyper chooses how to write (gathered slices or one flattened buffer) from this.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        assert!(tcp.is_write_vectored());
+        assert!(SendTimeout::new(tcp, TIMEOUT).is_write_vectored());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_or_shutdown_that_cannot_go_on_fails_after_the_timeout() {
+        // A buffered writer takes the bytes at once; its flush and its shutdown must first
+        // push them into a pipe whose reader never reads (as a TLS stream's records).
+        for shutdown in [false, true] {
+            let (ours, _theirs) = tokio::io::duplex(1024);
+            let mut io = SendTimeout::new(tokio::io::BufWriter::new(ours), TIMEOUT);
+            io.write_all(&[0u8; 4096]).await.unwrap();
+            let started = Instant::now();
+            let err = match shutdown {
+                false => bounded(io.flush()).await,
+                true => bounded(io.shutdown()).await,
+            }
+            .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "shutdown: {shutdown}");
+            assert_eq!(started.elapsed(), TIMEOUT, "shutdown: {shutdown}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_reaches_the_peer_with_every_byte_before_it() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let mut io = SendTimeout::new(tokio::io::BufWriter::new(ours), TIMEOUT);
+        io.write_all(b"last response").await.unwrap();
+        bounded(io.shutdown()).await.unwrap();
+        let mut got = Vec::new();
+        bounded(theirs.read_to_end(&mut got)).await.unwrap();
+        assert_eq!(got, b"last response");
+    }
 }

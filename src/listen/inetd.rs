@@ -226,3 +226,82 @@ impl AsyncWrite for InetdStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::IoSlice;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("hung for 10 s")
+    }
+
+    /// A listening socket as inetd passes it: bound, listening, nonblocking.
+    fn inherited_tcp() -> Socket {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std.set_nonblocking(true).unwrap();
+        Socket::from(std)
+    }
+
+    #[tokio::test]
+    async fn the_inherited_socket_is_described_by_its_address() {
+        let inetd = Inetd::register(inherited_tcp()).unwrap();
+        let Ok(Addr::Tcp(addr)) = inetd.local_addr() else {
+            panic!("not a TCP address")
+        };
+        assert_eq!(inetd.describe(), format!("{addr} (inetd: standard input)"));
+    }
+
+    /// A TCP and a Unix connection accepted from the inherited socket: peeked without being
+    /// consumed, read, written (plainly and vectored), and shut down while still open.
+    #[tokio::test]
+    async fn accepted_connections_peek_read_write_and_shut_down() {
+        let dir = std::env::temp_dir().join(format!("websockify-inetd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("inetd.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        unix.set_nonblocking(true).unwrap();
+        for socket in [inherited_tcp(), Socket::from(unix)] {
+            let mut inetd = Inetd::register(socket).unwrap();
+            let mut client: Box<dyn Peer> = match inetd.local_addr().unwrap() {
+                Addr::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
+                _ => Box::new(tokio::net::UnixStream::connect(&path).await.unwrap()),
+            };
+            let mut stream = bounded(inetd.accept()).await.unwrap().stream;
+            let kind = inetd.describe();
+            client.write_all(b"GET /").await.unwrap();
+            let mut first = [0u8; 8];
+            let n = bounded(stream.peek(&mut first)).await.unwrap();
+            assert!(n >= 1 && first[..n] == b"GET /"[..n], "{kind}: peeked {n}");
+            let mut head = [0u8; 5];
+            bounded(stream.read_exact(&mut head)).await.unwrap();
+            assert_eq!(&head, b"GET /", "{kind}");
+
+            assert!(stream.is_write_vectored(), "{kind}");
+            stream.write_all(b"HTTP/1.1 ").await.unwrap();
+            let answer = b"101 Switching";
+            let n = stream
+                .write_vectored(&[IoSlice::new(&answer[..4]), IoSlice::new(&answer[4..])])
+                .await
+                .unwrap();
+            assert!(n > 0, "{kind}");
+            stream.write_all(&answer[n..]).await.unwrap();
+            stream.flush().await.unwrap();
+            // The shutdown reaches the client while the stream is still held.
+            stream.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            bounded(client.read_to_end(&mut got)).await.unwrap();
+            assert_eq!(got, b"HTTP/1.1 101 Switching", "{kind}");
+            drop(stream);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    trait Peer: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+    impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Peer for T {}
+}

@@ -120,3 +120,48 @@ impl Prepared {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start-up line names where a TCP or Unix listener listens; a wrapped program
+    /// (`--wrap-mode`) is told the TCP port only.
+    #[tokio::test]
+    async fn listeners_say_where_they_listen_and_only_tcp_ones_have_a_port() {
+        let tcp = Prepared::bind(
+            &Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            false,
+        )
+        .unwrap();
+        let port = tcp.tcp_port().unwrap();
+        assert_ne!(port, 0);
+        let Bound::Tcp(listener) = tcp.register().unwrap() else {
+            panic!("not a TCP listener")
+        };
+        assert_eq!(listener.describe(), format!("127.0.0.1:{port}"));
+
+        let dir = std::env::temp_dir().join(format!("websockify-listen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ws.sock");
+        let unix = Prepared::bind(
+            &Listen::Unix {
+                path: path.clone(),
+                mode: 0o600,
+            },
+            false,
+        )
+        .unwrap();
+        assert_eq!(unix.tcp_port(), None);
+        let Bound::Unix(listener) = unix.register().unwrap() else {
+            panic!("not a Unix listener")
+        };
+        assert_eq!(listener.describe(), format!("unix:{}", path.display()));
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

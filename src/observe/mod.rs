@@ -188,3 +188,23 @@ impl Observer for Observers {
         self.traffic.close(report);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log lines and metrics need no bytes: without `--record` and `--traffic` the relay
+    /// never hands any over (its hot path stays free of observers); with either it must.
+    #[test]
+    fn only_a_recorder_or_the_traffic_printer_takes_the_relayed_bytes() {
+        let base = std::path::Path::new("/nonexistent/record");
+        assert!(!Observers::for_session(None, false, 1).wants_bytes());
+        assert!(Observers::for_session(Some(base), false, 1).wants_bytes());
+        assert!(Observers::for_session(None, true, 1).wants_bytes());
+        assert!(Observers::for_session(Some(base), true, 1).wants_bytes());
+        // The pieces: a default observer and an absent one want nothing.
+        assert!(!log::SessionLog::default().wants_bytes());
+        assert!(!None::<traffic::Traffic>.wants_bytes());
+        assert!(Some(traffic::Traffic).wants_bytes());
+    }
+}

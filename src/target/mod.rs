@@ -193,3 +193,132 @@ impl AsyncWrite for Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn bounded<F: std::future::Future>(fut: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .expect("hung for 10 s")
+    }
+
+    trait Peer: AsyncRead + AsyncWrite + Unpin {}
+    impl<T: AsyncRead + AsyncWrite + Unpin> Peer for T {}
+
+    /// A connected TCP target and a connected Unix target, each with the service's end.
+    async fn targets() -> Vec<(Target, Box<dyn Peer>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (service, _) = listener.accept().await.unwrap();
+        let (unix, unix_service) = UnixStream::pair().unwrap();
+        vec![
+            (Target::Tcp(tcp), Box::new(service)),
+            (Target::Unix(unix), Box::new(unix_service)),
+        ]
+    }
+
+    /// The relay reads, writes (vectored, as it does) and finally shuts the target down while
+    /// it still holds it: each goes through to the socket.
+    #[tokio::test]
+    async fn a_target_passes_reads_writes_and_its_shutdown_to_the_socket() {
+        for (mut target, mut service) in targets().await {
+            let kind = match target {
+                Target::Tcp(_) => "tcp",
+                _ => "unix",
+            };
+            service.write_all(b"RFB 003.008\n").await.unwrap();
+            let mut got = [0u8; 12];
+            bounded(target.read_exact(&mut got)).await.unwrap();
+            assert_eq!(&got, b"RFB 003.008\n", "{kind}");
+
+            assert!(target.is_write_vectored(), "{kind}");
+            target.write_all(b"RFB ").await.unwrap();
+            let rest = b"003.008\n";
+            let n = target
+                .write_vectored(&[io::IoSlice::new(&rest[..3]), io::IoSlice::new(&rest[3..])])
+                .await
+                .unwrap();
+            assert!(n > 0, "{kind}");
+            target.write_all(&rest[n..]).await.unwrap();
+            target.flush().await.unwrap();
+            target.shutdown().await.unwrap();
+            let mut echoed = Vec::new();
+            bounded(service.read_to_end(&mut echoed)).await.unwrap();
+            assert_eq!(echoed, b"RFB 003.008\n", "{kind}");
+            drop(target);
+        }
+    }
+
+    /// A TLS target whose service has not read yet: what the relay wrote past the socket's
+    /// buffers waits in the TLS session, and only the flush sends it on.
+    #[tokio::test]
+    async fn a_tls_targets_flush_sends_what_the_session_still_holds() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let client = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (written, wait_for_writes) = tokio::sync::oneshot::channel::<usize>();
+        let service = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = tokio_rustls::TlsAcceptor::from(Arc::new(server))
+                .accept(tcp)
+                .await
+                .unwrap();
+            // Reads only once the writes stopped: the session had to keep bytes back.
+            let total = wait_for_writes.await.unwrap();
+            let mut got = vec![0u8; total];
+            tls.read_exact(&mut got).await.map(|_| got)
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let tls = tls::handshake(tcp, "localhost", &client).await.unwrap();
+        let mut target = Target::Tls(Box::new(tls));
+        // Write until a write would wait: the socket is full, and so is the session's buffer.
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(16 * 1024).collect();
+        let mut expected = Vec::new();
+        loop {
+            let step = std::future::poll_fn(|cx| {
+                Poll::Ready(Pin::new(&mut target).poll_write(cx, &chunk))
+            })
+            .await;
+            match step {
+                Poll::Ready(Ok(n)) => expected.extend_from_slice(&chunk[..n]),
+                Poll::Ready(Err(err)) => panic!("{err}"),
+                Poll::Pending => break,
+            }
+            assert!(expected.len() < 256 << 20, "the target never filled");
+        }
+        written.send(expected.len()).unwrap();
+        bounded(target.flush()).await.unwrap();
+        let got = bounded(service).await.unwrap().unwrap();
+        assert!(
+            got == expected,
+            "{} bytes sent, other bytes received",
+            expected.len()
+        );
+    }
+}
