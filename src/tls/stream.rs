@@ -839,6 +839,18 @@ mod tests {
     const BOTH: [&[&SupportedProtocolVersion]; 2] =
         [&[&rustls::version::TLS13], &[&rustls::version::TLS12]];
 
+    /// Waits until the first two full records are in the server's socket (their ciphertext
+    /// is more than 32 KiB), so that one read could take from both.
+    async fn two_records_arrived(server: &TlsStream<TcpStream>) {
+        bounded("the first two records", async {
+            let mut peeked = vec![0u8; 64 * 1024];
+            while server.io.peek(&mut peeked).await.unwrap() < 2 * MAX_FRAGMENT + 200 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+
     fn holds_no_buffer<IO>(stream: &TlsStream<IO>) -> bool {
         stream.rx.is_none() && stream.tx.store.is_none() && stream.plain.capacity() == 0
     }
@@ -987,15 +999,7 @@ mod tests {
             let message: Vec<u8> = (0..3 * MAX_FRAGMENT as u32).map(|i| i as u8).collect();
             client.write_all(&message).await.unwrap();
             client.flush().await.unwrap();
-            // The first two records are in the server's socket (their ciphertext is more than
-            // 32 KiB), so the first read could take from both.
-            bounded("the first two records", async {
-                let mut peeked = vec![0u8; 64 * 1024];
-                while server.io.peek(&mut peeked).await.unwrap() < 2 * MAX_FRAGMENT + 200 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            })
-            .await;
+            two_records_arrived(&server).await;
             // A reader with room for one record and a bit: it gets the first record only; the
             // second is not split into our plaintext buffer.
             let mut got = Vec::new();
@@ -1024,13 +1028,7 @@ mod tests {
             let message: Vec<u8> = (0..3 * MAX_FRAGMENT as u32).map(|i| i as u8).collect();
             client.write_all(&message).await.unwrap();
             client.flush().await.unwrap();
-            bounded("the first two records", async {
-                let mut peeked = vec![0u8; 64 * 1024];
-                while server.io.peek(&mut peeked).await.unwrap() < 2 * MAX_FRAGMENT + 200 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            })
-            .await;
+            two_records_arrived(&server).await;
             // Room for exactly two records: the second fits to the byte, so it is not left for
             // the next read.
             let mut buf = vec![0u8; 2 * MAX_FRAGMENT];

@@ -344,11 +344,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = crate::gate::token::one_blocking_thread();
         runtime.block_on(async {
             let file = TokenFile::open(path.to_str().unwrap(), true).unwrap();
             let (release, wait) = std::sync::mpsc::channel::<()>();
@@ -520,11 +516,7 @@ mod tests {
         let path = dir.join("tokens");
         std::fs::write(&path, "a: host:1\n").unwrap();
         set_modified(&path, Duration::from_secs(120));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = crate::gate::token::one_blocking_thread();
         runtime.block_on(async {
             let file = TokenFile::open(path.to_str().unwrap(), true).unwrap();
             let (bound, early) = (Duration::from_secs(10), Duration::from_millis(200));

@@ -305,11 +305,7 @@ mod tests {
     /// a JWE (an RSA-OAEP private-key decryption, milliseconds) is decrypted only there.
     #[test]
     fn rs256_is_verified_in_place_and_a_jwe_decrypted_on_the_blocking_pool() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = crate::gate::token::one_blocking_thread();
         runtime.block_on(async {
             let api = JwtTokenApi::open(fixtures().join("rsa.pem").to_str().unwrap()).unwrap();
             // The pool's only thread, busy until released.
@@ -350,11 +346,7 @@ mod tests {
     /// blocking pool's one thread is busy.
     #[test]
     fn hmac_and_ed25519_tokens_are_verified_in_place() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = crate::gate::token::one_blocking_thread();
         runtime.block_on(async {
             let (release, wait) = std::sync::mpsc::channel::<()>();
             let busy = tokio::task::spawn_blocking(move || wait.recv());

@@ -172,6 +172,17 @@ pub(super) fn bad_answer(context: &'static str) -> Error {
     Error::new(Side::Internal, Kind::BadAnswer, context)
 }
 
+/// A runtime whose blocking pool has one thread: a test keeps it busy to see which work a
+/// lookup does in place and which it sends to the pool.
+#[cfg(test)]
+pub(crate) fn one_blocking_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 /// What `work` logs on this thread, as the log lines read: for the tests of what a plugin
 /// warns about.
 #[cfg(test)]
