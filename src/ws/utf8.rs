@@ -96,6 +96,9 @@ mod tests {
             "κόσμε".as_bytes(),
             "Hello-µ@ßöäüàá-UTF-8!!".as_bytes(),
             "\u{10FFFF}\u{FFFF}a\u{80}".as_bytes(),
+            // A 3-byte character cut after its lead, the next piece ending inside a 2-byte
+            // one: the carry must take exactly 2 more bytes, not 3.
+            "€ü€".as_bytes(),
             b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",
             b"\xf4\x90\x80\x80",
             b"\xed\xa0\x80",
