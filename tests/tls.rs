@@ -99,6 +99,8 @@ async fn tls_connect(
     config: Arc<ClientConfig>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    // Nagle would hold a frame's last record for the proxy's delayed ACK, 40 ms each time.
+    tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost").unwrap();
     bounded(
         "TLS handshake",
