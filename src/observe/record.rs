@@ -253,6 +253,16 @@ mod tests {
         assert_eq!(cost(1000), 1064);
     }
 
+    /// A stopped recording queues nothing more: its file ends with what was queued before.
+    #[test]
+    fn a_stopped_recording_queues_nothing_more() {
+        let mut rec = Recorder::new(Path::new("/nonexistent/rec"), 1);
+        rec.began = Some(Instant::now());
+        rec.backlog.stopped.store(true, Ordering::Relaxed);
+        rec.bytes(Direction::TargetToClient, b"after the stop");
+        assert_eq!(rec.backlog.queued.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn the_file_is_the_base_path_and_the_connection_number() {
         let rec = Recorder::new(Path::new("/tmp/rec"), 7);
