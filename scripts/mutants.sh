@@ -96,7 +96,19 @@ tests_for() {
     src/listen/inetd.rs) echo "listen" ;;
     src/listen/*) echo "listen proxy_protocol" ;;
     src/proxy_header.rs) echo "proxy_protocol" ;;
-    src/observe/*) echo "logs metrics record" ;;
+    # Each observer against the file that watches its output: the scrape (metrics.rs), the
+    # recordings (record.rs), --traffic's stdout and --syslog (log_targets.rs), sd_notify
+    # (systemd.rs), redacted and escaped lines (logs.rs, log_format.rs), the JSON lines
+    # (log_format.rs), --log-file's reopening (log_targets.rs).
+    src/observe/metrics.rs) echo "metrics" ;;
+    src/observe/record.rs) echo "record" ;;
+    src/observe/writer.rs) echo "record log_targets" ;;
+    src/observe/traffic.rs | src/observe/syslog.rs) echo "log_targets" ;;
+    src/observe/notify.rs) echo "systemd" ;;
+    src/observe/redact.rs) echo "logs log_format" ;;
+    src/observe/json.rs) echo "log_format" ;;
+    src/observe/log.rs) echo "logs log_format log_targets" ;;
+    src/observe/*) echo "logs record log_targets" ;;
     src/server/limits.rs) echo "limits" ;;
     # process/mod.rs: the exit status and stream (process.rs), SIGTERM/SIGINT/SIGHUP
     # (signals.rs), SIGUSR1's log reopening (log_targets.rs).

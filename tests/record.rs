@@ -196,14 +196,66 @@ async fn a_full_disk_stops_the_recording_with_a_warning_and_the_session_goes_on(
     .await;
     let (down, up) = session(server.addr).await;
     assert_eq!(down.len(), greeting().len() + up.len());
-    let warning = server.wait_for("recording").await;
-    let warning = if warning.contains("stopped") {
-        warning
-    } else {
-        server.wait_for("stopped (the session goes on)").await
-    };
+    // Stopped at the first failed write, while the session ran (the writer flushes whenever
+    // it is idle), not only when the session's end mark could not be written.
+    let warning = server.wait_for("stopped (the session goes on)").await;
     assert!(warning.contains("No space left"), "{warning}");
     server.wait_for("closed: client closed (1000").await;
+}
+
+/// At exit the server waits (up to 5 s) for the writer thread, so the last recording ends with
+/// its end mark. Here the writer is held up: the recording file is a FIFO that nobody reads
+/// until the session has ended and the server is on its way out; only then is it read.
+#[tokio::test]
+async fn the_last_recording_is_finished_before_the_process_exits() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let dir = temp_dir("record-exit");
+    let base = dir.join("session");
+    let fifo = dir.join("session.1");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let target = greeting_echo_target().await;
+    let mut server = LoggedBinary::start(&[
+        "--run-once",
+        "--record",
+        base.to_str().unwrap(),
+        "127.0.0.1:0",
+        &target.to_string(),
+    ])
+    .await;
+    let (down, up) = session(server.addr).await;
+    // The session is over; the writer still waits to open the FIFO, and the server to exit.
+    server.wait_for("closed: client closed (1000").await;
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let text = bounded("the whole recording through the FIFO", async {
+        let mut text = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while !text.ends_with(b"'EOF'];\n") {
+            match reader.read(&mut buf) {
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) => panic!("reading the FIFO: {err}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        text
+    })
+    .await;
+    assert!(server
+        .exit_status(std::time::Duration::from_secs(10))
+        .await
+        .success());
+    let copy = dir.join("copy");
+    std::fs::write(&copy, &text).unwrap();
+    let (to_client, from_client, _) = replay(&copy);
+    assert!(to_client == down, "the bytes to the client differ");
+    assert!(from_client == up, "the bytes from the client differ");
 }
 
 #[tokio::test]

@@ -224,6 +224,43 @@ mod tests {
         assert!(backlog.reserve(1));
         backlog.done(1);
         assert_eq!(backlog.queued.load(Ordering::Relaxed), 0);
+
+        // All recordings together: eight full sessions fill the global bound exactly; one
+        // byte more is refused to a ninth, and given back. (In this one test: GLOBAL is shared.)
+        let full: Vec<Backlog> = (0..GLOBAL_BACKLOG / SESSION_BACKLOG)
+            .map(|_| Backlog::default())
+            .collect();
+        for session in &full {
+            assert!(session.reserve(SESSION_BACKLOG));
+        }
+        assert_eq!(GLOBAL.load(Ordering::Relaxed), GLOBAL_BACKLOG);
+        let ninth = Backlog::default();
+        assert!(!ninth.reserve(1));
+        assert_eq!(ninth.queued.load(Ordering::Relaxed), 0);
+        for session in &full {
+            session.done(SESSION_BACKLOG);
+        }
+        assert!(ninth.reserve(1));
+        ninth.done(1);
+        assert_eq!(GLOBAL.load(Ordering::Relaxed), 0);
+    }
+
+    /// The bounds count each queued piece as its payload plus 64 bytes (the job and its
+    /// allocation): a flood of 1-byte pieces must not queue 8 Mi jobs.
+    #[test]
+    fn a_queued_piece_costs_its_payload_and_64_bytes() {
+        assert_eq!(cost(0), 64);
+        assert_eq!(cost(1000), 1064);
+    }
+
+    /// A stopped recording queues nothing more: its file ends with what was queued before.
+    #[test]
+    fn a_stopped_recording_queues_nothing_more() {
+        let mut rec = Recorder::new(Path::new("/nonexistent/rec"), 1);
+        rec.began = Some(Instant::now());
+        rec.backlog.stopped.store(true, Ordering::Relaxed);
+        rec.bytes(Direction::TargetToClient, b"after the stop");
+        assert_eq!(rec.backlog.queued.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -170,6 +170,15 @@ mod tests {
         }
     }
 
+    /// `{:?}` escapes as `{}` does: a derived Debug would put the raw text (a line break in
+    /// it included) into whatever formats a Quoted that way.
+    #[test]
+    fn quoted_text_is_escaped_alike_by_debug() {
+        let nasty = Quoted("a\"b\nc");
+        assert_eq!(format!("{nasty:?}"), "\"a\\\"b\\u{000a}c\"");
+        assert_eq!(format!("{nasty:?}"), nasty.to_string());
+    }
+
     #[test]
     fn request_targets_are_redacted_then_quoted() {
         assert_eq!(
