@@ -89,6 +89,10 @@ tests_for() {
     src/gate/auth/*) echo "auth" ;;
     src/gate/*) echo "tokens auth" ;;
     src/config/*) echo "cli" ;;
+    # SIGHUP and the certificate watch (signals.rs); nothing in tls.rs reloads.
+    src/tls/reload.rs) echo "signals" ;;
+    # target_client and --target-insecure (tls_target.rs).
+    src/tls/mod.rs) echo "tls tls_target" ;;
     src/tls/*) echo "tls" ;;
     # The PROXY header sent to targets (proxy_protocol.rs).
     src/target/*) echo "tls_target relay proxy_protocol" ;;
@@ -110,10 +114,16 @@ tests_for() {
     src/observe/log.rs) echo "logs log_format log_targets" ;;
     src/observe/*) echo "logs record log_targets" ;;
     src/server/limits.rs) echo "limits" ;;
+    # The drain, the grace and SIGHUP (signals.rs), --idle-timeout and the session count
+    # (relay.rs), the listeners it serves (listen.rs).
+    src/server/mod.rs) echo "signals relay listen" ;;
     # process/mod.rs: the exit status and stream (process.rs), SIGTERM/SIGINT/SIGHUP
     # (signals.rs), SIGUSR1's log reopening (log_targets.rs).
     src/process/mod.rs) echo "process signals log_targets" ;;
+    src/process/daemon.rs) echo "daemon" ;;
     src/process/*) echo "process wrap daemon" ;;
+    # main: the exit status of a start-up failure and of a served run (process.rs).
+    src/main.rs) echo "process" ;;
     *) echo "ALL" ;;
   esac
 }

@@ -1,6 +1,6 @@
 //! `-D/--daemon`, driving the real binary: it detaches (the command returns 0 at once; the
 //! daemon is nobody's child of ours, in a session of its own, not its leader, cwd `/` or the
-//! `--web` directory, stdio on /dev/null), still serves, and every start-up failure reaches
+//! `--web` directory, stdio on /dev/null and nothing else), still serves, and every start-up failure reaches
 //! the terminal and the exit status with nothing left running.
 
 mod support;
@@ -71,7 +71,25 @@ fn assert_detached(pid: i32, dir: &Path) {
             Path::new("/dev/null"),
             "fd {fd}"
         );
+        // Open for writing too: the log's lines to stderr must not fail.
+        assert_eq!(fd_flags(pid, fd) & libc::O_ACCMODE, libc::O_RDWR, "fd {fd}");
     }
+    // The descriptor opened for them (close-on-exec, unlike any inherited one) is closed once
+    // copied.
+    let opened: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| procs::fd_target(pid, fd).is_some_and(|to| to == Path::new("/dev/null")))
+        .filter(|&fd| fd_flags(pid, fd) & libc::O_CLOEXEC != 0)
+        .collect();
+    assert_eq!(opened, Vec::<i32>::new(), "our /dev/null left open");
+}
+
+/// The open flags of `pid`'s descriptor `fd` (octal in `/proc/PID/fdinfo`).
+fn fd_flags(pid: i32, fd: i32) -> i32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+    i32::from_str_radix(flags.trim(), 8).unwrap()
 }
 
 #[tokio::test]

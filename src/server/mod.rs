@@ -408,3 +408,93 @@ impl Drop for ConnectionGuard {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Listen, TargetSpec};
+
+    fn settings() -> Settings {
+        Settings::new(
+            Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            TargetSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+        )
+    }
+
+    /// The start-up summary has a line for each thing served and none for what is not:
+    /// scripts wait for the reference's wording.
+    #[tokio::test]
+    async fn the_start_up_summary_says_what_is_served_and_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("wsfy-announce-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = dir.join("server.pem");
+        std::fs::write(&pem, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+        let listener = crate::listen::tcp::bind("127.0.0.1", 0, false)
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().to_string();
+        let summary = |settings: Settings| {
+            let server = Server::new(settings).unwrap();
+            crate::gate::token::logged(|| server.announce(&listener)).1
+        };
+
+        let plain = summary(settings());
+        for line in [
+            "WebSocket server settings:",
+            &format!("  - Listen on {port}"),
+            "  - Proxying to ",
+            "  - No web server",
+            "  - No SSL/TLS support (no cert file)",
+        ] {
+            assert!(plain.contains(line), "{line:?} in {plain}");
+        }
+        for absent in ["Web server", "--run-once", "Recording", "Deny"] {
+            assert!(!plain.contains(absent), "{absent:?} in {plain}");
+        }
+
+        let mut all = settings();
+        all.web = Some(dir.clone());
+        all.run_once = true;
+        all.record = Some(dir.join("session"));
+        all.cert = pem.clone();
+        all.cert_given = true;
+        all.ssl_only = true;
+        let everything = summary(all);
+        for line in [
+            format!("  - Web server. Web root: {}", dir.display()),
+            "  - Exiting after one WebSocket session (--run-once)".to_owned(),
+            format!("  - Recording to '{}.*'", dir.join("session").display()),
+            format!("  - SSL/TLS support, certificate {}", pem.display()),
+            "  - Deny non-SSL/TLS connections".to_owned(),
+        ] {
+            assert!(everything.contains(&line), "{line:?} in {everything}");
+        }
+        assert!(!everything.contains("No "), "{everything}");
+
+        let mut file_only = settings();
+        file_only.web = Some(dir.clone());
+        file_only.file_only = true;
+        file_only.cert = pem.clone();
+        file_only.cert_given = true;
+        let text = summary(file_only);
+        let line = format!(
+            "  - Web server (no directory listings). Web root: {}",
+            dir.display()
+        );
+        assert!(text.contains(&line), "{line:?} in {text}");
+        assert!(text.contains("SSL/TLS support, certificate"), "{text}");
+        assert!(!text.contains("Deny"), "without --ssl-only: {text}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

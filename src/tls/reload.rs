@@ -158,3 +158,103 @@ pub async fn watch(tls: Arc<Reloadable>, settings: Arc<Settings>) {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Listen, TargetSpec};
+    use std::time::{Duration, SystemTime};
+
+    /// A self-signed certificate and its key, as PEM.
+    fn cert_and_key() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    fn settings(dir: &std::path::Path, verify_client: bool) -> Settings {
+        let mut settings = Settings::new(
+            Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            TargetSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port: 1,
+            },
+        );
+        let (cert, key) = cert_and_key();
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert_and_key().0).unwrap();
+        settings.cert = dir.join("cert.pem");
+        settings.cert_given = true;
+        settings.key = Some(dir.join("key.pem"));
+        settings.cafile = Some(dir.join("ca.pem"));
+        settings.verify_client = verify_client;
+        settings
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wsfy-reload-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Sets `path`'s modification time, its size and inode unchanged.
+    fn touch(path: &std::path::Path, at: SystemTime) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_modified(at).unwrap();
+    }
+
+    /// Nothing changed is no change (a poll would otherwise reload every 2 s); each change is
+    /// reported once; the certificate and key files are watched, the CA file only with
+    /// `--verify-client` (without it the CAs are not used).
+    #[test]
+    fn each_watched_file_change_is_reported_once() {
+        for verify_client in [false, true] {
+            let dir = dir(&format!("watched-{verify_client}"));
+            let settings = settings(&dir, verify_client);
+            let tls = Reloadable::load(&settings).unwrap().unwrap();
+            assert!(!tls.files_changed(), "nothing changed yet");
+            let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            for (i, name) in ["cert.pem", "key.pem", "ca.pem"].into_iter().enumerate() {
+                touch(&dir.join(name), base + Duration::from_secs(i as u64));
+                let watched = name != "ca.pem" || verify_client;
+                assert_eq!(
+                    tls.files_changed(),
+                    watched,
+                    "{name}, verify_client {verify_client}"
+                );
+                assert!(!tls.files_changed(), "{name}: reported once");
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// A change of the modification time alone is a change, whatever its seconds and
+    /// nanoseconds: one second later on a file system that keeps whole seconds (nanoseconds
+    /// 0), and a second later but a nanosecond earlier in it.
+    #[test]
+    fn a_new_modification_time_alone_is_a_change() {
+        let dir = dir("mtime");
+        let settings = settings(&dir, false);
+        let cert = dir.join("cert.pem");
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let steps = [
+            (base, base + Duration::from_secs(1)),
+            (
+                base + Duration::from_nanos(1),
+                base + Duration::from_secs(1),
+            ),
+        ];
+        for (before, after) in steps {
+            touch(&cert, before);
+            let tls = Reloadable::load(&settings).unwrap().unwrap();
+            touch(&cert, after);
+            assert!(tls.files_changed(), "{before:?} -> {after:?}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
