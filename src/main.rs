@@ -85,14 +85,16 @@ async fn serve<L: Listener>(
     // again during the drain, where either ends it at once.
     let exited = program.map(Supervisor::exit_notice);
     let stop = move || {
+        // Asked for here, not inside the future: the handlers must exist before READY=1.
+        let signalled = websockify::shutdown_signal();
         let exited = exited.as_ref().map(|notice| notice.wait());
         async move {
             match exited {
                 Some(exited) => tokio::select! {
-                    () = websockify::shutdown_signal() => {}
+                    () = signalled => {}
                     () = exited => {}
                 },
-                None => websockify::shutdown_signal().await,
+                None => signalled.await,
             }
         }
     };

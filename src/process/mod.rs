@@ -35,19 +35,24 @@ pub fn take_over_signals() {
 }
 
 /// Completes on SIGINT or SIGTERM: both end the server and its sessions, as the reference.
-pub async fn shutdown_signal() {
+/// The handlers are in place when this returns, not when the future is first polled: the
+/// server calls it before telling systemd READY=1, and a signal sent right after that must
+/// not fall between the two (after [`take_over_signals`] it would be ignored, lost).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let interrupt = signal(SignalKind::interrupt());
-    match (term, interrupt) {
-        (Ok(mut term), Ok(mut interrupt)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = interrupt.recv() => {}
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
+            // Without signal handlers the process still dies on the default action.
+            _ => std::future::pending().await,
         }
-        // Without signal handlers the process still dies on the default action.
-        _ => std::future::pending().await,
     }
 }
 
@@ -66,13 +71,18 @@ pub fn reopen_log_on_sigusr1() {
 
 /// Completes on SIGHUP: the server then reloads its certificate and its token and auth
 /// sources. Installing the handler also keeps SIGHUP from killing the process (its default).
-pub async fn reload_signal() {
+/// Installed when this returns, as [`shutdown_signal`]'s: systemd's `ExecReload` may send
+/// SIGHUP the moment it reads READY=1.
+pub fn reload_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hangup) => {
-            hangup.recv().await;
+    let hangup = signal(SignalKind::hangup());
+    async move {
+        match hangup {
+            Ok(mut hangup) => {
+                hangup.recv().await;
+            }
+            Err(_) => std::future::pending().await,
         }
-        Err(_) => std::future::pending().await,
     }
 }
 
@@ -116,5 +126,48 @@ mod tests {
             .status()
             .expect("run the child");
         assert!(status.success(), "the child died of the SIGHUP: {status:?}");
+    }
+
+    /// A signal sent after `reload_signal()` or `shutdown_signal()` returned, before its
+    /// future is first polled, is seen (the server asks for both, then says READY=1, then
+    /// polls them). In a child copy of this test binary, for the same reasons as above; with
+    /// no handler yet the signal's default action ends the child.
+    #[test]
+    fn a_signal_sent_before_the_first_poll_is_seen() {
+        if std::env::var_os(CHILD).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let raise = |signal| {
+                    rustix::process::kill_process(rustix::process::getpid(), signal)
+                        .expect("signal ourselves")
+                };
+                let bound = std::time::Duration::from_secs(5);
+                let reload = reload_signal();
+                raise(rustix::process::Signal::HUP);
+                tokio::time::timeout(bound, reload)
+                    .await
+                    .expect("the SIGHUP sent before the first poll was lost");
+                let shutdown = shutdown_signal();
+                raise(rustix::process::Signal::TERM);
+                tokio::time::timeout(bound, shutdown)
+                    .await
+                    .expect("the SIGTERM sent before the first poll was lost");
+            });
+            return;
+        }
+        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "process::tests::a_signal_sent_before_the_first_poll_is_seen",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run the child");
+        assert!(status.success(), "the child missed a signal: {status:?}");
     }
 }
