@@ -306,4 +306,94 @@ mod tests {
         assert_eq!(v["field_conn"], 99);
         assert_eq!(v["duration_ms"], 5);
     }
+
+    #[test]
+    fn newlines_returns_and_tabs_take_their_short_escapes() {
+        assert_eq!(escaped("a\nb\rc\td"), r#""a\nb\rc\td""#);
+    }
+
+    /// What the layer wrote for the events `work` logged, one JSON object a line.
+    fn layer_lines(work: impl FnOnce()) -> Vec<serde_json::Value> {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let layer = JsonLayer::new(vec![BoxMakeWriter::new(move || writer.clone())]);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), work);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_layer_writes_each_kind_of_field_as_its_json_type_with_the_spans_fields() {
+        let err = std::io::Error::other("disk \"full\"");
+        let before = rfc3339_ms(now_by_the_clock());
+        let lines = layer_lines(|| {
+            let span = tracing::info_span!(
+                "conn",
+                id = 7u64,
+                peer = "10.0.0.1:4000",
+                path = tracing::field::Empty
+            );
+            let _entered = span.enter();
+            span.record("path", "/a");
+            tracing::warn!(
+                n = -3i64,
+                big = 5u64,
+                yes = true,
+                no = false,
+                name = "x",
+                shown = ?Some(1),
+                err = &err as &(dyn std::error::Error + 'static),
+                "hello {}",
+                1
+            );
+        });
+        let after = rfc3339_ms(now_by_the_clock());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v = &lines[0];
+        let ts = v["ts"].as_str().unwrap();
+        assert!(
+            before.as_str() <= ts && ts <= after.as_str(),
+            "{before} {ts} {after}"
+        );
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["module"], module_path!());
+        assert_eq!(v["conn"], 7);
+        assert_eq!(v["client"], "10.0.0.1:4000");
+        assert!(v.get("via").is_none() && v.get("id").is_none(), "{v}");
+        assert!(v.get("peer").is_none(), "{v}");
+        // A span field recorded after the span began, written after the reserved keys.
+        assert_eq!(v["path"], "/a");
+        assert_eq!(v["msg"], "hello 1");
+        assert_eq!(v["n"], -3);
+        assert_eq!(v["big"], 5);
+        assert_eq!(v["yes"], true);
+        assert_eq!(v["no"], false);
+        assert_eq!(v["name"], "x");
+        assert_eq!(v["shown"], "Some(1)");
+        assert_eq!(v["err"], "disk \"full\"");
+    }
+
+    /// Milliseconds since the epoch by the system clock, as `now` should give.
+    fn now_by_the_clock() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    }
 }
