@@ -92,40 +92,53 @@ mod tests {
 
     const CHILD: &str = "WEBSOCKIFY_TEST_SIGNAL_CHILD";
 
-    /// Without the take-over, SIGHUP's default action ends the process. Run in a child copy of
-    /// this test binary: the take-over lasts for the life of a process, and a test binary that
-    /// ignores SIGTERM outlives the timeouts of its runners (cargo-mutants' SIGTERM left such
-    /// binaries spinning for half an hour).
-    #[test]
-    fn after_the_take_over_a_sighup_does_not_end_the_process() {
+    /// Runs `body` in a child copy of this test binary (`test` is the calling test's name)
+    /// and returns the child's exit status; in the child itself runs `body` and returns None.
+    fn in_child<F: std::future::Future<Output = ()>>(
+        test: &str,
+        body: impl FnOnce() -> F,
+    ) -> Option<std::process::ExitStatus> {
         if std::env::var_os(CHILD).is_some() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(async {
-                take_over_signals();
-                rustix::process::kill_process(
-                    rustix::process::getpid(),
-                    rustix::process::Signal::HUP,
-                )
-                .expect("signal ourselves");
-                // Delivered at once; give it a moment to act.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            });
-            return;
+            runtime.block_on(body());
+            return None;
         }
         let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
-                "process::tests::after_the_take_over_a_sighup_does_not_end_the_process",
+                &format!("process::tests::{test}"),
                 "--test-threads=1",
             ])
             .env(CHILD, "1")
             .stdout(std::process::Stdio::null())
             .status()
             .expect("run the child");
-        assert!(status.success(), "the child died of the SIGHUP: {status:?}");
+        Some(status)
+    }
+
+    fn raise(signal: rustix::process::Signal) {
+        rustix::process::kill_process(rustix::process::getpid(), signal).expect("signal ourselves")
+    }
+
+    /// Without the take-over, SIGHUP's default action ends the process. Run in a child copy of
+    /// this test binary: the take-over lasts for the life of a process, and a test binary that
+    /// ignores SIGTERM outlives the timeouts of its runners (cargo-mutants' SIGTERM left such
+    /// binaries spinning for half an hour).
+    #[test]
+    fn after_the_take_over_a_sighup_does_not_end_the_process() {
+        let test = "after_the_take_over_a_sighup_does_not_end_the_process";
+        let child = in_child(test, || async {
+            take_over_signals();
+            raise(rustix::process::Signal::HUP);
+            // Delivered at once; give it a moment to act.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        });
+        if let Some(status) = child {
+            assert!(status.success(), "the child died of the SIGHUP: {status:?}");
+        }
     }
 
     /// A signal sent after `reload_signal()` or `shutdown_signal()` returned, before its
@@ -134,40 +147,21 @@ mod tests {
     /// no handler yet the signal's default action ends the child.
     #[test]
     fn a_signal_sent_before_the_first_poll_is_seen() {
-        if std::env::var_os(CHILD).is_some() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let raise = |signal| {
-                    rustix::process::kill_process(rustix::process::getpid(), signal)
-                        .expect("signal ourselves")
-                };
-                let bound = std::time::Duration::from_secs(5);
-                let reload = reload_signal();
-                raise(rustix::process::Signal::HUP);
-                tokio::time::timeout(bound, reload)
-                    .await
-                    .expect("the SIGHUP sent before the first poll was lost");
-                let shutdown = shutdown_signal();
-                raise(rustix::process::Signal::TERM);
-                tokio::time::timeout(bound, shutdown)
-                    .await
-                    .expect("the SIGTERM sent before the first poll was lost");
-            });
-            return;
+        let child = in_child("a_signal_sent_before_the_first_poll_is_seen", || async {
+            let bound = std::time::Duration::from_secs(5);
+            let reload = reload_signal();
+            raise(rustix::process::Signal::HUP);
+            tokio::time::timeout(bound, reload)
+                .await
+                .expect("the SIGHUP sent before the first poll was lost");
+            let shutdown = shutdown_signal();
+            raise(rustix::process::Signal::TERM);
+            tokio::time::timeout(bound, shutdown)
+                .await
+                .expect("the SIGTERM sent before the first poll was lost");
+        });
+        if let Some(status) = child {
+            assert!(status.success(), "the child missed a signal: {status:?}");
         }
-        let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "process::tests::a_signal_sent_before_the_first_poll_is_seen",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run the child");
-        assert!(status.success(), "the child missed a signal: {status:?}");
     }
 }
