@@ -80,8 +80,8 @@ if [ "$INSTALL" = 1 ]; then
 fi
 if [ "$BUILD" = 1 ]; then
   echo "== building release binaries" >&2
-  cargo build --release -p websockify >&2
-  cargo build --release -p wsbench >&2
+  # One build for both, as in every script (scripts/conformance.sh says why).
+  cargo build --release -p websockify -p wsbench >&2
 fi
 [ -x "$WSBENCH" ] || { echo "bench.sh: $WSBENCH missing" >&2; exit 1; }
 

@@ -11,8 +11,10 @@ if [ ! -x "$venv/bin/kosoku" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q kosoku==0.1.0
 fi
-cargo build --release -q -p websockify
-cargo build --release -q -p wsbench
+# Both binaries in one build, the same in every script: built apart, cargo resolves the
+# dependencies they share with different features and compiles tokio, rustls and clap twice,
+# and a script that built websockify alone would rebuild it (docs/testing.md, "CI's time").
+cargo build --release -q -p websockify -p wsbench
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 echo_port=$(free_port)

@@ -22,7 +22,8 @@ if ! [ -x "$venv/bin/websockify" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q websockify==0.13.0 numpy jwcrypto redis requests >&2
 fi
-cargo build --release -q --bin websockify
+# wsbench too: the same build as every script's (scripts/conformance.sh says why).
+cargo build --release -q -p websockify -p wsbench
 # The reference wraps programs with a rebind.so that its pip package does not ship (it is
 # built with `make` from its repository). It gets ours, built by build.rs, which reads the
 # same REBIND_OLD_PORT/REBIND_NEW_PORT: the wrap cases then compare the two wrappers.

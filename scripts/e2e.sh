@@ -69,7 +69,9 @@ else
   WS="${CARGO_TARGET_DIR:-$ROOT/target}/release/websockify"
   if [ "$BUILD" = 1 ]; then
     echo "== e2e: cargo build --release"
-    cargo build --release --bin websockify
+    # wsbench too: the same build as every script's, so none rebuilds websockify
+    # (scripts/conformance.sh says why).
+    cargo build --release -p websockify -p wsbench
   fi
 fi
 [ -x "$WS" ] || die "$WS missing (build it, or drop --no-build)"

@@ -12,7 +12,7 @@
 # Usage (from the repo root): scripts/gate-bench.sh [--runs N] [--duration S] [--no-callgrind]
 #   [--cpu-sessions N] [--only LIST]   (LIST of ours,ours-tokens,ours-jwt; default all three)
 #   env WEBSOCKIFY_OURS=PATH measures that binary (default target/release/websockify); wsbench is
-#   target/release/wsbench (cargo build --release -p websockify; cargo build --release -p wsbench).
+#   target/release/wsbench (cargo build --release -p websockify -p wsbench).
 # The token file has 10,000 lines (`desk-N: 127.0.0.1:ECHO`), the token asked is desk-5000; the
 # JWT is RS256 signed by openssl with tests/fixtures/jwt/rsa.pem (a 2048-bit key). Everything
 # runs on 127.0.0.1 and is killed on exit; every wait is bounded. Results: one line per

@@ -35,8 +35,8 @@ if [ "$(ulimit -n)" -lt "$need" ]; then
   exit 1
 fi
 
-cargo build --release --quiet -p websockify
-cargo build --release --quiet -p wsbench
+# One build for both, as in every script (scripts/conformance.sh says why).
+cargo build --release --quiet -p websockify -p wsbench
 bin=${CARGO_TARGET_DIR:-target}/release
 out=${CARGO_TARGET_DIR:-target}/load
 mkdir -p "$out"

@@ -38,8 +38,8 @@ if ! command -v valgrind >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind) >&2
 fi
 if [ "$BUILD" = 1 ]; then
-  cargo build --release -q -p websockify
-  cargo build --release -q -p wsbench
+  # One build for both, as in every script (scripts/conformance.sh says why).
+  cargo build --release -q -p websockify -p wsbench
 fi
 
 WORK=$(mktemp -d /tmp/perf-guard.XXXXXX)

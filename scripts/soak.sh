@@ -31,8 +31,8 @@ RSS_MARGIN_KIB=${RSS_MARGIN_KIB:-32768}
 GROWTH_KIB=${GROWTH_KIB:-16384}
 
 ulimit -n 8192 2>/dev/null || true
-cargo build --release --quiet -p websockify
-cargo build --release --quiet -p wsbench
+# One build for both, as in every script (scripts/conformance.sh says why).
+cargo build --release --quiet -p websockify -p wsbench
 bin=${CARGO_TARGET_DIR:-target}/release
 out=${CARGO_TARGET_DIR:-target}/soak
 mkdir -p "$out"
