@@ -4,6 +4,7 @@
 # any target crashes; the crashing input is left in fuzz/artifacts/<target>/.
 #
 #   scripts/fuzz.sh [SECONDS]
+#   scripts/fuzz.sh --build-only             # install cargo-fuzz if missing, build, run nothing
 #   FUZZ_SANITIZER=none scripts/fuzz.sh 8    # CI's short run: no AddressSanitizer (below)
 #
 # FUZZ_SANITIZER (default address) goes to cargo-fuzz's -s. CI's short run builds without
@@ -18,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
+build_only=
+if [ "${1:-}" = --build-only ]; then build_only=1; shift; fi
 per_target=${1:-30}
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
@@ -31,6 +34,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 sanitizer=${FUZZ_SANITIZER:-address}
 echo "== building fuzz targets (release, debug assertions, sanitizer: $sanitizer)"
 cargo fuzz build -a -s "$sanitizer"
+if [ -n "$build_only" ]; then echo "fuzz: built"; exit 0; fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
