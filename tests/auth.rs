@@ -4,7 +4,7 @@
 //! connected. `--web-auth` puts the `--web` files behind the same plugin. The log line of a
 //! refusal names neither the password nor the `Authorization` header.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! `--web` directory, stdio on /dev/null and nothing else), still serves, and every start-up failure reaches
 //! the terminal and the exit status with nothing left running.
 
-mod support;
+use websockify_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The HTTP side of a connection over real sockets: the RFC 6455 server handshake, refusals
 //! (400, 405, 431), subprotocol choice, the handshake timeout and pipelined frames.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

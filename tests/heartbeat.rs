@@ -2,7 +2,7 @@
 //! stays, a silent one is closed (1001) within three intervals, and a ping never lands inside a
 //! data frame.
 
-mod support;
+use websockify_test_support as support;
 
 use std::time::{Duration, Instant};
 

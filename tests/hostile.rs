@@ -10,7 +10,7 @@
 //! flood must not count in another's bound. Connection counts shrink to fit the descriptor
 //! limit (`ulimit -n`) when it is low; each test prints what it used.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

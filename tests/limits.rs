@@ -3,7 +3,7 @@
 //! 503 with `Retry-After`; excess TLS is closed before the handshake; every refusal has its
 //! line and label; others are never held up. Runs the `websockify` binary.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! Listening addresses: IPv4, IPv6, host names, all interfaces, `-6`; Unix-socket targets;
 //! `--unix-listen` and `--inetd` through the real binary.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;

@@ -3,7 +3,7 @@
 //! cannot split a line or forge a field, `--log-file` gets the same, and every key written is
 //! one docs/operations.md documents.
 
-mod support;
+use websockify_test_support as support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! SIGUSR1 as logrotate expects), `--syslog` to a real Unix datagram socket or a real UDP
 //! socket (RFC 5424, or RFC 3164 with `--legacy-syslog`), and `--traffic` on stdout.
 
-mod support;
+use websockify_test_support as support;
 
 use std::os::unix::net::UnixDatagram as StdUnixDatagram;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! observer), secrets redacted, peer text escaped, and a bound on what one connection can make
 //! it write. Runs the `websockify` binary and reads its stderr.
 
-mod support;
+use websockify_test_support as support;
 
 use support::*;
 use tokio::net::TcpStream;

@@ -2,7 +2,7 @@
 //! endpoint's refusals; a port in use; every exported metric documented; every query of the
 //! Grafana dashboard (`contrib/grafana/websockify.json`) names an exported metric.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The `websockify` binary itself: exit codes and messages of the command line, start-up
 //! errors, and a real run that relays and stops on SIGTERM.
 
-mod support;
+use websockify_test_support as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

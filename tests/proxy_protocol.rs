@@ -4,7 +4,7 @@
 //! `Forwarded` from trusted proxies only, and the PROXY header we send the target
 //! (`--target-proxy-protocol`), byte for byte. Runs the `websockify` binary and reads its log.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! byte each way must be what went through. A recording that cannot be written stops with a
 //! warning; the session never notices.
 
-mod support;
+use websockify_test_support as support;
 
 use std::path::Path;
 use std::process::Command;

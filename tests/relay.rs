@@ -1,6 +1,6 @@
 //! The relay end to end: real proxy, real TCP targets, real and raw WebSocket clients.
 
-mod support;
+use websockify_test_support as support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

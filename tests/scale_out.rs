@@ -3,7 +3,7 @@
 //! served by both; one instance stopped with SIGTERM while clients keep connecting fails no new
 //! connection.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

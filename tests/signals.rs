@@ -4,7 +4,7 @@
 //! touching running sessions; a failed reload keeps the old; a certificate swapped on disk is
 //! picked up without a signal.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::Path;

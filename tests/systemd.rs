@@ -2,7 +2,7 @@
 //! LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES) and sd_notify (a real Unix datagram socket as
 //! NOTIFY_SOCKET), through the real binary.
 
-mod support;
+use websockify_test_support as support;
 
 use std::os::fd::OwnedFd;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! TLS over real sockets: one port for ws:// and wss://, `--cert`/`--key` loading and its
 //! start-up errors, `--ssl-only`, `--ssl-version tlsv1_3`, and the TLS handshake timeout.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

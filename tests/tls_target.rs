@@ -2,7 +2,7 @@
 //! certificate verified for the target's host against `--target-cafile` (or the system's CAs),
 //! `--target-insecure`, and a failed target handshake answered 502 before any 101.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! TokenRedis against a real `redis-server` started on a free loopback port (JSON and plain
 //! values, namespaces, quoted fields, one pooled connection, Redis restarted mid-test).
 
-mod support;
+use websockify_test_support as support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

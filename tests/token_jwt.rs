@@ -4,7 +4,7 @@
 //! name or is a 404 with one log line that does not hold the token; the port claim as a
 //! number and as a string; key files that cannot be used are start-up errors.
 
-mod support;
+use websockify_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

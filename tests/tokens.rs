@@ -2,7 +2,7 @@
 //! behind two tokens; unknown and missing tokens; `--host-token`; TokenFile edits applied
 //! without a restart (in place and by rename); a directory source; a source that disappears.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! streaming of a large file, every path-traversal variant, TLS on the same port, and
 //! WebSocket upgrades next to it.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! we did not write: Python's http.server over IPv4 and IPv6 (always), a TigerVNC server when
 //! one is installed. Then each `--wrap-mode`, reaping, SIGTERM on stop and `--unix-listen`.
 
-mod support;
+use websockify_test_support as support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -63,7 +63,7 @@ impl LoggedBinary {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> LoggedBinary {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_websockify"));
+        let mut command = Command::new(super::websockify_binary());
         if let Some(dir) = dir {
             command.current_dir(dir);
         }

@@ -24,6 +24,21 @@ use tokio::task::JoinHandle;
 use websockify::Server;
 use websockify::{Listen, Settings, TargetSpec};
 
+/// The `websockify` binary cargo built for the integration tests. `CARGO_BIN_EXE_websockify`
+/// exists only in the package's own test files, and this crate is compiled once for all of
+/// them: the binary sits in the test executable's profile directory (`target/debug/deps/X` →
+/// `target/debug/websockify`).
+pub fn websockify_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test executable lies in <profile>/deps");
+    let bin = dir.join("websockify");
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
 

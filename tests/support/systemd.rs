@@ -30,11 +30,11 @@ pub fn spawn_activated(
     pid: ListenPid,
     env: &[(&str, &str)],
 ) -> LoggedBinary {
-    let bin = env!("CARGO_BIN_EXE_websockify");
+    let bin = super::websockify_binary();
     let mut command = match pid {
         ListenPid::Own => {
             let mut sh = Command::new("/bin/sh");
-            sh.args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#, bin]);
+            sh.args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#]).arg(&bin);
             sh
         }
         ListenPid::Other => {
