@@ -377,6 +377,28 @@ fn malformed_api_urls_are_start_up_errors_naming_the_source() {
     }
 }
 
+/// An answer's body is read up to 64 KiB (api.rs's `MAX_BODY`): a target padded to exactly
+/// that is taken, one byte more is a malformed answer.
+#[tokio::test]
+async fn api_answers_are_read_up_to_64_kib() {
+    let a = named_target("A").await.to_string();
+    let api = Api::start().await;
+    // Padded with spaces, which the answer's reading strips.
+    let padded = |len: usize| format!("{a}{}", " ".repeat(len - a.len()));
+    api.reply("full", Reply::Ok(padded(64 * 1024)));
+    api.reply("over", Reply::Ok(padded(64 * 1024 + 1)));
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    assert_reaches(proxy.addr, "/?token=full", "A").await;
+    assert_upgrade_refused(
+        proxy.addr,
+        "/?token=over",
+        502,
+        "token API answer malformed",
+    )
+    .await;
+    proxy.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // TokenRedis, against a real redis-server
 
