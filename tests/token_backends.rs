@@ -446,6 +446,30 @@ async fn token_redis_json_and_plain_values_each_token_its_own_target() {
     proxy.stop().await;
 }
 
+/// A lookup is one GET: an error Redis answers (a key of another type) is not asked again;
+/// only a broken connection is.
+#[tokio::test]
+async fn an_error_that_redis_answers_is_not_asked_again() {
+    let redis = Redis::start(None);
+    redis.cli(&["RPUSH", "a-list", "x"]);
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_eq!(redis.cli(&["CONFIG", "RESETSTAT"]).trim(), "OK");
+    assert_upgrade_refused(
+        proxy.addr,
+        "/?token=a-list",
+        502,
+        "token Redis answered an error",
+    )
+    .await;
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_get:calls=1,"), "{stats}");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn token_redis_db_password_and_a_quoted_namespace() {
     let (a, b) = (named_target("A").await, named_target("B").await);
