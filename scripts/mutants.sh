@@ -85,6 +85,10 @@ tests_for() {
     src/http/stall.rs) echo "hostile web" ;;
     src/relay/*) echo "relay heartbeat" ;;
     src/gate/token/jwt.rs | src/gate/token/jose/*) echo "token_jwt" ;;
+    # The backends' plugins are driven only by token_backends.rs (tests/tokens.rs is the file
+    # plugins'); api.rs's json_target also reads JWTTokenApi's claims (token_jwt.rs).
+    src/gate/token/redis.rs) echo "token_backends" ;;
+    src/gate/token/api.rs) echo "token_backends token_jwt" ;;
     src/gate/token/*) echo "tokens token_backends" ;;
     src/gate/auth/*) echo "auth" ;;
     src/gate/*) echo "tokens auth" ;;

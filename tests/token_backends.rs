@@ -377,6 +377,28 @@ fn malformed_api_urls_are_start_up_errors_naming_the_source() {
     }
 }
 
+/// An answer's body is read up to 64 KiB (api.rs's `MAX_BODY`): a target padded to exactly
+/// that is taken, one byte more is a malformed answer.
+#[tokio::test]
+async fn api_answers_are_read_up_to_64_kib() {
+    let a = named_target("A").await.to_string();
+    let api = Api::start().await;
+    // Padded with spaces, which the answer's reading strips.
+    let padded = |len: usize| format!("{a}{}", " ".repeat(len - a.len()));
+    api.reply("full", Reply::Ok(padded(64 * 1024)));
+    api.reply("over", Reply::Ok(padded(64 * 1024 + 1)));
+    let proxy = start_proxy(token_settings("BaseTokenAPI", &api.source())).await;
+    assert_reaches(proxy.addr, "/?token=full", "A").await;
+    assert_upgrade_refused(
+        proxy.addr,
+        "/?token=over",
+        502,
+        "token API answer malformed",
+    )
+    .await;
+    proxy.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // TokenRedis, against a real redis-server
 
@@ -421,6 +443,30 @@ async fn token_redis_json_and_plain_values_each_token_its_own_target() {
     // A deleted key stops working at once (nothing is cached).
     redis.cli(&["DEL", "desk-a"]);
     assert_upgrade_refused(proxy.addr, "/?token=desk-a", 404, "Token not found").await;
+    proxy.stop().await;
+}
+
+/// A lookup is one GET: an error Redis answers (a key of another type) is not asked again;
+/// only a broken connection is.
+#[tokio::test]
+async fn an_error_that_redis_answers_is_not_asked_again() {
+    let redis = Redis::start(None);
+    redis.cli(&["RPUSH", "a-list", "x"]);
+    let proxy = start_proxy(token_settings(
+        "TokenRedis",
+        &format!("127.0.0.1:{}", redis.port),
+    ))
+    .await;
+    assert_eq!(redis.cli(&["CONFIG", "RESETSTAT"]).trim(), "OK");
+    assert_upgrade_refused(
+        proxy.addr,
+        "/?token=a-list",
+        502,
+        "token Redis answered an error",
+    )
+    .await;
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_get:calls=1,"), "{stats}");
     proxy.stop().await;
 }
 

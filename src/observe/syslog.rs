@@ -396,4 +396,130 @@ mod tests {
         );
         assert!(SyslogDest::parse("host:x").is_err());
     }
+
+    /// Dates either side of the days the civil-from-days arithmetic gets wrong first: the end
+    /// of a day, of February in leap and common years (2000 and 2400 leap, 2100 not), of a
+    /// year, and far ahead (expected values from Python's `datetime.fromtimestamp(s, UTC)`).
+    #[test]
+    fn timestamps_are_right_at_every_calendar_edge() {
+        for (secs, date) in [
+            (86_399, "1970-01-01T23:59:59Z"),
+            (86_400, "1970-01-02T00:00:00Z"),
+            (68_169_599, "1972-02-28T23:59:59Z"),
+            (68_169_600, "1972-02-29T00:00:00Z"),
+            (951_868_799, "2000-02-29T23:59:59Z"),
+            (951_868_800, "2000-03-01T00:00:00Z"),
+            (978_307_199, "2000-12-31T23:59:59Z"),
+            (978_307_200, "2001-01-01T00:00:00Z"),
+            (1_700_046_861, "2023-11-15T11:14:21Z"),
+            (1_709_251_199, "2024-02-29T23:59:59Z"),
+            (4_102_444_800, "2100-01-01T00:00:00Z"),
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (11_017_555_200, "2319-02-19T00:00:00Z"),
+            (13_574_563_200, "2400-02-29T00:00:00Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(utc_timestamp(secs), date, "{secs}");
+        }
+    }
+
+    #[test]
+    fn severities_are_those_of_pythons_syslog_handler() {
+        assert_eq!(severity(&Level::ERROR), 3);
+        assert_eq!(severity(&Level::WARN), 4);
+        assert_eq!(severity(&Level::INFO), 6);
+        assert_eq!(severity(&Level::DEBUG), 7);
+        assert_eq!(severity(&Level::TRACE), 7);
+    }
+
+    #[test]
+    fn destinations_are_shown_as_given_with_an_ipv6_host_in_brackets() {
+        for server in ["/dev/log", "localhost:514", "[::1]:514"] {
+            assert_eq!(SyslogDest::parse(server).unwrap().to_string(), server);
+        }
+    }
+
+    /// RFC 5424's HOSTNAME: `-` when unknown, at most 255 characters.
+    #[test]
+    fn the_hostname_is_a_dash_when_empty_and_cut_at_255_characters() {
+        let mut h = header(false, Facility::User, 6);
+        h.hostname = "";
+        assert_eq!(
+            format(&h, "x"),
+            b"<14>1 2023-11-14T22:13:20Z - websockify 42 - - x".to_vec()
+        );
+        let long = "h".repeat(300);
+        h.hostname = &long;
+        let expected = format!(
+            "<14>1 2023-11-14T22:13:20Z {} websockify 42 - - x",
+            &long[..255]
+        );
+        assert_eq!(format(&h, "x"), expected.into_bytes());
+    }
+
+    /// A real local socket: each formatted line is one datagram with its level's severity,
+    /// an empty line none; a socket that went away and came back gets the next line.
+    #[test]
+    fn lines_reach_a_local_socket_one_datagram_each_and_after_it_came_back() {
+        use tracing_subscriber::fmt::MakeWriter;
+        let dir = std::env::temp_dir().join(format!("websockify-syslog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let bind = || {
+            let server = UnixDatagram::bind(&path).unwrap();
+            server
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            server
+        };
+        let received = |server: &UnixDatagram| {
+            let mut buf = [0u8; 1024];
+            let n = server.recv(&mut buf).unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        };
+        let server = bind();
+        let syslog = Syslog::connect(&SyslogConfig {
+            dest: SyslogDest::Unix(path.clone()),
+            legacy: true,
+            facility: Facility::Daemon,
+        })
+        .unwrap();
+        let pid = std::process::id();
+        drop(syslog.make_writer());
+        let mut line = syslog.make_writer();
+        line.write_all(b"in ").unwrap();
+        line.write_all(b"two writes\n").unwrap();
+        line.flush().unwrap();
+        drop(line);
+        assert_eq!(
+            received(&server),
+            format!("<30>websockify[{pid}]: in two writes")
+        );
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(syslog.clone())
+            .without_time()
+            .with_ansi(false)
+            .with_target(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || tracing::warn!("careful"));
+        assert_eq!(
+            received(&server),
+            format!("<28>websockify[{pid}]:  WARN careful")
+        );
+
+        // syslogd restarts: the socket file is replaced by a new one.
+        drop(server);
+        std::fs::remove_file(&path).unwrap();
+        let server = bind();
+        let mut line = syslog.make_writer();
+        line.write_all(b"found again").unwrap();
+        drop(line);
+        assert_eq!(
+            received(&server),
+            format!("<30>websockify[{pid}]: found again")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -502,4 +502,19 @@ mod tests {
         cache.put(&"x".repeat(MAX_CACHED_TOKEN + 1), None, t0);
         assert_eq!(cache.len(), 2);
     }
+
+    /// The start-up line gives the source as it was written (`%%` again, around the one
+    /// `%s`), by the plugin's name, without the URL's credentials.
+    #[test]
+    fn the_description_is_the_source_as_written_without_credentials() {
+        let describe = |name: &str, source: &str| TokenApi::open(name, source).unwrap().describe();
+        assert_eq!(
+            describe("BaseTokenAPI", "http://u:pw@api/100%%/%s?p=5%%"),
+            "BaseTokenAPI http://REDACTED@api/100%%/%s?p=5%%"
+        );
+        assert_eq!(
+            describe("JSONTokenApi", "https://api/t?id=%s"),
+            "JSONTokenApi https://api/t?id=%s"
+        );
+    }
 }

@@ -310,6 +310,7 @@ mod tests {
         assert_eq!(ok("h:6380").port, 6380);
         assert_eq!(ok("h: 6380 ").port, 6380);
         assert_eq!(ok("h::3").db, 3);
+        assert_eq!(ok("h::9223372036854775807").db, i64::MAX);
         assert_eq!(ok("h:::").password, None);
         assert_eq!(ok("h:::secret").password.as_deref(), Some("secret"));
         assert_eq!(ok("h:::\"se:cret\"").password.as_deref(), Some("se:cret"));
@@ -329,8 +330,11 @@ mod tests {
             ("h:0", "port"),
             ("h:65536", "port"),
             ("h:-1", "port"),
+            // Rust's `parse` takes one `+` itself: the digits check must see the second.
+            ("h:++6380", "port"),
             ("h::x", "db"),
             ("h::-1", "db"),
+            ("h::9223372036854775808", "db"),
             ("h::99999999999999999999", "db"),
         ] {
             let err = parse_source(bad).unwrap_err();
@@ -372,5 +376,17 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    /// The start-up line names the server (an IPv6 host in brackets), the db and, only when
+    /// there is one, the namespace; never the password.
+    #[test]
+    fn the_description_names_server_db_and_namespace_but_not_the_password() {
+        let describe = |source: &str| TokenRedis::open(source).unwrap().describe();
+        assert_eq!(describe("my-redis"), "TokenRedis my-redis:6379 db 0");
+        assert_eq!(
+            describe("\"::1\":6380:2:secret:app"),
+            "TokenRedis [::1]:6380 db 2 keys app:<token>"
+        );
     }
 }

@@ -342,4 +342,131 @@ mod tests {
         let err = Key::from_file(pem).unwrap_err();
         assert!(err.contains("CERTIFICATE REQUEST"), "{err}");
     }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    /// The claims of jwcrypto's token `name` (tests/fixtures/jwt/tokens.json) under `key`.
+    fn claims_of(
+        name: &str,
+        key: &Key,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, super::super::Refusal> {
+        let text = String::from_utf8(fixture("tokens.json")).unwrap();
+        let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let case = cases.iter().find(|case| case["name"] == name).unwrap();
+        super::super::decode(case["token"].as_str().unwrap(), key)
+    }
+
+    /// Every PEM form of make.py's keys (make_forms.sh: PKCS#8, PKCS#1, SEC1, SPKI, a
+    /// certificate) is read as a key of its kind, and the same key: it verifies the token
+    /// jwcrypto signed with the original.
+    #[test]
+    fn every_pem_form_is_read_as_the_key_it_holds() {
+        for (file, kind, token) in [
+            ("rsa.pem", "RSA private key", "jws-RS256"),
+            ("rsa.pkcs1.pem", "RSA private key", "jws-RS256"),
+            ("rsa.pub.pem", "RSA public key", "jws-RS256"),
+            ("rsa.pkcs1.pub.pem", "RSA public key", "jws-RS256"),
+            ("ec256.pem", "EC P-256 private key", "jws-ES256"),
+            ("ec256.sec1.pem", "EC P-256 private key", "jws-ES256"),
+            ("ec256.pub.pem", "EC P-256 public key", "jws-ES256"),
+            ("ec256.crt", "EC P-256 public key", "jws-ES256"),
+            ("ec384.pem", "EC P-384 private key", "jws-ES384"),
+            ("ec384.sec1.pem", "EC P-384 private key", "jws-ES384"),
+            ("ec384.pub.pem", "EC P-384 public key", "jws-ES384"),
+            ("ec521.pem", "EC P-521 private key", "jws-ES512"),
+            ("ec521.sec1.pem", "EC P-521 private key", "jws-ES512"),
+            ("ec521.pub.pem", "EC P-521 public key", "jws-ES512"),
+            ("ed25519.pem", "Ed25519 key", "jws-EdDSA"),
+            ("ed25519.pub.pem", "Ed25519 key", "jws-EdDSA"),
+            ("oct32.key", "symmetric key", "jws-HS256"),
+        ] {
+            let key = Key::from_file(&fixture(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+            assert_eq!(key.describe(), kind, "{file}");
+            assert_eq!(format!("{key:?}"), kind, "{file}");
+            assert!(claims_of(token, &key).is_ok(), "{file}: {token}");
+        }
+    }
+
+    /// Each kind of PEM block that holds no key we can use is refused with its own reason
+    /// (real DER under the wrong label: a certificate's where a key belongs, a public key's
+    /// where a certificate belongs).
+    #[test]
+    fn pem_blocks_without_a_usable_key_are_refused_each_for_its_reason() {
+        let relabel = |file: &str, from: &str, to: &str| {
+            String::from_utf8(fixture(file))
+                .unwrap()
+                .replace(&format!(" {from}-----"), &format!(" {to}-----"))
+                .into_bytes()
+        };
+        let cert = |to: &str| relabel("ec256.crt", "CERTIFICATE", to);
+        for (data, why) in [
+            (
+                cert("PRIVATE KEY"),
+                "a PEM \"PRIVATE KEY\" that is not an RSA, EC",
+            ),
+            (cert("RSA PRIVATE KEY"), "that is not an RSA private key"),
+            (cert("EC PRIVATE KEY"), "that is not an EC private key"),
+            (
+                cert("PUBLIC KEY"),
+                "a PEM \"PUBLIC KEY\" that is not an RSA, EC",
+            ),
+            (cert("RSA PUBLIC KEY"), "that is not an RSA public key"),
+            (
+                relabel("ec256.pub.pem", "PUBLIC KEY", "CERTIFICATE"),
+                "that is not a certificate",
+            ),
+            (
+                fixture("ed448.crt"),
+                "that is not a certificate of an RSA, EC",
+            ),
+            (cert("ENCRYPTED PRIVATE KEY"), "an encrypted private key"),
+            (cert("X509 CRL"), "a PEM \"X509 CRL\", not a key"),
+            (
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n".to_vec(),
+                "without its END line",
+            ),
+            (
+                b"-----BEGIN X-----\nAAAA\n-----END X".to_vec(),
+                "without its END line",
+            ),
+            (
+                b"-----BEGIN X-----\n!!!!\n-----END X-----\n".to_vec(),
+                "malformed PEM",
+            ),
+        ] {
+            let err = Key::from_file(&data).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    /// The first PEM block counts, wherever it starts and whatever follows it.
+    #[test]
+    fn the_first_pem_block_is_the_key_wherever_it_starts() {
+        let mut data = b"a comment before the key\n".to_vec();
+        data.extend(fixture("ed25519.pub.pem"));
+        data.extend(fixture("rsa.pub.pem"));
+        assert_eq!(Key::from_file(&data).unwrap().describe(), "Ed25519 key");
+    }
+
+    /// A text that is not PEM is a symmetric key, base64url; empty or undecodable it is
+    /// refused.
+    #[test]
+    fn a_text_that_is_not_pem_is_a_symmetric_key_or_refused() {
+        let Key::Oct(key) = Key::from_file(b"YWJj").unwrap() else {
+            panic!("not a symmetric key");
+        };
+        assert_eq!(key, b"abc");
+        for (data, why) in [
+            (&b""[..], "the symmetric key is empty"),
+            (b"!!", "the symmetric key is empty"),
+            (b"YWJjZ", "not base64url"),
+            (b"\xff\xfe", "not UTF-8"),
+        ] {
+            let err = Key::from_file(data).unwrap_err();
+            assert!(err.contains(why), "{data:?}: {err}");
+        }
+    }
 }
