@@ -118,6 +118,11 @@ tests_for() {
     src/observe/log.rs) echo "logs log_format log_targets" ;;
     src/observe/*) echo "logs record log_targets" ;;
     src/server/limits.rs) echo "limits" ;;
+    # conn.rs, a connection's phases: the PROXY header, with and without a certificate
+    # (proxy_protocol.rs), the TLS handshake and --ssl-only (tls.rs), the refusals and their
+    # 503 (limits.rs), the Flash policy answer (web.rs), the session and --run-once (relay.rs).
+    # Not the whole suite (`*`): ~40 files per mutant.
+    src/server/conn.rs) echo "proxy_protocol tls limits web relay" ;;
     # The drain, the grace and SIGHUP (signals.rs), --idle-timeout and the session count
     # (relay.rs), the listeners it serves (listen.rs).
     src/server/mod.rs) echo "signals relay listen" ;;
@@ -125,6 +130,9 @@ tests_for() {
     # (signals.rs), SIGUSR1's log reopening (log_targets.rs).
     src/process/mod.rs) echo "process signals log_targets" ;;
     src/process/daemon.rs) echo "daemon" ;;
+    # wrap.rs: the wrapped programs (wrap.rs) and a wrap behind -D (daemon.rs); process.rs
+    # never wraps.
+    src/process/wrap.rs) echo "wrap daemon" ;;
     src/process/*) echo "process wrap daemon" ;;
     # main: the exit status of a start-up failure and of a served run (process.rs).
     src/main.rs) echo "process" ;;

@@ -137,11 +137,25 @@ async fn refused(server: &LoggedBinary, from: [u8; 4], bytes: &[u8], log: &str) 
     answer
 }
 
+/// Without a certificate and with one: a server with one peeks at the first bytes (for a TLS
+/// handshake) where one without reads them, and each path checks the header on its own.
 #[tokio::test]
 async fn malformed_truncated_missing_and_untrusted_headers_are_refused_with_a_line() {
+    let (cert_pem, key_pem, _) = self_signed();
+    let cert = temp_dir("pp-cert").join("self.pem");
+    std::fs::write(&cert, format!("{cert_pem}{key_pem}")).unwrap();
+    let cert = cert.to_str().unwrap();
+    for with_cert in [false, true] {
+        untrusted_headers_are_refused(with_cert.then_some(cert)).await;
+    }
+}
+
+async fn untrusted_headers_are_refused(cert: Option<&str>) {
     let target = echo_server().await;
     // -v: a client closing mid-header is a debug line.
-    let server = start(&["--proxy-protocol", "127.0.0.1/32", "-v"], target).await;
+    let mut args = vec!["--proxy-protocol", "127.0.0.1/32", "-v"];
+    args.extend(cert.map(|cert| ["--cert", cert]).into_iter().flatten());
+    let server = start(&args, target).await;
     let upgrade = upgrade_request("/", "");
     // Trusted peer: no header, a malformed one, a truncated one: closed, no HTTP at all.
     for (bytes, log) in [

@@ -1094,6 +1094,8 @@ mod tests {
             std::process::id(),
             N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         ));
+        // Emptied first: a recycled pid would find an earlier run's symlinks (`AlreadyExists`).
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::canonicalize(&dir).unwrap()
     }

@@ -686,4 +686,162 @@ mod tests {
         assert!(message.starts_with("--verify-client: "), "{message}");
         assert!(message.contains("--cafile FILE"), "{message}");
     }
+
+    /// `--ssl-ciphers`: both spellings, any separator, each suite once; TLS 1.2 names keep every
+    /// TLS 1.3 suite, TLS 1.3 names keep only those.
+    #[test]
+    fn cipher_lists_name_suites_in_either_spelling() {
+        use rustls::CipherSuite as C;
+        let suites = |list: &str| {
+            cipher_suites(list).map(|s| s.iter().map(|s| s.suite()).collect::<Vec<_>>())
+        };
+        let tls13 = [
+            C::TLS13_AES_256_GCM_SHA384,
+            C::TLS13_AES_128_GCM_SHA256,
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+        ];
+        let with_tls13 = |tls12: &[C]| [&tls13[..], tls12].concat();
+        assert_eq!(
+            suites("ECDHE-RSA-AES128-GCM-SHA256").unwrap(),
+            with_tls13(&[C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256])
+        );
+        assert_eq!(
+            suites("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256").unwrap(),
+            with_tls13(&[C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256])
+        );
+        // Separators, empty names between them, a suite named twice (in both spellings).
+        assert_eq!(
+            suites(
+                ":ECDHE-RSA-AES256-GCM-SHA384, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384::\
+                 ECDHE-ECDSA-AES128-GCM-SHA256:"
+            )
+            .unwrap(),
+            with_tls13(&[
+                C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            ])
+        );
+        assert_eq!(
+            suites("TLS_CHACHA20_POLY1305_SHA256:ECDHE-RSA-AES128-GCM-SHA256").unwrap(),
+            [
+                C::TLS13_CHACHA20_POLY1305_SHA256,
+                C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            ]
+        );
+        assert_eq!(
+            suites(" , ").unwrap_err().0,
+            "--ssl-ciphers: no cipher suite named"
+        );
+        let err = suites("ECDHE-RSA-AES128-GCM-SHA256:HIGH").unwrap_err().0;
+        assert!(
+            err.starts_with("--ssl-ciphers: HIGH: OpenSSL cipher keywords"),
+            "{err}"
+        );
+    }
+
+    /// Each kind of name rustls cannot use gets its own reason (one name for each word looked
+    /// for, so that every alternative is seen on its own), then the suites it offers.
+    #[test]
+    fn each_unusable_cipher_name_gets_its_reason() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "a broken cipher",
+                &[
+                    "ECDHE-RSA-RC4-SHA",
+                    "ECDHE-RSA-DES-CBC3-SHA",
+                    "ECDHE-RSA-NULL-SHA",
+                    "TLS_RSA_EXPORT_WITH_AES",
+                    "TLS_RSA_WITH_HMAC_MD5",
+                ],
+            ),
+            (
+                "finite-field DHE",
+                &[
+                    "DHE-RSA-AES128-GCM-SHA256",
+                    "EDH-RSA-AES128-GCM-SHA256",
+                    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+                ],
+            ),
+            (
+                "a suite without certificates",
+                &[
+                    "PSK-AES128-GCM-SHA256",
+                    "SRP-AES-128-GCM",
+                    "ADH-AES128-GCM-SHA256",
+                    "AECDH-AES128-GCM-SHA256",
+                    "TLS_ECDH_ANON_WITH_AES_128_GCM_SHA256",
+                ],
+            ),
+            (
+                "a cipher rustls does not implement",
+                &[
+                    "ECDHE-RSA-CAMELLIA128-GCM",
+                    "ECDHE-RSA-ARIA128-GCM-SHA256",
+                    "SEED-GCM",
+                    "IDEA-GCM",
+                    "ECDHE-ECDSA-AES128-CCM",
+                ],
+            ),
+            (
+                "a CBC-mode suite",
+                &[
+                    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+                    "ECDHE-RSA-AES128-SHA",
+                    "ECDHE-RSA-AES128-SHA256",
+                    "ECDHE-RSA-AES256-SHA384",
+                ],
+            ),
+            (
+                "static RSA key exchange",
+                &["AES128-GCM-SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"],
+            ),
+            (
+                "OpenSSL cipher keywords and exclusions are not supported",
+                &["HIGH", "!aRSA", "-kRSA", "+AES", "@STRENGTH"],
+            ),
+            (
+                "unknown cipher suite",
+                &["FOO-BAR", "ECDHE-RSA-AES128-GCM-SHA512", "SUITE1"],
+            ),
+        ];
+        let offered = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:\
+                       ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:\
+                       ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES256-GCM-SHA384:\
+                       ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305";
+        for (reason, names) in cases {
+            for name in *names {
+                let why = why_not(name);
+                assert!(why.starts_with(reason), "{name}: {why}");
+                assert!(why.ends_with(offered), "{name}: {why}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_encrypted_block_is_cut_out_of_the_file_exactly() {
+        let block = format!("{ENCRYPTED_KEY_BEGIN}\nMIIB\n{ENCRYPTED_KEY_END}");
+        let text = format!("a certificate first\n{block}\ntrailing text\n");
+        assert_eq!(encrypted_block(&text), Some(block.as_str()));
+        assert_eq!(encrypted_block(&block), Some(block.as_str()));
+        assert_eq!(
+            encrypted_block(&format!("x{ENCRYPTED_KEY_BEGIN}\nMIIB\n")),
+            None
+        );
+        assert_eq!(encrypted_block("-----BEGIN PRIVATE KEY-----\n"), None);
+    }
+
+    /// A CN in a BMPString (UTF-16, what some Windows CAs write) is read too.
+    #[test]
+    fn a_bmp_string_common_name_is_read() {
+        let ca = ca("a CA");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            rcgen::DnValue::BmpString("Zoë".try_into().unwrap()),
+        );
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+        assert_eq!(common_name(cert.der()).as_deref(), Some("Zoë"));
+    }
 }
