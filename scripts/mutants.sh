@@ -70,6 +70,10 @@ done
 # the whole suite).
 tests_for() {
   case "$1" in
+    # The base64 subprotocol's decoder and encoder over real sessions: split and padded
+    # messages, invalid text closing with 1007 (relay.rs), base64 chosen and frames pipelined
+    # with the upgrade (handshake.rs).
+    src/ws/base64.rs) echo "relay handshake" ;;
     src/ws/* | src/percent.rs) echo - ;;
     # The peer's IP (trusted proxies) and the scheme in the session's log line.
     src/conninfo.rs) echo "proxy_protocol log_format" ;;
@@ -102,7 +106,13 @@ tests_for() {
     src/target/*) echo "tls_target relay proxy_protocol" ;;
     src/listen/mod.rs) echo "listen wrap" ;;
     src/listen/inetd.rs) echo "listen" ;;
-    src/listen/*) echo "listen proxy_protocol" ;;
+    # --systemd's sockets are passed only by systemd.rs (listen.rs never activates).
+    src/listen/systemd.rs) echo "systemd" ;;
+    # Trusted balancers' PROXY headers (proxy_protocol.rs).
+    src/listen/proxy.rs) echo "proxy_protocol" ;;
+    # tcp.rs, unix.rs: addresses, -6, --unix-listen's modes and stale sockets (listen.rs);
+    # proxy_protocol.rs only binds TCP like every other file.
+    src/listen/*) echo "listen" ;;
     src/proxy_header.rs) echo "proxy_protocol" ;;
     # Each observer against the file that watches its output: the scrape (metrics.rs), the
     # recordings (record.rs), --traffic's stdout and --syslog (log_targets.rs), sd_notify

@@ -165,6 +165,25 @@ async fn a_socket_that_is_not_a_listening_stream_socket_is_a_one_line_error() {
     }
 }
 
+#[tokio::test]
+async fn a_socket_count_past_the_sockets_passed_is_a_one_line_error() {
+    let (listener, _) = tcp_listener();
+    let binary = spawn_activated(
+        &["--systemd", "127.0.0.1:5900"],
+        vec![OwnedFd::from(listener)],
+        None,
+        ListenPid::Own,
+        &[("LISTEN_FDS", "2")],
+    );
+    let (code, lines) = refused(binary).await;
+    assert_eq!(code, 1, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("websockify: --systemd: fd 4 (unknown): not open"),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn systemd_is_refused_with_daemon_inetd_or_without_sockets() {
     let bin = env!("CARGO_BIN_EXE_websockify");
@@ -332,4 +351,94 @@ async fn no_watchdog_for_another_watchdog_pid() {
         .await;
     assert_eq!(pings, 0);
     drop(binary);
+}
+
+#[tokio::test]
+async fn the_watchdog_is_pinged_when_watchdog_pid_names_us_and_zero_usec_means_none() {
+    let name = format!("websockify-test-watchdog-own-{}", std::process::id());
+    let mut notify = NotifySocket::abstract_named(&name);
+    // The shell's pid is the binary's once it execs.
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", r#"WATCHDOG_PID=$$ exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_websockify"))
+        .args(["127.0.0.1:0", "127.0.0.1:5900"])
+        .env("NOTIFY_SOCKET", &notify.address)
+        .env("WATCHDOG_USEC", "100000");
+    let binary = LoggedBinary::spawn_command(command);
+    notify.wait_for("READY=1").await;
+    notify.wait_for("WATCHDOG=1").await;
+    drop(binary);
+    drop(notify);
+
+    // WATCHDOG_USEC=0: no watchdog (an interval of 0 is no interval: it must not be asked for).
+    let name = format!("websockify-test-watchdog-zero-{}", std::process::id());
+    let mut notify = NotifySocket::abstract_named(&name);
+    let (listener, _) = tcp_listener();
+    let mut binary = spawn_activated(
+        &["--systemd", "127.0.0.1:5900"],
+        vec![OwnedFd::from(listener)],
+        None,
+        ListenPid::Own,
+        &[("NOTIFY_SOCKET", &notify.address), ("WATCHDOG_USEC", "0")],
+    );
+    notify.wait_for("READY=1").await;
+    // A reload's round trip through the runtime: the watchdog task, had it been spawned, ran.
+    binary.signal(Signal::HUP);
+    notify.wait_for("RELOADING=1").await;
+    notify.wait_for("READY=1").await;
+    binary.signal(Signal::TERM);
+    notify.wait_for("STOPPING=1").await;
+    let (status, _) = binary.exit_within(WAIT).await;
+    assert!(status.success(), "{status:?}: {:?}", binary.lines());
+    let lines = binary.lines();
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
+    assert!(
+        !notify.received.iter().any(|d| d.contains("WATCHDOG=1")),
+        "{:?}",
+        notify.received
+    );
+}
+
+#[tokio::test]
+async fn a_notify_socket_that_is_neither_a_path_nor_abstract_is_one_warning() {
+    let binary = LoggedBinary::start_with_env(
+        &["127.0.0.1:0", "127.0.0.1:5900"],
+        &[("NOTIFY_SOCKET", "relative/notify.sock")],
+    )
+    .await;
+    binary
+        .wait_for(
+            "NOTIFY_SOCKET=\"relative/notify.sock\": not notifying systemd: \
+             neither a path nor an abstract socket",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_manager_that_cannot_be_reached_is_warned_about_once() {
+    let dir = temp_dir("systemd-unreachable");
+    let nobody = dir.join("nobody.sock");
+    let mut binary = LoggedBinary::start_with_env(
+        &["127.0.0.1:0", "127.0.0.1:5900"],
+        &[("NOTIFY_SOCKET", nobody.to_str().unwrap())],
+    )
+    .await;
+    // READY=1 failed by now; RELOADING=1 fails before the reload is logged; STOPPING=1 then.
+    binary.signal(Signal::HUP);
+    binary.wait_for("reloading (SIGHUP)").await;
+    binary.signal(Signal::TERM);
+    let (status, _) = binary.exit_within(WAIT).await;
+    assert!(status.success(), "{status:?}");
+    let lines = binary.lines();
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("cannot notify systemd"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:?}");
+    assert!(
+        warnings[0].contains("cannot notify systemd (NOTIFY_SOCKET): "),
+        "{lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -172,3 +172,52 @@ impl Listener for Systemd {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::Duration;
+
+    /// A listening TCP socket on 127.0.0.1, as `take` leaves it (nonblocking), and its address.
+    fn passed() -> (Socket, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = Socket::from(listener);
+        socket.set_nonblocking(true).unwrap();
+        (socket, addr)
+    }
+
+    /// With connections waiting on every socket, accepts go round: a busy socket does not
+    /// starve the others.
+    #[tokio::test]
+    async fn accepts_take_the_sockets_in_turn() {
+        let (a, addr_a) = passed();
+        let (b, addr_b) = passed();
+        let mut systemd = PreparedSystemd(vec![(a, "a".into()), (b, "b".into())])
+            .register()
+            .unwrap();
+        // Two waiting on a, one on b, all queued by the kernel before the first accept.
+        let mut clients = Vec::new();
+        for addr in [addr_a, addr_a, addr_b] {
+            clients.push(std::net::TcpStream::connect(addr).unwrap());
+        }
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let accepted = tokio::time::timeout(Duration::from_secs(10), systemd.accept())
+                .await
+                .expect("an accept in 10 s")
+                .unwrap();
+            order.push(accepted.local);
+        }
+        assert_eq!(
+            order,
+            [Addr::Tcp(addr_a), Addr::Tcp(addr_b), Addr::Tcp(addr_a)]
+        );
+        assert_eq!(systemd.local_addr().unwrap(), Addr::Tcp(addr_a));
+        assert_eq!(
+            systemd.describe(),
+            format!("{addr_a} (systemd: a), {addr_b} (systemd: b)")
+        );
+    }
+}

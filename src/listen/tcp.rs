@@ -177,4 +177,43 @@ mod tests {
             std::time::Duration::from_secs(60)
         );
     }
+
+    /// Only an IPv6 wildcard is made dual-stack: the option does not exist on an IPv4 socket,
+    /// so asking it there would fail the bind of `0.0.0.0`.
+    #[tokio::test]
+    async fn the_ipv4_wildcard_binds_and_accepts() {
+        let mut listener = bind_addr(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .and_then(Tcp::new)
+            .unwrap();
+        let port = listener.socket_addr().port();
+        let client = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let accepted = listener.accept().await.unwrap();
+        assert_eq!(accepted.peer, Addr::Tcp(client.local_addr().unwrap()));
+        assert_eq!(
+            accepted.local,
+            Addr::Tcp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+        );
+    }
+
+    /// The sniffer looks at the first bytes through `peek`; they must still be there for the
+    /// read that follows.
+    #[tokio::test]
+    async fn peek_shows_the_first_bytes_and_leaves_them_to_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut listener = bind_addr(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .and_then(Tcp::new)
+            .unwrap();
+        let mut client = TcpStream::connect(listener.socket_addr()).await.unwrap();
+        client.write_all(b"hello").await.unwrap();
+        let mut accepted = listener.accept().await.unwrap().stream;
+        let mut first = [0u8; 8];
+        let n = Stream::peek(&mut accepted, &mut first).await.unwrap();
+        assert!((1..=5).contains(&n), "peeked {n} bytes");
+        assert_eq!(&first[..n], &b"hello"[..n]);
+        let mut all = [0u8; 5];
+        accepted.read_exact(&mut all).await.unwrap();
+        assert_eq!(&all, b"hello");
+    }
 }

@@ -146,6 +146,19 @@ fn clear_stale(path: &Path) -> io::Result<()> {
 /// normally clear are covered too). The umask is process-wide: this runs at start-up, before
 /// anything else creates files.
 fn bind_with_mode(path: &Path, mode: u32) -> io::Result<Socket> {
+    let socket = bind_masked(path, mode)?;
+    let chmod = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| socket.listen(BACKLOG));
+    if let Err(e) = chmod {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(socket)
+}
+
+/// The `bind` of [`bind_with_mode`], under the umask that leaves no permission bit outside
+/// `mode`: the file exists from here on, and must never have had more than `mode`.
+fn bind_masked(path: &Path, mode: u32) -> io::Result<Socket> {
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     let addr = SockAddr::unix(path)?;
@@ -153,12 +166,6 @@ fn bind_with_mode(path: &Path, mode: u32) -> io::Result<Socket> {
     let bound = socket.bind(&addr);
     rustix::process::umask(old);
     bound?;
-    let chmod = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .and_then(|()| socket.listen(BACKLOG));
-    if let Err(e) = chmod {
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
     Ok(socket)
 }
 
@@ -286,5 +293,194 @@ impl AsyncWrite for UnixConn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A fresh directory of this test's own.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("websockify-unix-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(
+            meta.file_type().is_socket(),
+            "{} is no socket",
+            path.display()
+        );
+        meta.permissions().mode() & 0o7777
+    }
+
+    /// A bounded wait: a test that would hang fails instead.
+    async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer in 10 s"))
+    }
+
+    /// The socket file is made under the umask that hides every bit outside the mode, so it is
+    /// never reachable with wider permissions, not even before the chmod.
+    #[test]
+    fn the_socket_file_never_has_a_bit_outside_its_mode() {
+        let dir = temp_dir("mode");
+        for mode in [0o600, 0o640, 0o666] {
+            let path = dir.join(format!("masked-{mode:o}.sock"));
+            let _socket = bind_masked(&path, mode).unwrap();
+            assert_eq!(mode_of(&path), mode, "as bound, mode {mode:o}");
+            let path = dir.join(format!("bound-{mode:o}.sock"));
+            let _listener = PreparedUnix::bind(&path, mode).unwrap();
+            assert_eq!(mode_of(&path), mode, "after the chmod, mode {mode:o}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A socket nobody accepts on is replaced; a live one (stream or datagram), a regular file
+    /// or a directory is an error naming the path, and stays as it was.
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_anything_else_left_alone() {
+        let dir = temp_dir("stale");
+        let path = dir.join("ws.sock");
+        let named = |e: &io::Error| e.to_string().contains(&format!("unix:{}", path.display()));
+
+        // Stale: bound, then its listener closed; the file stays behind.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let mut listener = Unix::bind(&path, 0o600).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        bounded("accept", listener.accept()).await.unwrap();
+        drop(listener);
+
+        // Live: someone accepts there.
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = Unix::bind(&path, 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(
+            named(&err) && err.to_string().contains("another process is listening"),
+            "{err}"
+        );
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        drop(live);
+        std::fs::remove_file(&path).unwrap();
+
+        // A datagram socket's file: a stream connect gets EPROTOTYPE, not "refused".
+        let datagram = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let err = Unix::bind(&path, 0o600).unwrap_err();
+        assert!(named(&err), "{err}");
+        datagram.send_to(b"still there", &path).unwrap();
+        drop(datagram);
+        std::fs::remove_file(&path).unwrap();
+
+        // A regular file and a directory.
+        std::fs::write(&path, b"user data").unwrap();
+        let err = Unix::bind(&path, 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert!(
+            named(&err) && err.to_string().contains("not a socket (left alone)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"user data");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = Unix::bind(&path, 0o600).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert!(path.is_dir());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The file goes with the listener (a clean exit), unless another one has replaced it
+    /// since: that one is not ours to remove.
+    #[test]
+    fn dropping_the_listener_removes_its_file_unless_it_was_replaced() {
+        let dir = temp_dir("drop");
+        let path = dir.join("ws.sock");
+        let ours = PreparedUnix::bind(&path, 0o600).unwrap();
+        drop(ours);
+        assert!(!path.exists(), "our socket file stayed");
+
+        // Theirs made while ours exists (so never with our inode number), then moved over it.
+        let ours = PreparedUnix::bind(&path, 0o600).unwrap();
+        let other = dir.join("other.sock");
+        let _theirs = std::os::unix::net::UnixListener::bind(&other).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        drop(ours);
+        assert!(
+            path.exists(),
+            "a socket file that replaced ours was removed"
+        );
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A listener and one accepted connection at `dir/ws.sock`, with the client's end.
+    async fn connected(dir: &Path) -> (Unix, UnixConn, UnixStream) {
+        let path = dir.join("ws.sock");
+        let mut listener = Unix::bind(&path, 0o600).unwrap();
+        let client = UnixStream::connect(&path).await.unwrap();
+        let accepted = bounded("accept", listener.accept()).await.unwrap();
+        assert_eq!(accepted.peer, Addr::Unix(None));
+        assert_eq!(accepted.local, Addr::Unix(Some(path)));
+        (listener, accepted.stream, client)
+    }
+
+    /// tokio's Unix streams cannot peek: the first byte is read, shown by every peek, and
+    /// handed out again by the first read, before the rest.
+    #[tokio::test]
+    async fn peek_shows_the_first_byte_and_the_first_read_gives_it_back() {
+        let dir = temp_dir("peek");
+        let (_listener, mut conn, mut client) = connected(&dir).await;
+        client.write_all(b"hello").await.unwrap();
+        let mut first = [0u8; 4];
+        assert_eq!(bounded("peek", conn.peek(&mut first)).await.unwrap(), 1);
+        assert_eq!(first[0], b'h');
+        first[0] = 0;
+        assert_eq!(
+            bounded("peek again", conn.peek(&mut first)).await.unwrap(),
+            1
+        );
+        assert_eq!(first[0], b'h');
+        // A read into no room takes nothing, not even the byte held back.
+        assert_eq!(conn.read(&mut []).await.unwrap(), 0);
+        let mut all = [0u8; 5];
+        bounded("read", conn.read_exact(&mut all)).await.unwrap();
+        assert_eq!(&all, b"hello");
+
+        // At the end of the stream, peek says 0.
+        let end = temp_dir("peek-end");
+        let (_listener, mut conn, client) = connected(&end).await;
+        drop(client);
+        assert_eq!(bounded("peek", conn.peek(&mut first)).await.unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(end);
+    }
+
+    /// Writes (plain and vectored) reach the client whole, and the shutdown ends its stream
+    /// while the server still holds the connection.
+    #[tokio::test]
+    async fn writes_and_the_shutdown_reach_the_client() {
+        let dir = temp_dir("write");
+        let (_listener, mut conn, mut client) = connected(&dir).await;
+        assert!(conn.is_write_vectored());
+        conn.write_all(b"plain ").await.unwrap();
+        let slices = [io::IoSlice::new(b"vec"), io::IoSlice::new(b"tored")];
+        let n = conn.write_vectored(&slices).await.unwrap();
+        assert_eq!(n, 8, "a vectored write of 8 bytes to an empty socket");
+        conn.flush().await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        bounded("the end of stream", client.read_to_end(&mut got))
+            .await
+            .unwrap();
+        assert_eq!(got, b"plain vectored");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -160,10 +160,32 @@ mod tests {
         assert_eq!(one_line("a\nWATCHDOG=trigger\r"), "a WATCHDOG=trigger ");
     }
 
+    /// CLOCK_MONOTONIC read here too, converted by `Duration` instead.
+    fn monotonic_micros() -> u128 {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `now` is.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
+            0
+        );
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32).as_micros()
+    }
+
+    /// `MONOTONIC_USEC` is the clock systemd reads, in microseconds: between two readings of
+    /// it taken around, whole seconds and their fraction alike.
     #[test]
-    fn the_monotonic_clock_is_read() {
-        let a = monotonic_usec().unwrap();
-        let b = monotonic_usec().unwrap();
-        assert!(b >= a);
+    fn the_monotonic_clock_is_read_in_microseconds() {
+        for _ in 0..1000 {
+            let before = monotonic_micros();
+            let ours = u128::from(monotonic_usec().unwrap());
+            let after = monotonic_micros();
+            assert!(
+                before <= ours && ours <= after,
+                "{before} <= {ours} <= {after}"
+            );
+        }
     }
 }

@@ -72,6 +72,9 @@ pub fn spawn_activated(
                 }
                 libc::close(high);
             }
+            // The fd after the last one passed is closed, whatever the test runner left open
+            // there: a `LISTEN_FDS` larger than what was passed names a closed fd.
+            libc::close(3 + raw.len() as i32);
             Ok(())
         });
     }
