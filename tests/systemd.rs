@@ -92,12 +92,16 @@ async fn a_tcp_and_a_unix_socket_passed_are_both_served_and_named() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Runs the binary to its end (it must refuse to start): (status, the one stderr line).
-async fn refused(mut binary: LoggedBinary) -> (i32, Vec<String>) {
+/// Runs the binary to its end, which must be a refusal to start: exit status 1 and one line
+/// on stderr, returned. `what` names the case in a failure.
+async fn one_line_refusal(mut binary: LoggedBinary, what: &str) -> String {
     let (status, _) = binary.exit_within(WAIT).await;
     // The reader thread may still be collecting the last line.
     binary.wait_for("websockify: ").await;
-    (status.code().unwrap_or(-1), binary.lines())
+    let lines = binary.lines();
+    assert_eq!(status.code(), Some(1), "{what}: {lines:?}");
+    assert_eq!(lines.len(), 1, "{what}: {lines:?}");
+    lines.into_iter().next().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -110,12 +114,10 @@ async fn sockets_meant_for_another_process_are_not_taken() {
         ListenPid::Other,
         &[],
     );
-    let (code, lines) = refused(binary).await;
-    assert_eq!(code, 1, "{lines:?}");
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = one_line_refusal(binary, "LISTEN_PID=1").await;
     assert!(
-        lines[0].starts_with("websockify: --systemd: LISTEN_PID=\"1\" is not this process"),
-        "{lines:?}"
+        line.starts_with("websockify: --systemd: LISTEN_PID=\"1\" is not this process"),
+        "{line}"
     );
 }
 
@@ -154,13 +156,10 @@ async fn a_socket_that_is_not_a_listening_stream_socket_is_a_one_line_error() {
             ListenPid::Own,
             &[],
         );
-        let (code, lines) = refused(binary).await;
-        assert_eq!(code, 1, "{what}: {lines:?}");
-        assert_eq!(lines.len(), 1, "{what}: {lines:?}");
+        let line = one_line_refusal(binary, what).await;
         assert!(
-            lines[0].starts_with("websockify: --systemd: fd 3 (unknown): ")
-                && lines[0].contains(why),
-            "{what}: {lines:?}"
+            line.starts_with("websockify: --systemd: fd 3 (unknown): ") && line.contains(why),
+            "{what}: {line}"
         );
     }
 }
@@ -175,12 +174,10 @@ async fn a_socket_count_past_the_sockets_passed_is_a_one_line_error() {
         ListenPid::Own,
         &[("LISTEN_FDS", "2")],
     );
-    let (code, lines) = refused(binary).await;
-    assert_eq!(code, 1, "{lines:?}");
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = one_line_refusal(binary, "LISTEN_FDS=2").await;
     assert!(
-        lines[0].starts_with("websockify: --systemd: fd 4 (unknown): not open"),
-        "{lines:?}"
+        line.starts_with("websockify: --systemd: fd 4 (unknown): not open"),
+        "{line}"
     );
 }
 
