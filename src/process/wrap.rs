@@ -367,6 +367,8 @@ impl ShimFile {
             .create_new(true)
             .mode(0o600)
             .open(&shim.file)?;
+        // The mode given at creation passes through the umask; ld.so must be able to read it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(SHIM)?;
         file.sync_all()?;
         Ok(shim)
@@ -379,12 +381,23 @@ impl ShimFile {
 
 /// Creates a directory of our own (0700) at the first of `name`'s paths that does not exist:
 /// an existing one (someone else's) is never used; after 10 that do, the error.
+/// The mode is set again after the creation: a umask such as 0177 would leave it 0600, a
+/// directory the wrapped program could not enter.
 fn private_dir(mut name: impl FnMut() -> PathBuf) -> std::io::Result<PathBuf> {
     let mut tries = 0;
     loop {
         let dir = name();
         match DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => {
+                return match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                {
+                    Ok(()) => Ok(dir),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir(&dir);
+                        Err(e)
+                    }
+                };
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 10 => {
                 tries += 1;
             }
