@@ -357,6 +357,40 @@ async fn an_https_token_api_is_trusted_through_the_system_roots_and_the_host_nam
     assert_eq!(api.hits(), 1, "an untrusted connection got an answer");
 }
 
+/// Only an https API needs the system's root certificates: with none at all (`SSL_CERT_FILE`
+/// and `SSL_CERT_DIR` naming nothing) a plain http API still serves, and an https one is a
+/// start-up error that says why.
+#[tokio::test]
+async fn only_an_https_token_api_needs_system_roots() {
+    let a = named_target("A").await;
+    let api = Api::start().await;
+    api.reply("desk", Reply::Ok(a.to_string()));
+    let no_roots = [
+        ("SSL_CERT_FILE", "/nonexistent"),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let source = format!("--token-source={}", api.source());
+    let server = LoggedBinary::start_with_env(
+        &["--token-plugin=BaseTokenAPI", &source, "127.0.0.1:0"],
+        &no_roots,
+    )
+    .await;
+    assert_reaches(server.addr, "/?token=desk", "A").await;
+    drop(server);
+
+    let source = format!("--token-source=https://{}/t/%s", api.addr);
+    let mut command = std::process::Command::new(websockify_binary());
+    command
+        .args(["--token-plugin=BaseTokenAPI", &source, "127.0.0.1:0"])
+        .envs(no_roots);
+    let mut server = LoggedBinary::spawn_command(command);
+    let (status, _) = server.exit_within(WAIT).await;
+    assert_eq!(status.code(), Some(1));
+    server
+        .wait_for("no system root certificates for https")
+        .await;
+}
+
 #[test]
 fn malformed_api_urls_are_start_up_errors_naming_the_source() {
     for (source, why) in [

@@ -462,20 +462,41 @@ mod tests {
             json(r#"{"host": "unix_socket", "port": "/run/x.sock"}"#),
             Ok(TargetSpec::Unix("/run/x.sock".into()))
         );
-        for bad in [
-            "host:5900",
-            "[]",
-            r#"{"host": "h"}"#,
-            r#"{"port": 1}"#,
-            r#"{"host": 1, "port": 1}"#,
-            r#"{"host": "h", "port": 1.5}"#,
-            r#"{"host": "h", "port": -1}"#,
-            r#"{"host": "h", "port": 65536}"#,
-            r#"{"host": "h", "port": "vnc"}"#,
-            r#"{"host": "", "port": 1}"#,
-            r#"{"host": "h", "port": null}"#,
+        // Each refusal for its own reason (the reason is what the warning logs): a number
+        // that is no port is refused as such, not as text that is not digits.
+        for (bad, why) in [
+            ("host:5900", "the answer is not JSON"),
+            ("[]", "no \"host\""),
+            (r#"{"host": "h"}"#, "no \"port\""),
+            (r#"{"port": 1}"#, "no \"host\""),
+            (r#"{"host": 1, "port": 1}"#, "the \"host\" is not a string"),
+            (
+                r#"{"host": "h", "port": 1.5}"#,
+                "the \"port\" is not a number",
+            ),
+            (
+                r#"{"host": "h", "port": -1}"#,
+                "the \"port\" is not a number",
+            ),
+            (
+                r#"{"host": "h", "port": 1e3}"#,
+                "the \"port\" is not a number",
+            ),
+            (
+                r#"{"host": "h", "port": null}"#,
+                "the \"port\" is not a number",
+            ),
+            (
+                r#"{"host": "h", "port": 65536}"#,
+                "the target's port is not in 1-65535",
+            ),
+            (
+                r#"{"host": "h", "port": "vnc"}"#,
+                "the target's port is not a number",
+            ),
+            (r#"{"host": "", "port": 1}"#, "the target has no host"),
         ] {
-            assert!(json(bad).is_err(), "{bad:?}");
+            assert_eq!(json(bad), Err(why), "{bad:?}");
         }
     }
 
@@ -501,6 +522,33 @@ mod tests {
         // Long tokens are not cached.
         cache.put(&"x".repeat(MAX_CACHED_TOKEN + 1), None, t0);
         assert_eq!(cache.len(), 2);
+    }
+
+    /// The edges of what the cache keeps: a token of exactly [`MAX_CACHED_TOKEN`] bytes is
+    /// cached; a cache that is not full is not swept (a put stays cheap), and a full one drops
+    /// every answer expired by now (one that expires this instant too), not only the oldest.
+    #[test]
+    fn the_cache_keeps_tokens_up_to_the_limit_and_sweeps_only_when_full() {
+        let s = Duration::from_secs;
+        let t0 = Instant::now();
+        let cache = Cache::new(s(10), 3);
+        cache.put(&"x".repeat(MAX_CACHED_TOKEN), None, t0);
+        assert_eq!(cache.len(), 1, "a token of MAX_CACHED_TOKEN bytes");
+        cache.put("b", None, t0 + s(20));
+        assert_eq!(
+            cache.len(),
+            2,
+            "not full: the expired answer stays until then"
+        );
+
+        let cache = Cache::new(s(10), 3);
+        cache.put("a", None, t0);
+        cache.put("b", None, t0);
+        cache.put("c", None, t0 + s(5));
+        cache.put("d", None, t0 + s(10));
+        assert_eq!(cache.len(), 2, "both that expire at the put went");
+        assert_eq!(cache.get("c", t0 + s(10)), Some(None));
+        assert_eq!(cache.get("d", t0 + s(10)), Some(None));
     }
 
     /// The start-up line gives the source as it was written (`%%` again, around the one

@@ -389,4 +389,25 @@ mod tests {
             "TokenRedis [::1]:6380 db 2 keys app:<token>"
         );
     }
+
+    /// Redis that cannot be reached is "down" (503), never an answer (502), whatever the
+    /// connection's failure. TCP to a broadcast address fails at once with ENETUNREACH (no
+    /// route), an I/O error that is nothing more: not a time-out, a refusal, a dropped or an
+    /// unrecoverable connection, so `is_io_error` alone says "down" there (the other terms
+    /// are Redis refused, stopped, killed and silent, in `tests/token_backends.rs`).
+    #[tokio::test]
+    async fn a_redis_on_a_network_without_a_route_is_unavailable() {
+        let redis = TokenRedis::open("255.255.255.255").unwrap();
+        let err = redis.get("desk").await.unwrap_err();
+        assert!(
+            err.is_io_error()
+                && !err.is_timeout()
+                && !err.is_connection_refusal()
+                && !err.is_connection_dropped()
+                && !err.is_unrecoverable_error(),
+            "an I/O error and nothing more: {err}"
+        );
+        let err = redis.lookup("desk").await.unwrap_err();
+        assert_eq!(err.status(), 503, "{err}");
+    }
 }
