@@ -206,6 +206,27 @@ async fn untrusted_headers_are_refused(cert: Option<&str>) {
     assert!(server.lines().iter().all(|l| !l.contains("203.0.113.7")));
 }
 
+/// Without `--proxy-protocol` no header is looked for: a PROXY line is only a request line
+/// HTTP cannot parse (a 400, as the reference's), not the refusal of a header from a peer
+/// outside the option; with a certificate (the first bytes peeked) and without (read).
+#[tokio::test]
+async fn without_proxy_protocol_a_header_is_a_bad_request_not_a_refused_header() {
+    let (cert_pem, key_pem, _) = self_signed();
+    let cert = temp_dir("pp-none-cert").join("self.pem");
+    std::fs::write(&cert, format!("{cert_pem}{key_pem}")).unwrap();
+    let header = b"PROXY TCP4 203.0.113.7 192.0.2.1 5555 443\r\n";
+    let upgrade = upgrade_request("/", "");
+    for args in [vec!["-v"], vec!["-v", "--cert", cert.to_str().unwrap()]] {
+        let target = echo_server().await;
+        let server = start(&args, target).await;
+        let answer =
+            send_and_read_all(server.addr, &[&header[..], upgrade.as_bytes()].concat()).await;
+        assert!(answer.starts_with(b"HTTP/1.1 400 "), "{args:?}: {answer:?}");
+        server.wait_for("invalid HTTP").await;
+        assert_eq!(server.count("outside --proxy-protocol"), 0, "{args:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_header_trickled_slower_than_the_handshake_timeout_is_dropped_in_time() {
     let target = echo_server().await;

@@ -922,6 +922,35 @@ async fn verify_client_refuses_clients_without_a_certificate_or_with_one_of_anot
     proxy.stop().await;
 }
 
+/// `--verify-client` without `--ssl-only` still serves plain ws:// clients, who show no
+/// certificate: a start-up warning says so, and only then (the binary's log; its start-up
+/// lines come after the certificate is loaded, so a warning would be in by then).
+#[tokio::test]
+async fn verify_client_without_ssl_only_warns_that_plain_clients_are_still_served() {
+    let certs = certs();
+    let ca = client_ca("client CA");
+    let target = echo_server().await.to_string();
+    for ssl_only in [false, true] {
+        let mut args = vec![
+            "--cert",
+            certs.combined.to_str().unwrap(),
+            "--verify-client",
+            "--cafile",
+            ca.file.to_str().unwrap(),
+        ];
+        if ssl_only {
+            args.push("--ssl-only");
+        }
+        args.extend(["127.0.0.1:0", target.as_str()]);
+        let server = support::LoggedBinary::start(&args).await;
+        assert_eq!(
+            server.count("plain ws:// clients are still served"),
+            usize::from(!ssl_only),
+            "--ssl-only {ssl_only}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn cafile_without_verify_client_asks_no_client_for_a_certificate() {
     // As the reference: --cafile alone changes nothing (a start-up warning says so).
