@@ -522,4 +522,64 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A server that stops reading loses lines once our socket's send buffer is full: the
+    /// line is dropped, not sent again on a new socket, which would queue around that bound
+    /// (the server's queue takes `net.unix.max_dgram_qlen` datagrams, whoever sends them) and
+    /// cost a reconnect per line while syslog is stuck.
+    #[test]
+    fn a_server_that_does_not_read_gets_no_more_than_one_send_buffer() {
+        let dir =
+            std::env::temp_dir().join(format!("websockify-syslog-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let sent = 6;
+        let qlen: usize = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            qlen >= sent,
+            "net.unix.max_dgram_qlen {qlen}: the test needs {sent}"
+        );
+        let syslog = Syslog::connect(&SyslogConfig {
+            dest: SyslogDest::Unix(path.clone()),
+            legacy: true,
+            facility: Facility::User,
+        })
+        .unwrap();
+        // Lines of half a send buffer: two fill it, the third finds it full.
+        let sndbuf = socket2::SockRef::from(&UnixDatagram::unbound().unwrap())
+            .send_buffer_size()
+            .unwrap();
+        let text = "x".repeat(sndbuf / 2 - 64);
+        for _ in 0..sent {
+            let mut line = syslog.make_writer();
+            line.write_all(text.as_bytes()).unwrap();
+        }
+        server.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; sndbuf];
+        let mut received = 0;
+        loop {
+            match server.recv(&mut buf) {
+                Ok(n) => {
+                    assert!(buf[..n].ends_with(text.as_bytes()));
+                    received += 1;
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => panic!("recv: {err}"),
+            }
+        }
+        // What one send buffer holds (the kernel checks before it charges a datagram: one
+        // past the buffer's size may go), the rest lost.
+        assert!(
+            (1..=3).contains(&received),
+            "{received} of {sent} lines of {} bytes through a send buffer of {sndbuf}",
+            text.len()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1132,4 +1132,28 @@ mod tests {
             assert!(holds_no_buffer(&server), "{versions:?}: {server:?}");
         }
     }
+
+    /// A relayed frame of 64 KiB with its longest header (14 bytes) is taken by one write, as
+    /// `MAX_WRITE` promises: not a short write and the header's last bytes after it.
+    #[tokio::test]
+    async fn a_64_kib_frame_with_its_header_is_taken_by_one_write() {
+        let (mut server, _, mut client) = connect(&[&rustls::version::TLS13], |tcp| tcp).await;
+        let frame: Vec<u8> = (0..64 * 1024 + 14u32).map(|i| (i % 251) as u8).collect();
+        let mut got = vec![0u8; frame.len()];
+        let (wrote, read) = bounded("the frame", async {
+            tokio::join!(
+                async {
+                    // Checked at once: after a short write the reader would wait for ever.
+                    let n = server.write(&frame).await.unwrap();
+                    assert_eq!(n, frame.len(), "one write takes the whole frame");
+                    server.flush().await
+                },
+                client.read_exact(&mut got)
+            )
+        })
+        .await;
+        wrote.unwrap();
+        read.unwrap();
+        assert!(got == frame, "the bytes differ");
+    }
 }
