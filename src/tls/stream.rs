@@ -89,7 +89,8 @@ impl Outgoing {
     fn room(&mut self, need: usize) -> &mut [u8] {
         let have = self.store.as_ref().map_or(0, |s| s.len());
         if have - self.end < need {
-            let want = self.end + need;
+            // The pending bytes move to the front: what was sent before `pos` needs no room.
+            let want = self.end - self.pos + need;
             let mut grown = if want <= BUF_SIZE {
                 Store::Pooled(Buf::take())
             } else {
@@ -1155,5 +1156,59 @@ mod tests {
         wrote.unwrap();
         read.unwrap();
         assert!(got == frame, "the bytes differ");
+    }
+
+    /// The store grows only when the room behind the pending bytes is short of what is
+    /// asked; grown, it keeps the pending bytes (not those already sent) at its front, and
+    /// past a pool buffer it is exactly as large as they and the asked room.
+    #[test]
+    fn a_grown_store_keeps_only_the_pending_bytes_and_the_room_asked() {
+        let mut tx = Outgoing::default();
+        assert!(tx.room(0).is_empty(), "no store before one is needed");
+        assert_eq!(tx.room(10).len(), BUF_SIZE);
+        tx.room(6)[..6].copy_from_slice(b"abcdef");
+        tx.end = 6;
+        tx.pos = 2; // "ab" sent
+        let pending = |tx: &Outgoing| tx.store.as_ref().unwrap()[tx.pos..tx.end].to_vec();
+        // Exactly the room left: the same store.
+        let first = tx.store.as_ref().unwrap().as_ptr();
+        assert_eq!(tx.room(BUF_SIZE - 6).len(), BUF_SIZE - 6);
+        assert_eq!(tx.store.as_ref().unwrap().as_ptr(), first);
+        assert_eq!((tx.pos, tx.end), (2, 6));
+        // A byte more: a new store, "cdef" at its front; with the room asked it fits a pool
+        // buffer (the two bytes sent need none).
+        assert_eq!(tx.room(BUF_SIZE - 5).len(), BUF_SIZE - 4);
+        assert_ne!(tx.store.as_ref().unwrap().as_ptr(), first);
+        assert_eq!((tx.pos, tx.end), (0, 4));
+        assert_eq!(pending(&tx), b"cdef");
+        assert_eq!(tx.store.as_ref().unwrap().len(), BUF_SIZE);
+        // Past a pool buffer: exactly the pending bytes and the room asked.
+        assert_eq!(tx.room(BUF_SIZE).len(), BUF_SIZE);
+        assert_eq!(tx.store.as_ref().unwrap().len(), 4 + BUF_SIZE);
+        assert_eq!(pending(&tx), b"cdef");
+    }
+
+    /// Debug shows what waits each way: plaintext not yet taken, ciphertext not yet sent (not
+    /// what was already taken or sent).
+    #[tokio::test]
+    async fn debug_shows_what_waits_each_way() {
+        let (mut server, _, mut client) = connect(&[&rustls::version::TLS12], |tcp| tcp).await;
+        client.write_all(&[7u8; 100]).await.unwrap();
+        client.flush().await.unwrap();
+        let mut ten = [0u8; 10];
+        for _ in 0..2 {
+            bounded("a read of 10", server.read_exact(&mut ten))
+                .await
+                .unwrap();
+        }
+        assert_eq!((server.plain.len(), server.plain_pos), (90, 10));
+        server.tx.room(6)[..6].copy_from_slice(b"abcdef");
+        server.tx.end += 6;
+        server.tx.pos += 2;
+        let shown = format!("{server:?}");
+        assert!(
+            shown.starts_with("TlsStream { ") && shown.contains("plain: 80, tx: 4, "),
+            "{shown}"
+        );
     }
 }
