@@ -389,14 +389,9 @@ fn private_dir(mut name: impl FnMut() -> PathBuf) -> std::io::Result<PathBuf> {
         let dir = name();
         match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {
-                return match std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-                {
-                    Ok(()) => Ok(dir),
-                    Err(e) => {
-                        let _ = std::fs::remove_dir(&dir);
-                        Err(e)
-                    }
-                };
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                    .inspect_err(|_| drop(std::fs::remove_dir(&dir)))?;
+                return Ok(dir);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 10 => {
                 tries += 1;
