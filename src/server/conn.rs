@@ -301,3 +301,44 @@ where
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    /// The drain after a 503 reads a request head's worth and stops there: a client that keeps
+    /// sending does not hold the connection (nor a task) for the whole linger. Time is paused,
+    /// so the clock moves only when the server waits: a drain that stops at the bound returns
+    /// at the instant it began, one that reads on waits out the linger.
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_after_a_503_stops_at_a_request_heads_worth() {
+        for sent in [http::MAX_HEAD_BYTES, 3 * http::MAX_HEAD_BYTES] {
+            let (mut client, server) = tokio::io::duplex(4 * http::MAX_HEAD_BYTES);
+            client.write_all(&vec![b'x'; sent]).await.unwrap();
+            // The client's end stays open: only the bound ends the drain.
+            let err = Error::new(Side::Client, Kind::Limited(Limit::Connections), "full");
+            let began = Instant::now();
+            answer_503(server, &err, Limit::Connections, Duration::from_secs(5)).await;
+            assert_eq!(began.elapsed(), Duration::ZERO, "{sent} bytes sent");
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.unwrap();
+            assert!(
+                answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+                    && answer.ends_with("\r\n\r\n503 Service Unavailable: full\n"),
+                "{answer:?}"
+            );
+        }
+        // Below the bound, the drain waits for more (or the end) up to the linger: 1 s.
+        let (mut client, server) = tokio::io::duplex(4 * http::MAX_HEAD_BYTES);
+        client
+            .write_all(&vec![b'x'; http::MAX_HEAD_BYTES - 1])
+            .await
+            .unwrap();
+        let err = Error::new(Side::Client, Kind::Limited(Limit::Connections), "full");
+        let began = Instant::now();
+        answer_503(server, &err, Limit::Connections, Duration::from_secs(5)).await;
+        assert_eq!(began.elapsed(), Duration::from_secs(1));
+    }
+}

@@ -276,7 +276,11 @@ where
                 done.sni = Some(sni);
             }
             let event = event?;
-            let done = matches!(event, Event::Input | Event::Data) && !self.conn.is_handshaking();
+            // A close_notify right behind the client's Finished ends a handshake that is done:
+            // the first read is the end of the stream (rustls honours a close_notify only once
+            // application data may flow, so `Closed` never comes while handshaking).
+            let done = matches!(event, Event::Input | Event::Data | Event::Closed)
+                && !self.conn.is_handshaking();
             // TLS 1.3 ends with the client's Finished: what follows from us is tickets. (TLS
             // 1.2 may end with our own Finished, which the client waits for.)
             if done && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
@@ -289,16 +293,10 @@ where
             }
             // The client waits for our flight before it sends more.
             ready!(self.poll_send(cx))?;
-            match event {
-                _ if done => return Poll::Ready(Ok(())),
-                Event::Closed => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "TLS peer closed during the handshake",
-                    )))
-                }
-                _ => ready!(self.poll_fill(cx))?,
+            if done {
+                return Poll::Ready(Ok(()));
             }
+            ready!(self.poll_fill(cx))?;
         }
     }
 
@@ -323,7 +321,6 @@ where
                 plain,
                 tx,
                 peer_closed,
-                close_sent,
                 ..
             } = self;
             let incoming: &mut [u8] = match rx {
@@ -360,19 +357,20 @@ where
                         let record = record.map_err(tls_error)?;
                         discard += record.discard;
                         let payload = record.payload;
+                        // Plaintext is kept back only once the reader's buffer is full (and
+                        // `poll_read` hands it over before it calls here), so what fits goes
+                        // straight to the reader.
                         let direct = match &mut dst {
-                            Some(dst) if plain.is_empty() => payload.len().min(dst.remaining()),
-                            _ => 0,
+                            Some(dst) => payload.len().min(dst.remaining()),
+                            None => 0,
                         };
                         if let Some(dst) = &mut dst {
                             dst.put_slice(&payload[..direct]);
                         }
                         plain.extend_from_slice(&payload[direct..]);
+                        // A reader whose buffer is now full leaves the rest in rustls' queue:
+                        // no record fits behind (the check above).
                         got = true;
-                        // A reader whose buffer is full leaves the rest in rustls' queue.
-                        if dst.as_ref().is_some_and(|d| d.remaining() == 0) {
-                            break;
-                        }
                     }
                     (dst.is_some() && read_done(stopped, dst.as_deref())).then_some(Event::Data)
                 }
@@ -398,18 +396,14 @@ where
                 ConnectionState::BlockedHandshake => {
                     Some(if got { Event::Data } else { Event::Input })
                 }
-                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                // The peer's close_notify, reported once: the reader's end of the stream. A
+                // writer that meets it first may still send (and close): rustls' next state
+                // lets it.
+                ConnectionState::PeerClosed => {
                     *peer_closed = true;
                     match send {
                         Outbound::Nothing => Some(Event::Closed),
-                        // The writer may still send (and close) after the peer's close_notify.
-                        _ if !conn.is_handshaking() && !*close_sent => None,
-                        _ => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::BrokenPipe,
-                                "TLS session closed",
-                            ))
-                        }
+                        _ => None,
                     }
                 }
                 ConnectionState::WriteTraffic(mut traffic) => match send {
@@ -448,8 +442,10 @@ where
                         Some(Event::Wrote(0))
                     }
                 },
-                // Early data is not enabled (`max_early_data_size` is 0); a future state
-                // rustls adds is an error until this code knows it.
+                // Early data is not enabled (`max_early_data_size` is 0). `Closed` (both
+                // close_notify gone) is reached by no caller: the reader stops at
+                // `peer_closed`, the writer at `close_sent`. A future state rustls adds is an
+                // error until this code knows it.
                 _ => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -817,13 +813,31 @@ mod tests {
         IO: AsyncRead + AsyncWrite + Unpin,
         W: FnOnce(TcpStream) -> IO,
     {
+        connect_with(|der| client_config(der, versions), wrap).await
+    }
+
+    /// `connect` with the client's configuration made by `client` (given the server's
+    /// certificate to trust).
+    async fn connect_with<IO, W>(
+        client: impl FnOnce(&CertificateDer<'static>) -> Arc<ClientConfig>,
+        wrap: W,
+    ) -> (
+        TlsStream<IO>,
+        Handshaken,
+        tokio_rustls::client::TlsStream<TcpStream>,
+    )
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+        W: FnOnce(TcpStream) -> IO,
+    {
         let (server, der) = server_config();
+        let client_config = client(&der);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = async {
             let tcp = TcpStream::connect(addr).await.unwrap();
             let name = ServerName::try_from("localhost").unwrap();
-            TlsConnector::from(client_config(&der, versions))
+            TlsConnector::from(client_config)
                 .connect(name, tcp)
                 .await
                 .unwrap()
@@ -1210,5 +1224,179 @@ mod tests {
             shown.starts_with("TlsStream { ") && shown.contains("plain: 80, tx: 4, "),
             "{shown}"
         );
+    }
+
+    /// Waits until `n` whole TLS records are in the server's socket, unread.
+    async fn records_arrived(server: &TlsStream<TcpStream>, n: usize) {
+        bounded("the client's records", async {
+            let mut peeked = vec![0u8; 64 * 1024];
+            loop {
+                let len = server.io.peek(&mut peeked).await.unwrap();
+                let (mut at, mut whole) = (0, 0);
+                while at + 5 <= len {
+                    at += 5 + usize::from(u16::from_be_bytes([peeked[at + 3], peeked[at + 4]]));
+                    if at <= len {
+                        whole += 1;
+                    }
+                }
+                if whole >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn plaintext_kept_back_is_read_whole_by_a_larger_read() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            let record: Vec<u8> = (0..100u8).collect();
+            client.write_all(&record).await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = vec![0u8; 20];
+            for part in got.chunks_mut(10) {
+                bounded("a read of 10", server.read_exact(part))
+                    .await
+                    .unwrap();
+            }
+            let mut large = [0u8; 1000];
+            let n = bounded("the read of the rest", server.read(&mut large))
+                .await
+                .unwrap();
+            got.extend_from_slice(&large[..n]);
+            assert_eq!(got, record, "{versions:?}");
+        }
+    }
+
+    /// The client's close_notify on its own, after its data was read: the server's next read
+    /// is the end of the stream, not an error (the client's FIN is there too).
+    #[tokio::test]
+    async fn a_close_notify_after_the_data_is_a_clean_end_of_stream() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            client.write_all(b"bye").await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = [0u8; 3];
+            bounded("the data", server.read_exact(&mut got))
+                .await
+                .unwrap();
+            client.shutdown().await.unwrap();
+            let n = bounded("the read after close_notify", server.read(&mut [0u8; 16]))
+                .await
+                .unwrap_or_else(|err| panic!("{versions:?}: {err}"));
+            assert_eq!((&got, n), (b"bye", 0), "{versions:?}");
+        }
+    }
+
+    /// A write that meets the client's close_notify first (it came behind records a short
+    /// read left unread) still goes out: the client closed its half only. The reader then
+    /// gets the rest of the data and the end of the stream.
+    #[tokio::test]
+    async fn a_write_that_meets_the_peers_close_notify_first_still_sends() {
+        for versions in BOTH {
+            let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
+            for part in [&b"one"[..], b"two"] {
+                client.write_all(part).await.unwrap();
+                client.flush().await.unwrap();
+            }
+            client.shutdown().await.unwrap();
+            records_arrived(&server, 3).await;
+            let mut one = [0u8; 3];
+            bounded("the first record", server.read_exact(&mut one))
+                .await
+                .unwrap();
+            // "two" and the close_notify are still ciphertext in the server's buffer.
+            assert!(server.rx_len > server.rx_start, "{versions:?}");
+            bounded("the late write", server.write_all(b"late"))
+                .await
+                .unwrap_or_else(|err| panic!("{versions:?}: {err}"));
+            bounded("the shutdown", server.shutdown()).await.unwrap();
+            let mut rest = Vec::new();
+            bounded("the rest", server.read_to_end(&mut rest))
+                .await
+                .unwrap();
+            let mut back = Vec::new();
+            bounded("the client's read", client.read_to_end(&mut back))
+                .await
+                .unwrap();
+            assert_eq!(
+                (&one[..], &rest[..], &back[..]),
+                (&b"one"[..], &b"two"[..], &b"late"[..])
+            );
+        }
+    }
+
+    /// A client whose close_notify comes in the same read as its Finished: the handshake is
+    /// done (the client's socket stays open, so nothing else could end it), and the first
+    /// read is the end of the stream.
+    #[tokio::test]
+    async fn a_close_notify_behind_the_clients_finished_completes_the_handshake() {
+        for versions in BOTH {
+            let (config, der) = server_config();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (mut stream, _) = accept(tcp, config).await?;
+                let mut got = Vec::new();
+                stream.read_to_end(&mut got).await.map(|_| got)
+            });
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn =
+                rustls::ClientConnection::new(client_config(&der, versions), name).unwrap();
+            let mut out = Vec::new();
+            conn.write_tls(&mut out).unwrap();
+            tcp.write_all(&out).await.unwrap();
+            // The server's flight, until the client has its own to send (its Finished).
+            let mut buf = vec![0u8; 64 * 1024];
+            while !conn.wants_write() {
+                let n = bounded("the server's flight", tcp.read(&mut buf))
+                    .await
+                    .unwrap();
+                assert!(n > 0, "{versions:?}: the server closed");
+                conn.read_tls(&mut &buf[..n]).unwrap();
+                conn.process_new_packets().unwrap();
+            }
+            conn.send_close_notify();
+            out.clear();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            // One write: the Finished and the close_notify arrive together.
+            tcp.write_all(&out).await.unwrap();
+            let got = bounded("the server's handshake and read", server)
+                .await
+                .unwrap()
+                .unwrap_or_else(|err| panic!("{versions:?}: {err}"));
+            assert!(got.is_empty(), "{versions:?}");
+            drop(tcp);
+        }
+    }
+
+    /// A ClientHello larger than the first read buffer (4 KiB) grows the buffer; only one
+    /// larger than a pool buffer is refused.
+    #[tokio::test]
+    async fn a_client_hello_larger_than_the_first_read_buffer_is_read_whole() {
+        for versions in BOTH {
+            let alpn = |der: &CertificateDer<'static>| {
+                let mut config = Arc::unwrap_or_clone(client_config(der, versions));
+                // 30 names of 200 bytes: a ClientHello of about 6.5 KiB.
+                config.alpn_protocols = (0..30u8)
+                    .map(|i| [&[b'a' + i][..], &[b'x'; 199]].concat())
+                    .collect();
+                Arc::new(config)
+            };
+            let (mut server, _, mut client) = connect_with(alpn, |tcp| tcp).await;
+            client.write_all(b"after").await.unwrap();
+            client.flush().await.unwrap();
+            let mut got = [0u8; 5];
+            bounded("the data", server.read_exact(&mut got))
+                .await
+                .unwrap();
+            assert_eq!(&got, b"after", "{versions:?}");
+        }
     }
 }
