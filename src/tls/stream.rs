@@ -602,12 +602,8 @@ where
                 return Poll::Ready(Err(err));
             }
             match event {
-                Event::Data | Event::Wrote(_) => {
-                    if dst.remaining() > 0 && this.plain_pos < this.plain.len() {
-                        this.take_plain(dst);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
+                // What did not fit waits in `plain` (then `dst` is full) for the next read.
+                Event::Data | Event::Wrote(_) => return Poll::Ready(Ok(())),
                 Event::Closed => return Poll::Ready(Ok(())),
                 Event::Input => ready!(this.poll_fill(cx))?,
             }
