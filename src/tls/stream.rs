@@ -915,6 +915,8 @@ mod tests {
             let (mut server, _, mut client) = connect(versions, |tcp| tcp).await;
             server.write_all(b"last words").await.unwrap();
             server.shutdown().await.unwrap();
+            // A second shutdown has nothing more to send (one close_notify is all).
+            server.shutdown().await.unwrap();
             let mut got = Vec::new();
             bounded("the client's read to end", client.read_to_end(&mut got))
                 .await
@@ -968,8 +970,22 @@ mod tests {
                 .await
                 .unwrap();
             assert!(matches!(record[0], 21 | 23), "{record:?}");
-            // And the session refuses to go on.
+            // And the session refuses to go on, but still closes: a shutdown after the
+            // failure sends no close_notify and ends the socket.
             assert!(server.write(b"more").await.is_err());
+            bounded("the shutdown after the failure", server.shutdown())
+                .await
+                .unwrap_or_else(|err| panic!("{versions:?}: {err}"));
+            let mut rest = Vec::new();
+            bounded("the end of the alert", tcp.read_to_end(&mut rest))
+                .await
+                .unwrap();
+            // Whole records (the alert, after TLS 1.3 tickets held until then), then the end.
+            let mut at = usize::from(u16::from_be_bytes([record[3], record[4]]));
+            while at + 5 <= rest.len() {
+                at += 5 + usize::from(u16::from_be_bytes([rest[at + 3], rest[at + 4]]));
+            }
+            assert_eq!(at, rest.len(), "{versions:?}: a record cut short");
         }
     }
 
